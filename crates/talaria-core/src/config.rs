@@ -1,0 +1,518 @@
+//! The typed configuration model (`$TALARIA_HOME/config.toml`).
+//!
+//! One serde model with `deny_unknown_fields`, defaults in one place ([`Default`] impls below),
+//! every key listed with its documentation in [`KEYS`], and validation at load whose errors name
+//! the key and the line. Reading and writing the file is the caller's job: this module only
+//! turns text into a [`Config`] and edits text.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub agent: AgentConfig,
+    pub memory: MemoryConfig,
+    pub display: DisplayConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub base_url: Option<String>,
+    pub name: Option<String>,
+    pub api_key: Option<Secret>,
+    pub api_key_env: Option<String>,
+    pub stream: bool,
+    pub connect_timeout_secs: u64,
+    pub read_timeout_secs: u64,
+    pub max_retries: u32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            name: None,
+            api_key: None,
+            api_key_env: None,
+            stream: true,
+            connect_timeout_secs: 10,
+            read_timeout_secs: 300,
+            max_retries: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub max_iterations: u32,
+    pub tool_output_max_chars: usize,
+    pub terminal_timeout_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            max_iterations: 90,
+            tool_output_max_chars: 50_000,
+            terminal_timeout_secs: 180,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    pub memory_char_limit: usize,
+    pub user_char_limit: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            memory_char_limit: 2200,
+            user_char_limit: 1375,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisplayConfig {
+    pub tool_progress: bool,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        Self {
+            tool_progress: true,
+        }
+    }
+}
+
+/// The type of a configuration value, used to parse `talaria config set KEY VALUE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Text,
+    Secret,
+    Integer,
+    Bool,
+}
+
+/// A documented configuration key.
+#[derive(Debug)]
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub kind: KeyKind,
+    pub doc: &'static str,
+}
+
+/// Every key the configuration accepts, with what it does. A unit test keeps this in step with
+/// the structs above.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc { key: "model.base_url", kind: KeyKind::Text, doc: "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (flag --base-url, env TALARIA_BASE_URL)" },
+    KeyDoc { key: "model.name", kind: KeyKind::Text, doc: "model name sent to the endpoint (flag --model, env TALARIA_MODEL); when unset and the endpoint serves exactly one model, that one is used" },
+    KeyDoc { key: "model.api_key", kind: KeyKind::Secret, doc: "API key; prefer model.api_key_env or TALARIA_API_KEY so the key stays out of this file" },
+    KeyDoc { key: "model.api_key_env", kind: KeyKind::Text, doc: "name of an environment variable holding the API key" },
+    KeyDoc { key: "model.stream", kind: KeyKind::Bool, doc: "stream answers token by token (default true)" },
+    KeyDoc { key: "model.connect_timeout_secs", kind: KeyKind::Integer, doc: "seconds to wait for a TCP/TLS connection to the endpoint (default 10)" },
+    KeyDoc { key: "model.read_timeout_secs", kind: KeyKind::Integer, doc: "seconds to wait for the next bytes of an answer (default 300)" },
+    KeyDoc { key: "model.max_retries", kind: KeyKind::Integer, doc: "retries on 429, 5xx and transport errors, with jittered backoff (default 3)" },
+    KeyDoc { key: "agent.max_iterations", kind: KeyKind::Integer, doc: "model calls allowed in one turn before the agent stops (default 90)" },
+    KeyDoc { key: "agent.tool_output_max_chars", kind: KeyKind::Integer, doc: "tool output longer than this is truncated, with a note, before the model sees it (default 50000)" },
+    KeyDoc { key: "agent.terminal_timeout_secs", kind: KeyKind::Integer, doc: "default timeout of the terminal tool (default 180)" },
+    KeyDoc { key: "memory.memory_char_limit", kind: KeyKind::Integer, doc: "character budget of MEMORY.md (default 2200)" },
+    KeyDoc { key: "memory.user_char_limit", kind: KeyKind::Integer, doc: "character budget of USER.md (default 1375)" },
+    KeyDoc { key: "display.tool_progress", kind: KeyKind::Bool, doc: "print one progress line per tool call in chat (default true)" },
+];
+
+/// A configuration problem. Every variant names where it is (the file label given by the caller
+/// and, when known, the line) and which key is at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{origin}:{line}: {message}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{origin}:{line}: unknown key `{key}`{hint}")]
+    UnknownKey {
+        origin: String,
+        line: usize,
+        key: String,
+        hint: String,
+    },
+    #[error("{origin}:{line}: bad value for `{key}`: {message}")]
+    BadValue {
+        origin: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("unknown configuration key `{key}`{hint}")]
+    NoSuchKey { key: String, hint: String },
+    #[error("bad value for `{key}`: {message}")]
+    InvalidArgument { key: String, message: String },
+}
+
+impl Config {
+    /// Parse and validate configuration text. `origin` names the text in errors (a path).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key and line of the first problem found.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let doc: toml_edit::Document<String> =
+            text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+                origin: origin.to_owned(),
+                line: e.span().map_or(0, |s| line_of(text, s.start)),
+                message: first_line(e.message()),
+            })?;
+        check_known_keys(&doc, text, origin)?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            let key = e
+                .span()
+                .and_then(|s| key_at(&doc, s.start))
+                .unwrap_or_else(|| "(unknown)".to_owned());
+            ConfigError::BadValue {
+                origin: origin.to_owned(),
+                line,
+                key,
+                message: first_line(e.message()),
+            }
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError::BadValue {
+            origin: origin.to_owned(),
+            line: key_line(&doc, text, key).unwrap_or(0),
+            key: key.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express. Returns the key at fault and why.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(url) = &self.model.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(("model.base_url", format!("{url:?} is not an http:// or https:// URL")));
+        }
+        if self.model.name.as_deref() == Some("") {
+            return Err(("model.name", "must not be empty".to_owned()));
+        }
+        if let Some(var) = &self.model.api_key_env
+            && (var.is_empty() || var.contains('='))
+        {
+            return Err(("model.api_key_env", format!("{var:?} is not an environment variable name")));
+        }
+        let positive: [(&'static str, u64); 6] = [
+            ("model.connect_timeout_secs", self.model.connect_timeout_secs),
+            ("model.read_timeout_secs", self.model.read_timeout_secs),
+            ("agent.max_iterations", u64::from(self.agent.max_iterations)),
+            ("agent.tool_output_max_chars", self.agent.tool_output_max_chars as u64),
+            ("agent.terminal_timeout_secs", self.agent.terminal_timeout_secs),
+            ("memory.memory_char_limit", self.memory.memory_char_limit as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be greater than 0".to_owned()));
+            }
+        }
+        if self.memory.user_char_limit == 0 {
+            return Err(("memory.user_char_limit", "must be greater than 0".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The effective value of a dotted key, as TOML text. Secrets print as `[redacted]`.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoSuchKey`] for a key that is not in [`KEYS`].
+    pub fn get(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        let doc = lookup_key(key)?;
+        let value = serde_json::to_value(self).map_err(|e| ConfigError::InvalidArgument {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut node = &value;
+        for part in key.split('.') {
+            match node.get(part) {
+                Some(next) => node = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(match node {
+            serde_json::Value::Null => None,
+            _ if doc.kind == KeyKind::Secret => Some("[redacted]".to_owned()),
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        })
+    }
+
+    /// The effective configuration as TOML, defaults filled in, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.model.api_key.is_some() {
+            shown.model.api_key = Some(Secret::new("[redacted]"));
+        }
+        toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+}
+
+/// Set `key` to `value` in configuration text, keeping the rest of the file (comments, order)
+/// as it was, and return the new text. The result is validated as a whole before it is returned,
+/// so a bad value never reaches the file.
+///
+/// # Errors
+/// [`ConfigError::NoSuchKey`] for an unknown key, [`ConfigError::InvalidArgument`] for a value of
+/// the wrong type, or any error [`Config::from_toml_str`] reports for the edited text.
+pub fn set_key(text: &str, key: &str, value: &str, origin: &str) -> Result<String, ConfigError> {
+    let doc_entry = lookup_key(key)?;
+    let bad = |message: String| ConfigError::InvalidArgument {
+        key: key.to_owned(),
+        message,
+    };
+    let item = match doc_entry.kind {
+        KeyKind::Text | KeyKind::Secret => toml_edit::value(value),
+        KeyKind::Integer => {
+            let n: i64 = value
+                .parse()
+                .map_err(|_| bad(format!("{value:?} is not an integer")))?;
+            toml_edit::value(n)
+        }
+        KeyKind::Bool => match value {
+            "true" => toml_edit::value(true),
+            "false" => toml_edit::value(false),
+            _ => return Err(bad(format!("{value:?} is not true or false"))),
+        },
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        ConfigError::Syntax {
+            origin: origin.to_owned(),
+            line: e.span().map_or(0, |s| line_of(text, s.start)),
+            message: first_line(e.message()),
+        }
+    })?;
+    let (table, leaf) = key.split_once('.').ok_or_else(|| bad("not a dotted key".to_owned()))?;
+    if !doc.contains_table(table) {
+        doc[table] = toml_edit::table();
+    }
+    doc[table][leaf] = item;
+    let new_text = doc.to_string();
+    Config::from_toml_str(&new_text, origin)?;
+    Ok(new_text)
+}
+
+fn lookup_key(key: &str) -> Result<&'static KeyDoc, ConfigError> {
+    KEYS.iter()
+        .find(|k| k.key == key)
+        .ok_or_else(|| ConfigError::NoSuchKey {
+            key: key.to_owned(),
+            hint: suggestion(key),
+        })
+}
+
+fn suggestion(key: &str) -> String {
+    let best = KEYS
+        .iter()
+        .map(|k| {
+            let leaf_of = |s: &str| s.rsplit('.').next().unwrap_or(s).to_owned();
+            let d = edit_distance(key, k.key).min(edit_distance(&leaf_of(key), &leaf_of(k.key)));
+            (d, k.key)
+        })
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, known)) if d <= 3 => format!(" (did you mean `{known}`?)"),
+        _ => " (see `talaria config show` for the known keys)".to_owned(),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on short key names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev_diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev_diag + cost);
+            prev_diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+fn check_known_keys(
+    doc: &toml_edit::Document<String>,
+    text: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    for (table_name, item) in doc.as_table().iter() {
+        let line = |span: Option<std::ops::Range<usize>>| span.map_or(0, |s| line_of(text, s.start));
+        let known = KEYS.iter().any(|k| k.key.starts_with(&format!("{table_name}.")));
+        let key_span = doc.as_table().key(table_name).and_then(|k| k.span());
+        if !known {
+            return Err(ConfigError::UnknownKey {
+                origin: origin.to_owned(),
+                line: line(key_span),
+                key: table_name.to_owned(),
+                hint: suggestion(table_name),
+            });
+        }
+        let Some(table) = item.as_table_like() else {
+            return Err(ConfigError::BadValue {
+                origin: origin.to_owned(),
+                line: line(key_span),
+                key: table_name.to_owned(),
+                message: "must be a table".to_owned(),
+            });
+        };
+        for (leaf, _) in table.iter() {
+            let dotted = format!("{table_name}.{leaf}");
+            if !KEYS.iter().any(|k| k.key == dotted) {
+                let span = table.key(leaf).and_then(|k| k.span());
+                return Err(ConfigError::UnknownKey {
+                    origin: origin.to_owned(),
+                    line: line(span),
+                    key: dotted.clone(),
+                    hint: suggestion(&dotted),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The dotted key whose value (or key) covers byte `offset`.
+fn key_at(doc: &toml_edit::Document<String>, offset: usize) -> Option<String> {
+    let covers = |span: Option<std::ops::Range<usize>>| span.is_some_and(|s| s.contains(&offset));
+    for (table_name, item) in doc.as_table().iter() {
+        let Some(table) = item.as_table_like() else {
+            continue;
+        };
+        for (leaf, value) in table.iter() {
+            if covers(value.span()) || covers(table.key(leaf).and_then(|k| k.span())) {
+                return Some(format!("{table_name}.{leaf}"));
+            }
+        }
+        if covers(item.span()) {
+            return Some(table_name.to_owned());
+        }
+    }
+    None
+}
+
+fn key_line(doc: &toml_edit::Document<String>, text: &str, key: &str) -> Option<usize> {
+    let (table_name, leaf) = key.split_once('.')?;
+    let table = doc.as_table().get(table_name)?.as_table_like()?;
+    let span = table.key(leaf)?.span()?;
+    Some(line_of(text, span.start))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_text_gives_defaults() {
+        let c = Config::from_toml_str("", "t").unwrap();
+        assert_eq!(c.agent.max_iterations, 90);
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn keys_table_matches_the_model() {
+        let mut full = Config::default();
+        full.model.base_url = Some("http://x".into());
+        full.model.name = Some("m".into());
+        full.model.api_key = Some(Secret::new("k"));
+        full.model.api_key_env = Some("K".into());
+        let table: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
+        let mut keys: Vec<String> = Vec::new();
+        for (t, v) in &table {
+            for leaf in v.as_table().unwrap().keys() {
+                keys.push(format!("{t}.{leaf}"));
+            }
+        }
+        keys.sort();
+        let mut documented: Vec<String> = KEYS.iter().map(|k| k.key.to_owned()).collect();
+        documented.sort();
+        assert_eq!(keys, documented);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line() {
+        let err = Config::from_toml_str("[model]\nname = \"m\"\nbase_ulr = \"http://x\"\n", "c.toml")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:3: unknown key `model.base_ulr` (did you mean `model.base_url`?)"
+        );
+        let err = Config::from_toml_str("[modle]\n", "c.toml").unwrap_err();
+        assert!(err.to_string().starts_with("c.toml:1: unknown key `modle`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = Config::from_toml_str("[agent]\n\nmax_iterations = \"lots\"\n", "c.toml").unwrap_err();
+        let ConfigError::BadValue { line, key, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((*line, key.as_str()), (3, "agent.max_iterations"), "{err}");
+    }
+
+    #[test]
+    fn semantic_rules_name_key_and_line() {
+        let err = Config::from_toml_str("[model]\nbase_url = \"ftp://x\"\n", "c.toml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: bad value for `model.base_url`: \"ftp://x\" is not an http:// or https:// URL"
+        );
+        let err = Config::from_toml_str("[agent]\nmax_iterations = 0\n", "c.toml").unwrap_err();
+        assert!(err.to_string().contains("`agent.max_iterations`: must be greater than 0"));
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let err = Config::from_toml_str("[model]\nname = \n", "c.toml").unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { line: 2, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn set_keeps_comments_and_validates() {
+        let text = "# mine\n[model]\nname = \"a\" # keep\n";
+        let out = set_key(text, "agent.max_iterations", "12", "c").unwrap();
+        assert!(out.contains("# mine") && out.contains("# keep"));
+        assert_eq!(Config::from_toml_str(&out, "c").unwrap().agent.max_iterations, 12);
+        assert!(matches!(
+            set_key(text, "agent.max_iterations", "x", "c"),
+            Err(ConfigError::InvalidArgument { .. })
+        ));
+        assert!(matches!(set_key(text, "agent.nope", "1", "c"), Err(ConfigError::NoSuchKey { .. })));
+        assert!(set_key(text, "model.base_url", "nope", "c").is_err());
+    }
+
+    #[test]
+    fn get_reads_defaults_and_redacts() {
+        let c = Config::from_toml_str("[model]\napi_key = \"sk-1\"\n", "c").unwrap();
+        assert_eq!(c.get("agent.max_iterations").unwrap().as_deref(), Some("90"));
+        assert_eq!(c.get("model.api_key").unwrap().as_deref(), Some("[redacted]"));
+        assert_eq!(c.get("model.name").unwrap(), None);
+        assert!(!c.to_redacted_toml().contains("sk-1"));
+    }
+}

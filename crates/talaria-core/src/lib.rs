@@ -1,0 +1,15 @@
+//! Talaria's domain types, shared by every unit.
+//!
+//! This crate owns the shapes that cross crate (and later, D-Bus) boundaries: chat messages and
+//! tool calls, token usage, session identifiers, secrets and the typed configuration model. It
+//! must never do I/O: no files, sockets or processes. Parsing text that someone else read is fine.
+
+pub mod config;
+pub mod message;
+pub mod secret;
+pub mod session;
+
+pub use config::{Config, ConfigError};
+pub use message::{Message, Role, ToolCall, ToolSpec, Usage};
+pub use secret::Secret;
+pub use session::SessionId;
