@@ -1,1 +1,22 @@
-//! (in progress)
+//! Talaria's SQLite store: sessions, their messages (with tool calls), token usage, and a
+//! full-text index over message text and tool names, in one database file (normally
+//! `$TALARIA_HOME/state.db`).
+//!
+//! This crate owns the schema and every SQL statement run against it. It must never block the
+//! async runtime (all SQLite work runs on the blocking pool), and never delete, recreate or
+//! write to a database it does not understand: a foreign, damaged or newer file is refused as
+//! found.
+
+mod error;
+pub mod migrations;
+mod open;
+mod search;
+mod sessions;
+mod store;
+
+pub use error::StoreError;
+pub use migrations::{SCHEMA_VERSION, migrate_to};
+pub use open::OpenOptions;
+pub use search::SearchHit;
+pub use sessions::{NewSession, SessionRecord, StoredMessage};
+pub use store::Store;

@@ -1,0 +1,333 @@
+//! Versioned schema migrations.
+//!
+//! This module owns the database schema and its history. The version lives in
+//! `PRAGMA user_version`; `PRAGMA application_id` marks the file as Talaria's. Migrations run in
+//! order, each in its own `BEGIN IMMEDIATE` transaction together with the version bump, so a
+//! crash leaves the database at the old version or the new one, never in between.
+//!
+//! It must never touch a database it does not understand: a file that belongs to another program
+//! is refused as [`StoreError::Corrupt`], one written by a newer Talaria as
+//! [`StoreError::TooNew`], in both cases before anything is written.
+//!
+//! Schema history:
+//! - v1: `sessions` (id, title, model, timestamps) and `messages` (per-session `seq` from 0,
+//!   role, content, tool calls as JSON text, tool_call_id, name, created_at).
+//! - v2: `messages.tool_names` (space-separated tool names, backfilled) and the external-content
+//!   FTS5 table `messages_fts` over (content, tool_names), kept in step by triggers.
+//! - v3: `sessions.source` and `sessions.cwd`, and the `usage` table of per-call token counts.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use talaria_core::ToolCall;
+
+use crate::error::StoreError;
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
+const APPLICATION_ID: i32 = 0x5441_4C41;
+
+struct Migration {
+    version: u32,
+    apply: fn(&Connection) -> rusqlite::Result<()>,
+}
+
+/// Every migration, oldest first. Never edit a released entry: add a new one.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        apply: v1_sessions_and_messages,
+    },
+    Migration {
+        version: 2,
+        apply: v2_full_text_search,
+    },
+    Migration {
+        version: 3,
+        apply: v3_usage_and_session_origin,
+    },
+];
+
+fn v1_sessions_and_messages(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+    conn.execute_batch(
+        "CREATE TABLE sessions (
+             id         TEXT PRIMARY KEY NOT NULL,
+             title      TEXT,
+             model      TEXT NOT NULL,
+             created_at INTEGER NOT NULL,
+             updated_at INTEGER NOT NULL
+         ) STRICT;
+         CREATE INDEX sessions_by_update ON sessions (updated_at);
+
+         CREATE TABLE messages (
+             id           INTEGER PRIMARY KEY,
+             session_id   TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+             seq          INTEGER NOT NULL CHECK (seq >= 0),
+             role         TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant', 'tool')),
+             content      TEXT NOT NULL,
+             tool_calls   TEXT,
+             tool_call_id TEXT,
+             name         TEXT,
+             created_at   INTEGER NOT NULL,
+             UNIQUE (session_id, seq)
+         ) STRICT;",
+    )
+}
+
+fn v2_full_text_search(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("ALTER TABLE messages ADD COLUMN tool_names TEXT NOT NULL DEFAULT '';")?;
+    // Backfilled in Rust rather than with SQLite's JSON functions so the names are derived by the
+    // same decoder the store reads messages with.
+    let mut select = conn.prepare(
+        "SELECT id, tool_calls, name FROM messages
+         WHERE tool_calls IS NOT NULL OR name IS NOT NULL",
+    )?;
+    let mut update = conn.prepare("UPDATE messages SET tool_names = ?2 WHERE id = ?1")?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let calls = crate::sessions::decode_tool_calls(1, row.get(1)?)?;
+        let name: Option<String> = row.get(2)?;
+        let names: Vec<&str> = calls
+            .iter()
+            .map(|c: &ToolCall| c.name.as_str())
+            .chain(name.as_deref())
+            .collect();
+        update.execute(rusqlite::params![id, names.join(" ")])?;
+    }
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE messages_fts USING fts5 (
+             content, tool_names,
+             content = 'messages', content_rowid = 'id',
+             tokenize = 'unicode61 remove_diacritics 2'
+         );
+         CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+             INSERT INTO messages_fts (rowid, content, tool_names)
+             VALUES (new.id, new.content, new.tool_names);
+         END;
+         CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+             INSERT INTO messages_fts (messages_fts, rowid, content, tool_names)
+             VALUES ('delete', old.id, old.content, old.tool_names);
+         END;
+         CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, tool_names ON messages BEGIN
+             INSERT INTO messages_fts (messages_fts, rowid, content, tool_names)
+             VALUES ('delete', old.id, old.content, old.tool_names);
+             INSERT INTO messages_fts (rowid, content, tool_names)
+             VALUES (new.id, new.content, new.tool_names);
+         END;
+         INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');",
+    )
+}
+
+fn v3_usage_and_session_origin(conn: &Connection) -> rusqlite::Result<()> {
+    // Sessions older than v3 can only have come from the CLI; their directory was not recorded.
+    conn.execute_batch(
+        "ALTER TABLE sessions ADD COLUMN source TEXT NOT NULL DEFAULT 'cli';
+         ALTER TABLE sessions ADD COLUMN cwd TEXT NOT NULL DEFAULT '';
+
+         CREATE TABLE usage (
+             id                INTEGER PRIMARY KEY,
+             session_id        TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+             model             TEXT NOT NULL,
+             prompt_tokens     INTEGER NOT NULL,
+             completion_tokens INTEGER NOT NULL,
+             cached_tokens     INTEGER NOT NULL,
+             created_at        INTEGER NOT NULL
+         ) STRICT;
+         CREATE INDEX usage_by_session ON usage (session_id);",
+    )
+}
+
+/// Bring the database on `conn` forward to schema `version` (`1..=SCHEMA_VERSION`), applying
+/// each missing migration in order. A database already at or past `version` is left alone:
+/// there are no downgrades.
+///
+/// [`Store::open`](crate::Store::open) migrates to the latest version by itself; this is for
+/// tests and tools that need a database at an older version, e.g. to test an upgrade.
+///
+/// # Errors
+/// [`StoreError::UnknownSchemaVersion`] for a version this build does not know,
+/// [`StoreError::Corrupt`] if the database is not Talaria's, [`StoreError::TooNew`] if it is
+/// newer than this build, and [`StoreError::Migration`] if a step fails (that step is rolled
+/// back).
+pub fn migrate_to(conn: &Connection, version: u32) -> Result<(), StoreError> {
+    let path = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(":memory:"), PathBuf::from);
+    migrate(conn, &path, version).map_err(|e| e.at(&path))
+}
+
+pub(crate) fn migrate(conn: &Connection, path: &Path, target: u32) -> Result<(), StoreError> {
+    if target == 0 || target > SCHEMA_VERSION {
+        return Err(StoreError::UnknownSchemaVersion {
+            requested: target,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let found = schema_version(conn, path)?;
+    let pending = MIGRATIONS
+        .iter()
+        .filter(|m| m.version > found && m.version <= target);
+    for migration in pending {
+        apply(conn, migration)?;
+    }
+    if found < target {
+        tracing::info!(path = %path.display(), from = found, to = target, "migrated database schema");
+    }
+    Ok(())
+}
+
+fn apply(conn: &Connection, migration: &Migration) -> Result<(), StoreError> {
+    let failed = |source| StoreError::Migration {
+        version: migration.version,
+        source,
+    };
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(failed)?;
+    // Another process may have migrated while this one waited for the write lock.
+    if user_version(&tx).map_err(failed)? >= i64::from(migration.version) {
+        return Ok(());
+    }
+    (migration.apply)(&tx).map_err(failed)?;
+    tx.pragma_update(None, "user_version", migration.version)
+        .map_err(failed)?;
+    tx.commit().map_err(failed)
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Read the schema version, checking (without writing) that the database is Talaria's and not
+/// newer than this build.
+pub(crate) fn schema_version(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
+    let read = |e| StoreError::opening(path, e);
+    let application_id: i64 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(read)?;
+    let version = user_version(conn).map_err(read)?;
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+        .map_err(read)?;
+
+    let fresh = application_id == 0 && version == 0 && objects == 0;
+    if !fresh && application_id != i64::from(APPLICATION_ID) {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: format!(
+                "an SQLite database with application_id {application_id:#x}, \
+                 user_version {version} and {objects} schema objects"
+            ),
+        });
+    }
+    let Ok(version) = u32::try_from(version) else {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("negative schema version {version}"),
+        });
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn version(conn: &Connection) -> i64 {
+        user_version(conn).unwrap()
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order_up_to_the_schema_version() {
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        let expected: Vec<u32> = (1..=SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected);
+    }
+
+    #[test]
+    fn migrates_step_by_step_and_never_backwards() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, 1).unwrap();
+        assert_eq!(version(&conn), 1);
+        let has_fts = |conn: &Connection| {
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_fts'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(has_fts(&conn), 0);
+        migrate_to(&conn, 2).unwrap();
+        assert_eq!(has_fts(&conn), 1);
+        migrate_to(&conn, SCHEMA_VERSION).unwrap();
+        migrate_to(&conn, 1).unwrap();
+        assert_eq!(version(&conn), i64::from(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn unknown_target_versions_are_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        for requested in [0, SCHEMA_VERSION + 1] {
+            let err = migrate_to(&conn, requested).unwrap_err();
+            assert!(
+                matches!(err, StoreError::UnknownSchemaVersion { requested: r, .. } if r == requested),
+                "{err}"
+            );
+        }
+        assert_eq!(version(&conn), 0, "nothing was applied");
+    }
+
+    #[test]
+    fn v2_backfills_tool_names_and_the_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, 1).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO sessions VALUES ('s', NULL, 'm', 1, 1);
+               INSERT INTO messages (session_id, seq, role, content, tool_calls, tool_call_id, name, created_at)
+               VALUES ('s', 0, 'assistant', '', '[{"id":"a","name":"read_file","arguments":"{}"},{"id":"b","name":"grep","arguments":"x"}]', NULL, NULL, 1),
+                      ('s', 1, 'tool', 'file body', NULL, 'a', 'read_file', 1),
+                      ('s', 2, 'user', 'thanks', NULL, NULL, NULL, 1);"#,
+        )
+        .unwrap();
+        migrate_to(&conn, 2).unwrap();
+        let names: Vec<String> = conn
+            .prepare("SELECT tool_names FROM messages ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(names, ["read_file grep", "read_file", ""]);
+        let hits: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'grep'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hits, 1);
+    }
+
+    #[test]
+    fn a_foreign_sqlite_database_is_not_ours() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY);")
+            .unwrap();
+        let err = migrate_to(&conn, SCHEMA_VERSION).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert_eq!(version(&conn), 0);
+    }
+}

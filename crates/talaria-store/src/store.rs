@@ -1,0 +1,201 @@
+//! The async face of the store: a cloneable handle that runs every query on tokio's blocking
+//! pool, so SQLite's disk I/O and lock waits never stall the runtime.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::Connection;
+use talaria_core::{Message, SessionId, Usage};
+
+use crate::error::StoreError;
+use crate::open::{self, OpenOptions};
+use crate::search::{self, SearchHit};
+use crate::sessions::{self, NewSession, SessionRecord, StoredMessage};
+
+/// A handle on one Talaria database. Clones share one connection; calls are serialized on it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<Path>,
+}
+
+impl Store {
+    /// Open (creating it and its parent directory if needed) the database at `path` and migrate
+    /// it to the latest schema, with default [`OpenOptions`].
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a file that is not a Talaria database, [`StoreError::TooNew`]
+    /// for one from a newer Talaria (both left untouched), [`StoreError::Locked`] if another
+    /// connection holds the lock past the busy timeout, or the underlying open or migration
+    /// failure.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, OpenOptions::default()).await
+    }
+
+    /// [`Store::open`] with explicit options.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub async fn open_with(path: &Path, options: OpenOptions) -> Result<Store, StoreError> {
+        let path: Arc<Path> = Arc::from(path);
+        let opening = Arc::clone(&path);
+        let conn =
+            tokio::task::spawn_blocking(move || open::open_file(&opening, options)).await??;
+        Ok(Self::new(conn, path))
+    }
+
+    /// A private database that lives as long as this handle and its clones; for tests.
+    ///
+    /// # Errors
+    /// If SQLite cannot allocate it or the schema cannot be created.
+    pub async fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = tokio::task::spawn_blocking(open::open_memory).await??;
+        Ok(Self::new(conn, Arc::from(Path::new(":memory:"))))
+    }
+
+    fn new(conn: Connection, path: Arc<Path>) -> Self {
+        Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        }
+    }
+
+    /// The database file, or `:memory:`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// # Errors
+    /// [`StoreError::SessionExists`] if the id is taken.
+    pub async fn create_session(&self, new: NewSession) -> Result<(), StoreError> {
+        self.run(move |conn| sessions::create_session(conn, &new))
+            .await
+    }
+
+    /// # Errors
+    /// On a database failure.
+    pub async fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| sessions::session(conn, &id)).await
+    }
+
+    /// Up to `limit` sessions, most recently updated first.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn list_sessions(&self, limit: usize) -> Result<Vec<SessionRecord>, StoreError> {
+        self.run(move |conn| sessions::list_sessions(conn, limit))
+            .await
+    }
+
+    /// The most recently updated session, if any.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn latest_session(&self) -> Result<Option<SessionId>, StoreError> {
+        self.run(|conn| sessions::latest_session(conn)).await
+    }
+
+    /// Append `messages` in one transaction and return their seqs. Sets the session's title from
+    /// the first user message if it has none yet, and bumps `updated_at`.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchSession`]; nothing is stored on any error.
+    pub async fn append_messages(
+        &self,
+        id: &SessionId,
+        messages: Vec<Message>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| sessions::append_messages(conn, &id, &messages))
+            .await
+    }
+
+    /// The session's messages in seq order.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchSession`].
+    pub async fn messages(&self, id: &SessionId) -> Result<Vec<StoredMessage>, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| sessions::messages(conn, &id)).await
+    }
+
+    /// Delete the messages with `seq` or later (for /undo and /retry); returns how many went.
+    /// The search index follows.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchSession`].
+    pub async fn truncate_from(&self, id: &SessionId, seq: i64) -> Result<usize, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| sessions::truncate_from(conn, &id, seq))
+            .await
+    }
+
+    /// # Errors
+    /// [`StoreError::NoSuchSession`].
+    pub async fn set_model(&self, id: &SessionId, model: &str) -> Result<(), StoreError> {
+        let (id, model) = (id.clone(), model.to_owned());
+        self.run(move |conn| sessions::set_model(conn, &id, &model))
+            .await
+    }
+
+    /// Record the usage one model call reported.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchSession`].
+    pub async fn record_usage(
+        &self,
+        id: &SessionId,
+        model: &str,
+        usage: Usage,
+    ) -> Result<(), StoreError> {
+        let (id, model) = (id.clone(), model.to_owned());
+        self.run(move |conn| sessions::record_usage(conn, &id, &model, &usage))
+            .await
+    }
+
+    /// Messages matching every word of `query` (in text or tool names), best first. Any text is
+    /// a valid query; one with no words finds nothing.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>, StoreError> {
+        let query = query.to_owned();
+        self.run(move |conn| search::search(conn, &query, limit))
+            .await
+    }
+
+    /// Delete a session with its messages, usage and index entries; `false` if there was none.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| sessions::delete_session(conn, &id))
+            .await
+    }
+
+    /// SQLite's integrity, foreign-key and full-text-index checks; an empty list means healthy.
+    ///
+    /// # Errors
+    /// If the checks themselves cannot run.
+    pub async fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|conn| sessions::integrity_check(conn)).await
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave the connection mid-transaction (the
+            // transaction guard rolls back as it unwinds), so the poison carries no meaning.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn).map_err(|e| e.at(&path))
+        })
+        .await?
+    }
+}
