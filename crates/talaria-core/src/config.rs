@@ -114,20 +114,76 @@ pub struct KeyDoc {
 /// Every key the configuration accepts, with what it does. A unit test keeps this in step with
 /// the structs above.
 pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { key: "model.base_url", kind: KeyKind::Text, doc: "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (flag --base-url, env TALARIA_BASE_URL)" },
-    KeyDoc { key: "model.name", kind: KeyKind::Text, doc: "model name sent to the endpoint (flag --model, env TALARIA_MODEL); when unset and the endpoint serves exactly one model, that one is used" },
-    KeyDoc { key: "model.api_key", kind: KeyKind::Secret, doc: "API key; prefer model.api_key_env or TALARIA_API_KEY so the key stays out of this file" },
-    KeyDoc { key: "model.api_key_env", kind: KeyKind::Text, doc: "name of an environment variable holding the API key" },
-    KeyDoc { key: "model.stream", kind: KeyKind::Bool, doc: "stream answers token by token (default true)" },
-    KeyDoc { key: "model.connect_timeout_secs", kind: KeyKind::Integer, doc: "seconds to wait for a TCP/TLS connection to the endpoint (default 10)" },
-    KeyDoc { key: "model.read_timeout_secs", kind: KeyKind::Integer, doc: "seconds to wait for the next bytes of an answer (default 300)" },
-    KeyDoc { key: "model.max_retries", kind: KeyKind::Integer, doc: "retries on 429, 5xx and transport errors, with jittered backoff (default 3)" },
-    KeyDoc { key: "agent.max_iterations", kind: KeyKind::Integer, doc: "model calls allowed in one turn before the agent stops (default 90)" },
-    KeyDoc { key: "agent.tool_output_max_chars", kind: KeyKind::Integer, doc: "tool output longer than this is truncated, with a note, before the model sees it (default 50000)" },
-    KeyDoc { key: "agent.terminal_timeout_secs", kind: KeyKind::Integer, doc: "default timeout of the terminal tool (default 180)" },
-    KeyDoc { key: "memory.memory_char_limit", kind: KeyKind::Integer, doc: "character budget of MEMORY.md (default 2200)" },
-    KeyDoc { key: "memory.user_char_limit", kind: KeyKind::Integer, doc: "character budget of USER.md (default 1375)" },
-    KeyDoc { key: "display.tool_progress", kind: KeyKind::Bool, doc: "print one progress line per tool call in chat (default true)" },
+    KeyDoc {
+        key: "model.base_url",
+        kind: KeyKind::Text,
+        doc: "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (flag --base-url, env TALARIA_BASE_URL)",
+    },
+    KeyDoc {
+        key: "model.name",
+        kind: KeyKind::Text,
+        doc: "model name sent to the endpoint (flag --model, env TALARIA_MODEL); when unset and the endpoint serves exactly one model, that one is used",
+    },
+    KeyDoc {
+        key: "model.api_key",
+        kind: KeyKind::Secret,
+        doc: "API key; prefer model.api_key_env or TALARIA_API_KEY so the key stays out of this file",
+    },
+    KeyDoc {
+        key: "model.api_key_env",
+        kind: KeyKind::Text,
+        doc: "name of an environment variable holding the API key",
+    },
+    KeyDoc {
+        key: "model.stream",
+        kind: KeyKind::Bool,
+        doc: "stream answers token by token (default true)",
+    },
+    KeyDoc {
+        key: "model.connect_timeout_secs",
+        kind: KeyKind::Integer,
+        doc: "seconds to wait for a TCP/TLS connection to the endpoint (default 10)",
+    },
+    KeyDoc {
+        key: "model.read_timeout_secs",
+        kind: KeyKind::Integer,
+        doc: "seconds to wait for the next bytes of an answer (default 300)",
+    },
+    KeyDoc {
+        key: "model.max_retries",
+        kind: KeyKind::Integer,
+        doc: "retries on 429, 5xx and transport errors, with jittered backoff (default 3)",
+    },
+    KeyDoc {
+        key: "agent.max_iterations",
+        kind: KeyKind::Integer,
+        doc: "model calls allowed in one turn before the agent stops (default 90)",
+    },
+    KeyDoc {
+        key: "agent.tool_output_max_chars",
+        kind: KeyKind::Integer,
+        doc: "tool output longer than this is truncated, with a note, before the model sees it (default 50000)",
+    },
+    KeyDoc {
+        key: "agent.terminal_timeout_secs",
+        kind: KeyKind::Integer,
+        doc: "default timeout of the terminal tool (default 180)",
+    },
+    KeyDoc {
+        key: "memory.memory_char_limit",
+        kind: KeyKind::Integer,
+        doc: "character budget of MEMORY.md (default 2200)",
+    },
+    KeyDoc {
+        key: "memory.user_char_limit",
+        kind: KeyKind::Integer,
+        doc: "character budget of USER.md (default 1375)",
+    },
+    KeyDoc {
+        key: "display.tool_progress",
+        kind: KeyKind::Bool,
+        doc: "print one progress line per tool call in chat (default true)",
+    },
 ];
 
 /// A configuration problem. Every variant names where it is (the file label given by the caller
@@ -167,11 +223,12 @@ impl Config {
     /// A [`ConfigError`] naming the key and line of the first problem found.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let doc: toml_edit::Document<String> =
-            text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
-                origin: origin.to_owned(),
-                line: e.span().map_or(0, |s| line_of(text, s.start)),
-                message: first_line(e.message()),
-            })?;
+            text.parse()
+                .map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    line: e.span().map_or(0, |s| line_of(text, s.start)),
+                    message: first_line(e.message()),
+                })?;
         check_known_keys(&doc, text, origin)?;
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(0, |s| line_of(text, s.start));
@@ -186,12 +243,14 @@ impl Config {
                 message: first_line(e.message()),
             }
         })?;
-        config.validate().map_err(|(key, message)| ConfigError::BadValue {
-            origin: origin.to_owned(),
-            line: key_line(&doc, text, key).unwrap_or(0),
-            key: key.to_owned(),
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::BadValue {
+                origin: origin.to_owned(),
+                line: key_line(&doc, text, key).unwrap_or(0),
+                key: key.to_owned(),
+                message,
+            })?;
         Ok(config)
     }
 
@@ -200,7 +259,10 @@ impl Config {
         if let Some(url) = &self.model.base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(("model.base_url", format!("{url:?} is not an http:// or https:// URL")));
+            return Err((
+                "model.base_url",
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
         }
         if self.model.name.as_deref() == Some("") {
             return Err(("model.name", "must not be empty".to_owned()));
@@ -208,15 +270,30 @@ impl Config {
         if let Some(var) = &self.model.api_key_env
             && (var.is_empty() || var.contains('='))
         {
-            return Err(("model.api_key_env", format!("{var:?} is not an environment variable name")));
+            return Err((
+                "model.api_key_env",
+                format!("{var:?} is not an environment variable name"),
+            ));
         }
         let positive: [(&'static str, u64); 6] = [
-            ("model.connect_timeout_secs", self.model.connect_timeout_secs),
+            (
+                "model.connect_timeout_secs",
+                self.model.connect_timeout_secs,
+            ),
             ("model.read_timeout_secs", self.model.read_timeout_secs),
             ("agent.max_iterations", u64::from(self.agent.max_iterations)),
-            ("agent.tool_output_max_chars", self.agent.tool_output_max_chars as u64),
-            ("agent.terminal_timeout_secs", self.agent.terminal_timeout_secs),
-            ("memory.memory_char_limit", self.memory.memory_char_limit as u64),
+            (
+                "agent.tool_output_max_chars",
+                self.agent.tool_output_max_chars as u64,
+            ),
+            (
+                "agent.terminal_timeout_secs",
+                self.agent.terminal_timeout_secs,
+            ),
+            (
+                "memory.memory_char_limit",
+                self.memory.memory_char_limit as u64,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -224,7 +301,10 @@ impl Config {
             }
         }
         if self.memory.user_char_limit == 0 {
-            return Err(("memory.user_char_limit", "must be greater than 0".to_owned()));
+            return Err((
+                "memory.user_char_limit",
+                "must be greater than 0".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -291,14 +371,16 @@ pub fn set_key(text: &str, key: &str, value: &str, origin: &str) -> Result<Strin
             _ => return Err(bad(format!("{value:?} is not true or false"))),
         },
     };
-    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-        ConfigError::Syntax {
-            origin: origin.to_owned(),
-            line: e.span().map_or(0, |s| line_of(text, s.start)),
-            message: first_line(e.message()),
-        }
-    })?;
-    let (table, leaf) = key.split_once('.').ok_or_else(|| bad("not a dotted key".to_owned()))?;
+    let mut doc: toml_edit::DocumentMut =
+        text.parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+                origin: origin.to_owned(),
+                line: e.span().map_or(0, |s| line_of(text, s.start)),
+                message: first_line(e.message()),
+            })?;
+    let (table, leaf) = key
+        .split_once('.')
+        .ok_or_else(|| bad("not a dotted key".to_owned()))?;
     if !doc.contains_table(table) {
         doc[table] = toml_edit::table();
     }
@@ -355,8 +437,11 @@ fn check_known_keys(
     origin: &str,
 ) -> Result<(), ConfigError> {
     for (table_name, item) in doc.as_table().iter() {
-        let line = |span: Option<std::ops::Range<usize>>| span.map_or(0, |s| line_of(text, s.start));
-        let known = KEYS.iter().any(|k| k.key.starts_with(&format!("{table_name}.")));
+        let line =
+            |span: Option<std::ops::Range<usize>>| span.map_or(0, |s| line_of(text, s.start));
+        let known = KEYS
+            .iter()
+            .any(|k| k.key.starts_with(&format!("{table_name}.")));
         let key_span = doc.as_table().key(table_name).and_then(|k| k.span());
         if !known {
             return Err(ConfigError::UnknownKey {
@@ -457,19 +542,24 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_line() {
-        let err = Config::from_toml_str("[model]\nname = \"m\"\nbase_ulr = \"http://x\"\n", "c.toml")
-            .unwrap_err();
+        let err =
+            Config::from_toml_str("[model]\nname = \"m\"\nbase_ulr = \"http://x\"\n", "c.toml")
+                .unwrap_err();
         assert_eq!(
             err.to_string(),
             "c.toml:3: unknown key `model.base_ulr` (did you mean `model.base_url`?)"
         );
         let err = Config::from_toml_str("[modle]\n", "c.toml").unwrap_err();
-        assert!(err.to_string().starts_with("c.toml:1: unknown key `modle`"), "{err}");
+        assert!(
+            err.to_string().starts_with("c.toml:1: unknown key `modle`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_type_names_key_and_line() {
-        let err = Config::from_toml_str("[agent]\n\nmax_iterations = \"lots\"\n", "c.toml").unwrap_err();
+        let err =
+            Config::from_toml_str("[agent]\n\nmax_iterations = \"lots\"\n", "c.toml").unwrap_err();
         let ConfigError::BadValue { line, key, .. } = &err else {
             panic!("{err:?}")
         };
@@ -484,13 +574,19 @@ mod tests {
             "c.toml:2: bad value for `model.base_url`: \"ftp://x\" is not an http:// or https:// URL"
         );
         let err = Config::from_toml_str("[agent]\nmax_iterations = 0\n", "c.toml").unwrap_err();
-        assert!(err.to_string().contains("`agent.max_iterations`: must be greater than 0"));
+        assert!(
+            err.to_string()
+                .contains("`agent.max_iterations`: must be greater than 0")
+        );
     }
 
     #[test]
     fn syntax_error_has_line() {
         let err = Config::from_toml_str("[model]\nname = \n", "c.toml").unwrap_err();
-        assert!(matches!(err, ConfigError::Syntax { line: 2, .. }), "{err:?}");
+        assert!(
+            matches!(err, ConfigError::Syntax { line: 2, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -498,20 +594,35 @@ mod tests {
         let text = "# mine\n[model]\nname = \"a\" # keep\n";
         let out = set_key(text, "agent.max_iterations", "12", "c").unwrap();
         assert!(out.contains("# mine") && out.contains("# keep"));
-        assert_eq!(Config::from_toml_str(&out, "c").unwrap().agent.max_iterations, 12);
+        assert_eq!(
+            Config::from_toml_str(&out, "c")
+                .unwrap()
+                .agent
+                .max_iterations,
+            12
+        );
         assert!(matches!(
             set_key(text, "agent.max_iterations", "x", "c"),
             Err(ConfigError::InvalidArgument { .. })
         ));
-        assert!(matches!(set_key(text, "agent.nope", "1", "c"), Err(ConfigError::NoSuchKey { .. })));
+        assert!(matches!(
+            set_key(text, "agent.nope", "1", "c"),
+            Err(ConfigError::NoSuchKey { .. })
+        ));
         assert!(set_key(text, "model.base_url", "nope", "c").is_err());
     }
 
     #[test]
     fn get_reads_defaults_and_redacts() {
         let c = Config::from_toml_str("[model]\napi_key = \"sk-1\"\n", "c").unwrap();
-        assert_eq!(c.get("agent.max_iterations").unwrap().as_deref(), Some("90"));
-        assert_eq!(c.get("model.api_key").unwrap().as_deref(), Some("[redacted]"));
+        assert_eq!(
+            c.get("agent.max_iterations").unwrap().as_deref(),
+            Some("90")
+        );
+        assert_eq!(
+            c.get("model.api_key").unwrap().as_deref(),
+            Some("[redacted]")
+        );
         assert_eq!(c.get("model.name").unwrap(), None);
         assert!(!c.to_redacted_toml().contains("sk-1"));
     }

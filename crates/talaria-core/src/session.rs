@@ -22,7 +22,8 @@ impl SessionId {
     pub fn parse(s: &str) -> Result<Self, InvalidSessionId> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {
             Ok(Self(s.to_owned()))
         } else {

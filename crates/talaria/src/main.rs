@@ -1,1 +1,5 @@
-fn main() {}
+//! The `talaria` command. Everything lives in the library; this only runs it.
+
+fn main() -> std::process::ExitCode {
+    talaria::main()
+}

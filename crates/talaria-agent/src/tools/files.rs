@@ -1,0 +1,239 @@
+//! `read_file`, `write_file` and `patch`.
+//!
+//! Reading happens here; writing goes through the executor. `patch` does an exact find/replace
+//! on the current file contents and answers with a unified diff of what changed.
+
+use serde::Deserialize;
+use serde_json::json;
+use talaria_core::ToolSpec;
+
+use super::{ToolContext, ToolError};
+
+const DEFAULT_LIMIT: usize = 500;
+const MAX_LIMIT: usize = 2000;
+const MAX_LINE_CHARS: usize = 2000;
+/// Files larger than this are refused by `read_file` and `patch`: page through them with
+/// the terminal (sed -n) instead of loading them whole.
+const MAX_FILE_BYTES: u64 = 50 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ReadArgs {
+    path: String,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct WriteArgs {
+    path: String,
+    content: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PatchArgs {
+    #[serde(default)]
+    mode: Option<String>,
+    path: Option<String>,
+    old_string: Option<String>,
+    new_string: Option<String>,
+    #[serde(default)]
+    replace_all: bool,
+}
+
+pub(super) fn read_file_spec() -> ToolSpec {
+    ToolSpec {
+        name: "read_file".into(),
+        description: "Read a text file with line numbers (LINE|content), a page at a time. Use offset/limit to page \
+                      through long files."
+            .into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "description": "File path (absolute, ~/..., or relative to the working directory)."},
+                "offset": {"type": "integer", "description": "First line to read, 1-based (default 1)."},
+                "limit": {"type": "integer", "description": "Lines to read (default 500, max 2000)."}
+            },
+            "required": ["path"]
+        }),
+    }
+}
+
+pub(super) fn write_file_spec() -> ToolSpec {
+    ToolSpec {
+        name: "write_file".into(),
+        description: "Create or overwrite a file with the given content, creating parent directories. For small \
+                      edits to an existing file use `patch` instead."
+            .into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "description": "File path."},
+                "content": {"type": "string", "description": "The complete new content."}
+            },
+            "required": ["path", "content"]
+        }),
+    }
+}
+
+pub(super) fn patch_spec() -> ToolSpec {
+    ToolSpec {
+        name: "patch".into(),
+        description: "Edit a file by exact find-and-replace: `old_string` must match the file exactly (whitespace \
+                      included) and, unless replace_all is true, exactly once. Returns a unified diff."
+            .into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "mode": {"type": "string", "enum": ["replace"], "description": "Edit mode (only `replace`)."},
+                "path": {"type": "string", "description": "File to edit."},
+                "old_string": {"type": "string", "description": "Exact text to find; include enough context to be unique."},
+                "new_string": {"type": "string", "description": "Replacement text."},
+                "replace_all": {"type": "boolean", "description": "Replace every occurrence (default false)."}
+            },
+            "required": ["path", "old_string", "new_string"]
+        }),
+    }
+}
+
+async fn read_text(path: &std::path::Path) -> Result<String, ToolError> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| ToolError::Failed(format!("cannot read {}: {e}", path.display())))?;
+    if meta.is_dir() {
+        return Err(ToolError::Failed(format!(
+            "{} is a directory; use search_files or `ls` to list it",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ToolError::Failed(format!(
+            "{} is {} bytes, larger than the {} byte limit; use the terminal (sed -n, head, tail)",
+            path.display(),
+            meta.len(),
+            MAX_FILE_BYTES
+        )));
+    }
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| ToolError::Failed(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.iter().take(8192).any(|b| *b == 0) {
+        return Err(ToolError::Failed(format!(
+            "{} looks like a binary file",
+            path.display()
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ToolError::Failed(format!("{} is not valid UTF-8 text", path.display())))
+}
+
+pub(super) async fn read_file(
+    args: ReadArgs,
+    ctx: &mut ToolContext<'_>,
+) -> Result<String, ToolError> {
+    let path = ctx.resolve(&args.path);
+    let text = read_text(&path).await?;
+    let lines: Vec<&str> = text.lines().collect();
+    let total = lines.len();
+    let offset = args.offset.unwrap_or(1).max(1);
+    let limit = args.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    if total == 0 {
+        return Ok(format!("{} is empty", path.display()));
+    }
+    if offset > total {
+        return Err(ToolError::Failed(format!(
+            "offset {offset} is past the end of {} ({total} lines)",
+            path.display()
+        )));
+    }
+    let end = (offset - 1 + limit).min(total);
+    let mut out = String::new();
+    for (i, line) in lines[offset - 1..end].iter().enumerate() {
+        let line: std::borrow::Cow<'_, str> = if line.chars().count() > MAX_LINE_CHARS {
+            format!(
+                "{}… [line cut at {MAX_LINE_CHARS} characters]",
+                line.chars().take(MAX_LINE_CHARS).collect::<String>()
+            )
+            .into()
+        } else {
+            (*line).into()
+        };
+        out.push_str(&format!("{:>6}|{line}\n", offset + i));
+    }
+    if end < total {
+        out.push_str(&format!(
+            "[showing lines {offset}-{end} of {total}; continue with offset={}]\n",
+            end + 1
+        ));
+    } else if offset > 1 {
+        out.push_str(&format!(
+            "[showing lines {offset}-{end} of {total}; end of file]\n"
+        ));
+    }
+    Ok(out)
+}
+
+pub(super) async fn write_file(
+    args: WriteArgs,
+    ctx: &mut ToolContext<'_>,
+) -> Result<String, ToolError> {
+    let path = ctx.resolve(&args.path);
+    ctx.executor
+        .write_file(&ctx.origin("write_file"), &path, args.content.as_bytes())
+        .await?;
+    Ok(json!({"path": path, "bytes_written": args.content.len()}).to_string())
+}
+
+pub(super) async fn patch(args: PatchArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+    let missing = |field: &str| ToolError::InvalidArguments {
+        tool: "patch".into(),
+        message: format!("missing field `{field}`"),
+    };
+    match args.mode.as_deref() {
+        None | Some("replace") => {}
+        Some(other) => {
+            return Err(ToolError::InvalidArguments {
+                tool: "patch".into(),
+                message: format!(
+                    "mode `{other}` is not supported; use mode `replace` with old_string/new_string"
+                ),
+            });
+        }
+    }
+    let path_arg = args.path.ok_or_else(|| missing("path"))?;
+    let old = args.old_string.ok_or_else(|| missing("old_string"))?;
+    let new = args.new_string.ok_or_else(|| missing("new_string"))?;
+    if old.is_empty() {
+        return Err(ToolError::InvalidArguments {
+            tool: "patch".into(),
+            message: "`old_string` is empty; use write_file to create a file".into(),
+        });
+    }
+    let path = ctx.resolve(&path_arg);
+    let before = read_text(&path).await?;
+    let count = before.matches(old.as_str()).count();
+    let after = match (count, args.replace_all) {
+        (0, _) => {
+            return Err(ToolError::Failed(format!(
+                "old_string was not found in {}; read the file again and copy the text exactly, whitespace included",
+                path.display()
+            )));
+        }
+        (1, _) | (_, true) => before.replace(old.as_str(), &new),
+        (n, false) => {
+            return Err(ToolError::Failed(format!(
+                "old_string matches {n} places in {}; include more surrounding text so it matches once, or set replace_all",
+                path.display()
+            )));
+        }
+    };
+    ctx.executor
+        .write_file(&ctx.origin("patch"), &path, after.as_bytes())
+        .await?;
+    let name = path.display().to_string();
+    let diff = similar::TextDiff::from_lines(&before, &after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{name}"), &format!("b/{name}"))
+        .to_string();
+    Ok(json!({"path": path, "replacements": count, "diff": diff}).to_string())
+}

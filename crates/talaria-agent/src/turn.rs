@@ -1,0 +1,511 @@
+//! Sessions and the turn loop.
+//!
+//! A turn: persist the user's message; call the model with the transcript and the tools; if it
+//! asks for tools, run them one at a time through the tool box and persist each result; repeat
+//! until the model answers without tools or the iteration budget is spent. Every message is
+//! written to the store before it joins the in-memory transcript, so the two never disagree.
+//! Cancellation (Ctrl+C) drops the model request or kills the running tool; any tool call left
+//! without a result gets an "interrupted" result so the transcript stays valid for the next turn.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use talaria_core::{Config, Message, Role, SessionId, ToolCall, Usage};
+use talaria_llm::{ChatProvider, ChatRequest, LlmError, StreamEvent};
+use talaria_store::{NewSession, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::exec::ToolExecutor;
+use crate::home::TalariaHome;
+use crate::memory::MemoryFiles;
+use crate::prompt::{PromptInputs, system_prompt};
+use crate::tools::{TodoList, ToolBox, ToolContext, ToolError, summarize_call, truncate_output};
+
+const INTERRUPTED_RESULT: &str = "error: interrupted by the user before this tool call finished";
+const ABANDONED_RESULT: &str =
+    "error: the session ended before this tool call finished; its effects are unknown";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no session with id {0}")]
+    NoSuchSession(String),
+    #[error("the session has no earlier message to {0}")]
+    NothingToUndo(&'static str),
+}
+
+/// Knobs of the loop, from the `[agent]` and `[model]` configuration.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub max_iterations: u32,
+    pub tool_output_max_chars: usize,
+    pub terminal_timeout: Duration,
+    pub stream: bool,
+    pub memory_char_limit: usize,
+    pub user_char_limit: usize,
+}
+
+impl AgentSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_iterations: config.agent.max_iterations,
+            tool_output_max_chars: config.agent.tool_output_max_chars,
+            terminal_timeout: Duration::from_secs(config.agent.terminal_timeout_secs),
+            stream: config.model.stream,
+            memory_char_limit: config.memory.memory_char_limit,
+            user_char_limit: config.memory.user_char_limit,
+        }
+    }
+}
+
+/// What a turn reports while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    /// Answer text as it streams in.
+    TextDelta(String),
+    /// A tool call is about to run.
+    ToolStarted { summary: String },
+    /// A tool call finished; `ok` is false when it produced an error result.
+    ToolFinished {
+        summary: String,
+        ok: bool,
+        duration: Duration,
+    },
+    /// The model finished a response that calls tools (text streamed before it is complete).
+    ModelCallDone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnStop {
+    /// The model answered without asking for more tools.
+    Completed,
+    /// `agent.max_iterations` model calls were made and the model still wanted tools.
+    BudgetExhausted,
+    /// The user interrupted the turn.
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct TurnOutcome {
+    /// The final answer (the last assistant text of the turn).
+    pub text: String,
+    pub stop: TurnStop,
+    pub usage: Usage,
+    pub tool_calls: usize,
+    pub model_calls: u32,
+}
+
+/// A conversation in memory, mirroring what the store holds.
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub model: String,
+    /// (seq in the store, message), in order.
+    messages: Vec<(i64, Message)>,
+    pub cwd: PathBuf,
+    todos: TodoList,
+    pub usage: Usage,
+}
+
+impl Session {
+    pub fn messages(&self) -> impl DoubleEndedIterator<Item = &Message> {
+        self.messages.iter().map(|(_, m)| m)
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+/// The agent: a model provider, an executor for side effects, a store and a home.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    provider: Arc<dyn ChatProvider>,
+    executor: Arc<dyn ToolExecutor>,
+    store: Store,
+    home: TalariaHome,
+    settings: AgentSettings,
+    tools: ToolBox,
+    memory: MemoryFiles,
+}
+
+impl Agent {
+    pub fn new(
+        provider: Arc<dyn ChatProvider>,
+        executor: Arc<dyn ToolExecutor>,
+        store: Store,
+        home: TalariaHome,
+        settings: AgentSettings,
+    ) -> Self {
+        let memory = MemoryFiles::new(
+            home.memories_dir(),
+            settings.memory_char_limit,
+            settings.user_char_limit,
+        );
+        Self {
+            provider,
+            executor,
+            store,
+            home,
+            settings,
+            tools: ToolBox::default(),
+            memory,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn tools(&self) -> &ToolBox {
+        &self.tools
+    }
+
+    /// Start a session: build the system prompt (identity, AGENTS.md, memory snapshot) and
+    /// persist it as the first message.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn new_session(
+        &self,
+        cwd: PathBuf,
+        model: &str,
+        source: &str,
+    ) -> Result<Session, AgentError> {
+        let now = jiff::Timestamp::now();
+        let id = SessionId::from_parts(
+            &now.strftime("%Y%m%d-%H%M%S").to_string(),
+            fastrand::u32(..),
+        );
+        let soul = read_optional(&self.home.soul_file()).await;
+        let agents_md = read_optional(&cwd.join("AGENTS.md")).await;
+        let memory_snapshot = self.memory.snapshot().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "memory files unreadable; starting without the memory snapshot");
+            None
+        });
+        let date = now
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d")
+            .to_string();
+        let prompt = system_prompt(&PromptInputs {
+            soul: soul.as_deref(),
+            agents_md: agents_md.as_deref(),
+            cwd: &cwd,
+            date: &date,
+            memory_snapshot: memory_snapshot.as_deref(),
+        });
+        self.store
+            .create_session(NewSession {
+                id: id.clone(),
+                model: model.to_owned(),
+                source: source.to_owned(),
+                cwd: cwd.to_string_lossy().into_owned(),
+            })
+            .await?;
+        let mut session = Session {
+            id,
+            model: model.to_owned(),
+            messages: Vec::new(),
+            cwd,
+            todos: TodoList::default(),
+            usage: Usage::default(),
+        };
+        self.persist(&mut session, vec![Message::system(prompt)])
+            .await?;
+        Ok(session)
+    }
+
+    /// Reopen a stored session. Tool calls a crash left without results get an explicit
+    /// "ended before it finished" result, so the transcript is valid to send again.
+    ///
+    /// # Errors
+    /// [`AgentError::NoSuchSession`] or a store error.
+    pub async fn resume_session(&self, id: &SessionId) -> Result<Session, AgentError> {
+        let record = self
+            .store
+            .session(id)
+            .await?
+            .ok_or_else(|| AgentError::NoSuchSession(id.to_string()))?;
+        let stored = self.store.messages(id).await?;
+        let messages: Vec<(i64, Message)> =
+            stored.into_iter().map(|m| (m.seq, m.message)).collect();
+        let plain: Vec<Message> = messages.iter().map(|(_, m)| m.clone()).collect();
+        let cwd = PathBuf::from(&record.cwd);
+        let mut session = Session {
+            id: record.id,
+            model: record.model,
+            todos: TodoList::from_transcript(&plain),
+            messages,
+            cwd: if cwd.is_dir() {
+                cwd
+            } else {
+                std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+            },
+            usage: record.usage,
+        };
+        let repairs = missing_results(&plain, ABANDONED_RESULT);
+        if !repairs.is_empty() {
+            tracing::info!(session = %session.id, count = repairs.len(), "closing tool calls left open by an earlier crash");
+            self.persist(&mut session, repairs).await?;
+        }
+        Ok(session)
+    }
+
+    /// Change the model used from the next turn on, keeping the conversation.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn set_model(&self, session: &mut Session, model: &str) -> Result<(), AgentError> {
+        self.store.set_model(&session.id, model).await?;
+        session.model = model.to_owned();
+        Ok(())
+    }
+
+    /// Remove the last user message and everything after it. Returns the removed user text.
+    ///
+    /// # Errors
+    /// [`AgentError::NothingToUndo`] when there is no user message, or a store error.
+    pub async fn undo(
+        &self,
+        session: &mut Session,
+        verb: &'static str,
+    ) -> Result<String, AgentError> {
+        let index = session
+            .messages
+            .iter()
+            .rposition(|(_, m)| m.role == Role::User)
+            .ok_or(AgentError::NothingToUndo(verb))?;
+        let (seq, message) = session.messages[index].clone();
+        self.store.truncate_from(&session.id, seq).await?;
+        session.messages.truncate(index);
+        let plain: Vec<Message> = session.messages().cloned().collect();
+        session.todos = TodoList::from_transcript(&plain);
+        Ok(message.content)
+    }
+
+    async fn persist(
+        &self,
+        session: &mut Session,
+        messages: Vec<Message>,
+    ) -> Result<(), AgentError> {
+        let seqs = self
+            .store
+            .append_messages(&session.id, messages.clone())
+            .await?;
+        session.messages.extend(seqs.into_iter().zip(messages));
+        Ok(())
+    }
+
+    /// Run one turn: the user's `input`, then model calls and tool calls until the model is
+    /// done, the budget is spent or `cancel` fires.
+    ///
+    /// # Errors
+    /// A model error that retries could not fix, or a store error. The user's message and
+    /// everything before the failure stay persisted.
+    pub async fn run_turn(
+        &self,
+        session: &mut Session,
+        input: &str,
+        on_event: &(dyn Fn(TurnEvent) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<TurnOutcome, AgentError> {
+        self.persist(session, vec![Message::user(input)]).await?;
+        let mut outcome = TurnOutcome {
+            text: String::new(),
+            stop: TurnStop::Completed,
+            usage: Usage::default(),
+            tool_calls: 0,
+            model_calls: 0,
+        };
+        loop {
+            if outcome.model_calls >= self.settings.max_iterations {
+                outcome.stop = TurnStop::BudgetExhausted;
+                return Ok(outcome);
+            }
+            let request = ChatRequest {
+                model: session.model.clone(),
+                messages: session.messages().cloned().collect(),
+                tools: self.tools.specs().to_vec(),
+                stream: self.settings.stream,
+                max_tokens: None,
+                temperature: None,
+            };
+            let mut partial = String::new();
+            let result = {
+                let mut forward = |event: StreamEvent| {
+                    if let StreamEvent::TextDelta(text) = event {
+                        partial.push_str(&text);
+                        on_event(TurnEvent::TextDelta(text));
+                    }
+                };
+                tokio::select! {
+                    r = self.provider.chat(&request, &mut forward) => Some(r),
+                    () = cancel.cancelled() => None,
+                }
+            };
+            outcome.model_calls += 1;
+            let Some(result) = result else {
+                if !partial.trim().is_empty() {
+                    let text = format!("{partial}\n[interrupted by the user]");
+                    self.persist(session, vec![Message::assistant(text, Vec::new())])
+                        .await?;
+                }
+                outcome.text = partial;
+                outcome.stop = TurnStop::Interrupted;
+                return Ok(outcome);
+            };
+            let response = result?;
+            self.store
+                .record_usage(&session.id, &response.model, response.usage)
+                .await?;
+            outcome.usage.add(&response.usage);
+            session.usage.add(&response.usage);
+            let calls = response.message.tool_calls.clone();
+            outcome.text = response.message.content.clone();
+            self.persist(session, vec![response.message]).await?;
+            if calls.is_empty() {
+                return Ok(outcome);
+            }
+            on_event(TurnEvent::ModelCallDone);
+            if self
+                .run_tools(session, &calls, on_event, cancel, &mut outcome)
+                .await?
+            {
+                outcome.stop = TurnStop::Interrupted;
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// Run the calls of one model response in order. Returns true when the user interrupted.
+    async fn run_tools(
+        &self,
+        session: &mut Session,
+        calls: &[ToolCall],
+        on_event: &(dyn Fn(TurnEvent) + Send + Sync),
+        cancel: &CancellationToken,
+        outcome: &mut TurnOutcome,
+    ) -> Result<bool, AgentError> {
+        for (index, call) in calls.iter().enumerate() {
+            if cancel.is_cancelled() {
+                let rest = calls[index..]
+                    .iter()
+                    .map(|c| Message::tool_result(c, INTERRUPTED_RESULT))
+                    .collect();
+                self.persist(session, rest).await?;
+                return Ok(true);
+            }
+            let summary = summarize_call(call);
+            on_event(TurnEvent::ToolStarted {
+                summary: summary.clone(),
+            });
+            let started = Instant::now();
+            let result = {
+                let mut ctx = ToolContext {
+                    session: &session.id,
+                    cwd: &mut session.cwd,
+                    todos: &mut session.todos,
+                    executor: self.executor.as_ref(),
+                    store: &self.store,
+                    memory: &self.memory,
+                    terminal_timeout: self.settings.terminal_timeout,
+                    output_limit: self.settings.tool_output_max_chars.saturating_mul(4),
+                    cancel,
+                };
+                self.tools.call(call, &mut ctx).await
+            };
+            outcome.tool_calls += 1;
+            let (text, ok) = match result {
+                Ok(text) => (
+                    truncate_output(&text, self.settings.tool_output_max_chars),
+                    true,
+                ),
+                Err(ToolError::Interrupted) => {
+                    let rest = calls[index..]
+                        .iter()
+                        .map(|c| Message::tool_result(c, INTERRUPTED_RESULT))
+                        .collect();
+                    self.persist(session, rest).await?;
+                    on_event(TurnEvent::ToolFinished {
+                        summary,
+                        ok: false,
+                        duration: started.elapsed(),
+                    });
+                    return Ok(true);
+                }
+                Err(e) => (
+                    truncate_output(&format!("error: {e}"), self.settings.tool_output_max_chars),
+                    false,
+                ),
+            };
+            tracing::debug!(session = %session.id, tool = %call.name, ok, "tool call finished");
+            self.persist(session, vec![Message::tool_result(call, text)])
+                .await?;
+            on_event(TurnEvent::ToolFinished {
+                summary,
+                ok,
+                duration: started.elapsed(),
+            });
+        }
+        Ok(false)
+    }
+}
+
+/// Results for every tool call in `messages` that has none.
+fn missing_results(messages: &[Message], text: &str) -> Vec<Message> {
+    let answered: std::collections::HashSet<&str> = messages
+        .iter()
+        .filter_map(|m| m.tool_call_id.as_deref())
+        .collect();
+    messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter())
+        .filter(|c| !answered.contains(c.id.as_str()))
+        .map(|c| Message::tool_result(c, text))
+        .collect()
+}
+
+async fn read_optional(path: &std::path::Path) -> Option<String> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read; ignoring it");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_calls_get_results() {
+        let a = ToolCall {
+            id: "a".into(),
+            name: "terminal".into(),
+            arguments: "{}".into(),
+        };
+        let b = ToolCall {
+            id: "b".into(),
+            name: "read_file".into(),
+            arguments: "{}".into(),
+        };
+        let msgs = vec![
+            Message::assistant("", vec![a.clone(), b.clone()]),
+            Message::tool_result(&a, "ok"),
+        ];
+        let fixed = missing_results(&msgs, "x");
+        assert_eq!(fixed.len(), 1);
+        assert_eq!(fixed[0].tool_call_id.as_deref(), Some("b"));
+    }
+}

@@ -1,0 +1,460 @@
+//! `talaria chat`: the interactive REPL and the one-shot `-q` mode.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Editor, Helper};
+use talaria_agent::{
+    Agent, AgentSettings, LocalExecutor, Session, TurnEvent, TurnOutcome, TurnStop,
+};
+use talaria_core::{Config, SessionId};
+use tokio_util::sync::CancellationToken;
+
+use crate::Exit;
+use crate::cli::ChatArgs;
+use crate::context;
+use crate::endpoint;
+
+const SLASH_COMMANDS: &[(&str, &str)] = &[
+    ("/new", "start a new session"),
+    ("/retry", "send your last message again"),
+    ("/undo", "remove your last message and the answer to it"),
+    (
+        "/model",
+        "show the model, or /model NAME to switch for this session",
+    ),
+    ("/usage", "tokens used in this session"),
+    (
+        "/sessions",
+        "recent sessions (resume one with talaria chat --resume ID)",
+    ),
+    ("/help", "this list"),
+    ("/quit", "leave (Ctrl+D works too)"),
+];
+
+struct Chat {
+    agent: Agent,
+    session: Session,
+    config: Config,
+    base_url: String,
+}
+
+pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
+    let home = context::home()?;
+    let config = context::load_config(&home)?;
+    let endpoint = endpoint::resolve(&args.endpoint, &config, &home.config_file())?;
+    let provider = Arc::new(endpoint::provider(&endpoint, &config)?);
+    let store = context::open_store(&home).await?;
+    let agent = Agent::new(
+        provider.clone(),
+        Arc::new(LocalExecutor),
+        store.clone(),
+        home.clone(),
+        AgentSettings::from_config(&config),
+    );
+
+    let resume_id = match (&args.resume, args.continue_last) {
+        (Some(id), _) => Some(SessionId::parse(id)?),
+        (None, true) => Some(
+            store
+                .latest_session()
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("there is no earlier session to continue"))?,
+        ),
+        (None, false) => None,
+    };
+    let session = match resume_id {
+        Some(id) => {
+            let mut session = agent.resume_session(&id).await?;
+            if let Some(model) = &endpoint.model {
+                agent.set_model(&mut session, model).await?;
+            }
+            session
+        }
+        None => {
+            let model = endpoint::choose_model(&endpoint, provider.as_ref()).await?;
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            agent.new_session(cwd, &model, "cli").await?
+        }
+    };
+    let mut chat = Chat {
+        agent,
+        session,
+        config,
+        base_url: endpoint.base_url.clone(),
+    };
+    match args.query {
+        Some(prompt) => one_shot(&mut chat, &prompt, verbose).await,
+        None => repl(chat, &home).await,
+    }
+}
+
+/// Cancel `token` on Ctrl+C until the returned guard is dropped.
+fn interrupt_on_ctrl_c(token: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    let token = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            token.cancel();
+        }
+    })
+}
+
+async fn one_shot(chat: &mut Chat, prompt: &str, verbose: bool) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let watcher = interrupt_on_ctrl_c(&cancel);
+    let on_event = move |event: TurnEvent| {
+        if let (
+            true,
+            TurnEvent::ToolFinished {
+                summary,
+                ok,
+                duration,
+            },
+        ) = (verbose, &event)
+        {
+            eprintln!("{}", progress_line(summary, *ok, duration));
+        }
+    };
+    let result = chat
+        .agent
+        .run_turn(&mut chat.session, prompt, &on_event, &cancel)
+        .await;
+    watcher.abort();
+    if verbose {
+        eprintln!("session {}", chat.session.id);
+    }
+    let outcome = result?;
+    match outcome.stop {
+        TurnStop::Completed => {
+            println!("{}", outcome.text.trim_end());
+            Ok(())
+        }
+        TurnStop::Interrupted => Err(Exit {
+            code: 130,
+            message: Some("interrupted".into()),
+        }
+        .into()),
+        TurnStop::BudgetExhausted => Err(Exit {
+            code: 1,
+            message: Some(budget_message(&chat.config, &chat.session.id)),
+        }
+        .into()),
+    }
+}
+
+fn budget_message(config: &Config, id: &SessionId) -> String {
+    format!(
+        "stopped after {} model calls without a final answer (agent.max_iterations); continue with talaria chat --resume {id}",
+        config.agent.max_iterations
+    )
+}
+
+fn progress_line(summary: &str, ok: bool, duration: &std::time::Duration) -> String {
+    format!(
+        "  {} {summary}  ({:.1}s)",
+        if ok { "⚙" } else { "✗" },
+        duration.as_secs_f64()
+    )
+}
+
+/// Prints streamed text and tool progress, keeping track of whether the cursor is at the
+/// start of a line so progress lines never run into answer text.
+#[derive(Debug, Default)]
+struct Printer {
+    mid_line: bool,
+    streamed: bool,
+}
+
+impl Printer {
+    fn event(&mut self, event: &TurnEvent, show_tools: bool) {
+        let mut out = std::io::stdout().lock();
+        match event {
+            TurnEvent::TextDelta(text) => {
+                let _ = out.write_all(text.as_bytes());
+                self.mid_line = !text.ends_with('\n');
+                self.streamed = true;
+            }
+            TurnEvent::ModelCallDone => {}
+            TurnEvent::ToolStarted { .. } => {
+                if self.mid_line {
+                    let _ = out.write_all(b"\n");
+                    self.mid_line = false;
+                }
+            }
+            TurnEvent::ToolFinished {
+                summary,
+                ok,
+                duration,
+            } if show_tools => {
+                let _ = writeln!(out, "{}", progress_line(summary, *ok, duration));
+            }
+            TurnEvent::ToolFinished { .. } => {}
+        }
+        let _ = out.flush();
+    }
+}
+
+async fn run_turn_interactive(chat: &mut Chat, input: &str) -> Option<TurnOutcome> {
+    let cancel = CancellationToken::new();
+    let watcher = interrupt_on_ctrl_c(&cancel);
+    let printer = Mutex::new(Printer::default());
+    let show_tools = chat.config.display.tool_progress;
+    let on_event = |event: TurnEvent| {
+        printer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .event(&event, show_tools);
+    };
+    let result = chat
+        .agent
+        .run_turn(&mut chat.session, input, &on_event, &cancel)
+        .await;
+    watcher.abort();
+    let printer = printer.into_inner().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(outcome) => {
+            if !printer.streamed || outcome.stop != TurnStop::Completed {
+                if printer.mid_line {
+                    println!();
+                }
+                if !printer.streamed && !outcome.text.is_empty() {
+                    println!("{}", outcome.text.trim_end());
+                }
+            } else if printer.mid_line {
+                println!();
+            }
+            match outcome.stop {
+                TurnStop::Completed => {}
+                TurnStop::Interrupted => println!("[interrupted]"),
+                TurnStop::BudgetExhausted => {
+                    println!("[{}]", budget_message(&chat.config, &chat.session.id))
+                }
+            }
+            Some(outcome)
+        }
+        Err(e) => {
+            if printer.mid_line {
+                println!();
+            }
+            eprintln!("error: {e}");
+            eprintln!("(your message is saved; /retry sends it again)");
+            None
+        }
+    }
+}
+
+async fn repl(mut chat: Chat, home: &talaria_agent::TalariaHome) -> anyhow::Result<()> {
+    let mut editor: Editor<ChatHelper, DefaultHistory> =
+        Editor::new().context("cannot open the terminal")?;
+    editor.set_helper(Some(ChatHelper));
+    editor.bind_sequence(
+        rustyline::KeyEvent(rustyline::KeyCode::Enter, rustyline::Modifiers::ALT),
+        rustyline::EventHandler::Simple(rustyline::Cmd::Newline),
+    );
+    let history = home.history_file();
+    let _ = editor.load_history(&history);
+    println!(
+        "talaria · {} at {} · session {} · /help for commands, Ctrl+D to leave",
+        chat.session.model, chat.base_url, chat.session.id
+    );
+    let mut editor = Some(editor);
+    loop {
+        let Some(mut ed) = editor.take() else { break };
+        let (ed, line) = tokio::task::spawn_blocking(move || {
+            let line = ed.readline("› ");
+            (ed, line)
+        })
+        .await
+        .context("the line editor stopped")?;
+        let mut ed = ed;
+        let line = match line {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => {
+                editor = Some(ed);
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e).context("cannot read input"),
+        };
+        let input = join_continuations(&line);
+        if input.trim().is_empty() {
+            editor = Some(ed);
+            continue;
+        }
+        let _ = ed.add_history_entry(line.as_str());
+        let _ = ed.save_history(&history);
+        editor = Some(ed);
+        if input.starts_with('/') {
+            if !slash_command(&mut chat, input.trim()).await? {
+                break;
+            }
+            continue;
+        }
+        run_turn_interactive(&mut chat, &input).await;
+    }
+    println!(
+        "session {} saved; resume with talaria chat --resume {}",
+        chat.session.id, chat.session.id
+    );
+    Ok(())
+}
+
+/// Handle a slash command. Returns false when the user wants to leave.
+async fn slash_command(chat: &mut Chat, line: &str) -> anyhow::Result<bool> {
+    let (command, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    match command {
+        "/quit" | "/exit" => return Ok(false),
+        "/help" => {
+            for (name, what) in SLASH_COMMANDS {
+                println!("  {name:<10} {what}");
+            }
+            println!(
+                "  End a line with \\ (or press Alt+Enter) to continue on the next line. Ctrl+C interrupts a turn."
+            );
+        }
+        "/new" => {
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let model = chat.session.model.clone();
+            chat.session = chat.agent.new_session(cwd, &model, "cli").await?;
+            println!("new session {}", chat.session.id);
+        }
+        "/undo" => match chat.agent.undo(&mut chat.session, "undo").await {
+            Ok(text) => println!("removed: {}", first_line(&text)),
+            Err(e) => println!("{e}"),
+        },
+        "/retry" => match chat.agent.undo(&mut chat.session, "retry").await {
+            Ok(text) => {
+                run_turn_interactive(chat, &text).await;
+            }
+            Err(e) => println!("{e}"),
+        },
+        "/model" if rest.is_empty() => println!("model: {}", chat.session.model),
+        "/model" => {
+            chat.agent.set_model(&mut chat.session, rest).await?;
+            println!("model for this session: {rest}");
+        }
+        "/usage" => {
+            let u = chat.session.usage;
+            println!(
+                "session {}: {} prompt + {} completion = {} tokens ({} prompt tokens cached)",
+                chat.session.id,
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.total(),
+                u.cached_tokens
+            );
+        }
+        "/sessions" => {
+            for s in chat.agent.store().list_sessions(10).await? {
+                let marker = if s.id == chat.session.id { "*" } else { " " };
+                println!(
+                    "{marker} {}  {}  {}",
+                    s.id,
+                    talaria_agent::format_time(s.updated_at),
+                    s.title.as_deref().unwrap_or("(untitled)")
+                );
+            }
+        }
+        other => println!("unknown command {other}; /help lists them"),
+    }
+    Ok(true)
+}
+
+fn first_line(text: &str) -> Cow<'_, str> {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > 70 {
+        format!("{}…", line.chars().take(70).collect::<String>()).into()
+    } else {
+        line.into()
+    }
+}
+
+/// Lines ending in a backslash continue on the next line; the backslashes are not part of the
+/// message.
+fn join_continuations(input: &str) -> String {
+    input
+        .split('\n')
+        .map(|l| l.strip_suffix('\\').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct ChatHelper;
+
+impl Helper for ChatHelper {}
+impl Highlighter for ChatHelper {}
+
+impl Hinter for ChatHelper {
+    type Hint = String;
+}
+
+impl Validator for ChatHelper {
+    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        Ok(if ctx.input().ends_with('\\') {
+            ValidationResult::Incomplete
+        } else {
+            ValidationResult::Valid(None)
+        })
+    }
+}
+
+impl Completer for ChatHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let typed = &line[..pos];
+        if !typed.starts_with('/') || typed.contains(char::is_whitespace) {
+            return Ok((pos, Vec::new()));
+        }
+        let matches = SLASH_COMMANDS
+            .iter()
+            .filter(|(name, _)| name.starts_with(typed))
+            .map(|(name, _)| Pair {
+                display: (*name).to_owned(),
+                replacement: format!("{name} "),
+            })
+            .collect();
+        Ok((0, matches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuations_are_joined() {
+        assert_eq!(join_continuations("a\\\nb\\\nc"), "a\nb\nc");
+        assert_eq!(join_continuations("plain"), "plain");
+    }
+
+    #[test]
+    fn slash_commands_complete() {
+        let history = DefaultHistory::new();
+        let ctx = rustyline::Context::new(&history);
+        let (start, found) = ChatHelper.complete("/u", 2, &ctx).unwrap();
+        let names: Vec<_> = found.iter().map(|p| p.display.as_str()).collect();
+        assert_eq!((start, names), (0, vec!["/undo", "/usage"]));
+        assert!(
+            ChatHelper
+                .complete("hello /u", 8, &ctx)
+                .unwrap()
+                .1
+                .is_empty()
+        );
+    }
+}

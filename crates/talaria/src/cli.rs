@@ -1,0 +1,122 @@
+//! Command-line definitions (clap) and dispatch.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "talaria",
+    version,
+    about = "A self-hosted AI agent for Linux servers"
+)]
+pub struct Cli {
+    /// Log more to stderr (also: TALARIA_LOG=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Talk to the agent: an interactive session, or one prompt with -q.
+    Chat(ChatArgs),
+    /// List, show, search, export and delete stored sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Show and edit $TALARIA_HOME/config.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check configuration, model endpoint, store and kernel features.
+    Doctor(EndpointArgs),
+}
+
+/// Where the model is. Flags win over TALARIA_* variables, which win over OPENAI_* variables,
+/// which win over the config file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EndpointArgs {
+    /// OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 [env: TALARIA_BASE_URL, OPENAI_BASE_URL]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Model name [env: TALARIA_MODEL]
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// API key [env: TALARIA_API_KEY, OPENAI_API_KEY]; prefer the variable, flags show up in `ps`
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// Run one prompt, print only the final answer on stdout and exit.
+    #[arg(short = 'q', long = "query", value_name = "PROMPT")]
+    pub query: Option<String>,
+    /// Reopen the session with this id.
+    #[arg(long, value_name = "ID", conflicts_with = "continue_last")]
+    pub resume: Option<String>,
+    /// Reopen the most recent session.
+    #[arg(short = 'c', long = "continue")]
+    pub continue_last: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Most recent sessions first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print a session's transcript.
+    Show { id: String },
+    /// Full-text search over all messages; exits 1 with no output when nothing matches.
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Export a session.
+    Export {
+        id: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Delete a session and its messages.
+    Delete { id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON message per line.
+    Jsonl,
+    /// A readable transcript.
+    Markdown,
+    /// Hermes' trajectory format: {"conversations":[{"from":…,"value":…}]}.
+    Sharegpt,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (defaults filled in, secrets redacted).
+    Show,
+    /// Print one key's effective value.
+    Get { key: String },
+    /// Set a key in the config file (validated before it is written).
+    Set { key: String, value: String },
+    /// Print the config file's path.
+    Path,
+    /// List every key with what it does.
+    Keys,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Chat(args) => crate::chat::run(args, cli.verbose).await,
+        Command::Sessions(cmd) => crate::sessions_cmd::run(cmd).await,
+        Command::Config(cmd) => crate::config_cmd::run(cmd),
+        Command::Doctor(args) => crate::doctor::run(args).await,
+    }
+}

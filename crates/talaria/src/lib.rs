@@ -1,0 +1,77 @@
+//! The `talaria` command line: chat, sessions, config and doctor.
+//!
+//! This crate wires the library crates together (configuration, model endpoint, store, agent)
+//! and owns everything a person sees in a terminal. Errors become one line on stderr and a
+//! non-zero exit; `anyhow` is used only here, at the edge.
+
+mod chat;
+mod cli;
+mod config_cmd;
+mod context;
+mod doctor;
+mod endpoint;
+mod export;
+mod sessions_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit status for failures other than the ones a command documents itself.
+const EXIT_FAILURE: u8 = 1;
+
+/// A failure that carries its own exit status (e.g. 1 for "search found nothing", 130 for an
+/// interrupted one-shot turn) and may have nothing more to say.
+#[derive(Debug)]
+pub(crate) struct Exit {
+    pub code: u8,
+    pub message: Option<String>,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message.as_deref().unwrap_or(""))
+    }
+}
+
+impl std::error::Error for Exit {}
+
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("talaria: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if let Some(exit) = error.downcast_ref::<Exit>() {
+                if let Some(message) = &exit.message {
+                    eprintln!("talaria: {message}");
+                }
+                return ExitCode::from(exit.code);
+            }
+            eprintln!("talaria: error: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TALARIA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

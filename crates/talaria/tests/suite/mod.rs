@@ -1,0 +1,5 @@
+mod chat;
+mod config;
+mod failures;
+mod harness;
+mod sessions;

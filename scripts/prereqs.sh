@@ -1,0 +1,23 @@
+# Shared by run.sh and test.sh: install what building and testing Talaria needs, when missing.
+# Debian/Ubuntu packages are installed with apt-get (as root, or through sudo).
+
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || { echo "please install: $*" >&2; return 1; }
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+
+ensure_build_tools() {
+    command -v cc >/dev/null 2>&1 || apt_install build-essential
+    command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
+    if ! command -v cargo >/dev/null 2>&1; then
+        [ -x "$HOME/.cargo/bin/cargo" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+}
+
+ensure_test_tools() {
+    command -v bash >/dev/null 2>&1 || apt_install bash
+}
