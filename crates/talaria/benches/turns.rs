@@ -85,18 +85,34 @@ async fn bench_turns(
     )
 }
 
-/// Run `talaria chat -q` once; returns wall time and peak RSS in KiB (from wait4's rusage).
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is reaped with wait4 to read its rusage"
-)]
+/// Run `talaria chat -q` once; returns wall time and peak RSS in KiB.
+///
+/// Linux folds the address space a child had before `exec` into its `ru_maxrss`, and a child
+/// spawned from this (large) benchmark process starts out sharing it. So the measurement runs in
+/// a fresh copy of this binary (small, see [`measure_child`]), which spawns `talaria` and reports
+/// its rusage, as `/usr/bin/time` does.
 fn one_shot(base_url: &str, home: &std::path::Path) -> (Duration, i64) {
-    let started = Instant::now();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_talaria"))
-        .args(["chat", "-q", "run true"])
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(MEASURE_VAR, env!("CARGO_BIN_EXE_talaria"))
         .env("TALARIA_HOME", home)
         .env("TALARIA_BASE_URL", base_url)
         .env("TALARIA_MODEL", "fake-model")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (micros, kib) = text.trim().split_once(' ').unwrap();
+    (Duration::from_micros(micros.parse().unwrap()), kib.parse().unwrap())
+}
+
+const MEASURE_VAR: &str = "TALARIA_BENCH_MEASURE";
+
+/// Measurement mode: run `talaria chat -q` and print `wall_micros peak_rss_kib`.
+#[expect(clippy::zombie_processes, reason = "the child is reaped with wait4 to read its rusage")]
+fn measure_child(talaria: &str) {
+    let started = Instant::now();
+    let child = std::process::Command::new(talaria)
+        .args(["chat", "-q", "run true"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -107,15 +123,19 @@ fn one_shot(base_url: &str, home: &std::path::Path) -> (Duration, i64) {
     // SAFETY: waits for our own child and writes into the locals passed by pointer.
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(reaped, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "talaria chat -q failed"
-    );
-    (started.elapsed(), usage.ru_maxrss)
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "talaria chat -q failed");
+    println!("{} {}", started.elapsed().as_micros(), usage.ru_maxrss);
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    if let Ok(talaria) = std::env::var(MEASURE_VAR) {
+        measure_child(&talaria);
+        return;
+    }
+    tokio::runtime::Runtime::new().unwrap().block_on(run());
+}
+
+async fn run() {
     let turns: usize = std::env::var("TALARIA_BENCH_TURNS")
         .ok()
         .and_then(|v| v.parse().ok())
