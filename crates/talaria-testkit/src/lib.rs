@@ -97,7 +97,15 @@ impl FakeModelServer {
     /// # Errors
     /// When the loopback listener cannot be bound.
     pub async fn try_start() -> std::io::Result<FakeModelServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Start on a given address (`127.0.0.1:8080`), e.g. for a fake model a person talks to.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start_on(addr: &str) -> std::io::Result<FakeModelServer> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(ServerState {
             script: Mutex::new(VecDeque::new()),
