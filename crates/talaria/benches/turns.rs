@@ -99,16 +99,26 @@ fn one_shot(base_url: &str, home: &std::path::Path) -> (Duration, i64) {
         .env("TALARIA_MODEL", "fake-model")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let (micros, kib) = text.trim().split_once(' ').unwrap();
-    (Duration::from_micros(micros.parse().unwrap()), kib.parse().unwrap())
+    (
+        Duration::from_micros(micros.parse().unwrap()),
+        kib.parse().unwrap(),
+    )
 }
 
 const MEASURE_VAR: &str = "TALARIA_BENCH_MEASURE";
 
 /// Measurement mode: run `talaria chat -q` and print `wall_micros peak_rss_kib`.
-#[expect(clippy::zombie_processes, reason = "the child is reaped with wait4 to read its rusage")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped with wait4 to read its rusage"
+)]
 fn measure_child(talaria: &str) {
     let started = Instant::now();
     let child = std::process::Command::new(talaria)
@@ -123,7 +133,10 @@ fn measure_child(talaria: &str) {
     // SAFETY: waits for our own child and writes into the locals passed by pointer.
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(reaped, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "talaria chat -q failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "talaria chat -q failed"
+    );
     println!("{} {}", started.elapsed().as_micros(), usage.ru_maxrss);
 }
 

@@ -305,7 +305,7 @@ async fn ctrl_c_interrupts_a_running_tool_and_the_session_resumes_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id().unwrap() as i32;
+    let pid = child.id().unwrap().to_string();
     // Wait until the tool is running: the model has been asked once and a `sleep` exists.
     for _ in 0..100 {
         if !env.server.chat_requests().is_empty() && sleeping_children() {
@@ -313,7 +313,10 @@ async fn ctrl_c_interrupts_a_running_tool_and_the_session_resumes_cleanly() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    unsafe { libc_kill(pid, 2) };
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("exits promptly")
@@ -358,11 +361,6 @@ fn sleeping_children() -> bool {
             std::fs::read_to_string(e.path().join("cmdline"))
                 .is_ok_and(|c| c == "sleep\u{0}30\u{0}")
         })
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

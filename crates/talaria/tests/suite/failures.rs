@@ -123,3 +123,63 @@ async fn secrets_do_not_reach_tools() {
         "{result}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_database_is_named_and_nothing_is_lost() {
+    let env = Env::new().await;
+    env.server.push(Reply::text("first"));
+    env.run(&["chat", "-q", "before the lock"]).await.success();
+    let db = env.home_path().join("state.db");
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = env.run(&["chat", "-q", "during the lock"]).await;
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr().contains(db.to_str().unwrap()) && out.stderr().contains("locked"),
+        "{}",
+        out.stderr()
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    let found = env
+        .run(&["sessions", "search", "before"])
+        .await
+        .success()
+        .stdout();
+    assert!(found.contains("before the lock"), "{found}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_slow_model_call_exits_130() {
+    let env = Env::new().await;
+    env.server.push(Reply::delayed(
+        std::time::Duration::from_secs(60),
+        Reply::text("never"),
+    ));
+    let child = env
+        .command(&["chat", "-q", "slow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if !env.server.chat_requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits promptly")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "talaria: interrupted"
+    );
+}

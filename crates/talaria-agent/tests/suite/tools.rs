@@ -1,0 +1,399 @@
+//! Each tool through `ToolBox::call`, as the model would call it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use talaria_agent::LocalExecutor;
+use talaria_agent::memory::MemoryFiles;
+use talaria_agent::tools::{TodoList, ToolBox, ToolContext, ToolError};
+use talaria_core::{Message, SessionId, ToolCall};
+use talaria_store::{NewSession, Store};
+use tokio_util::sync::CancellationToken;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Store,
+    memory: MemoryFiles,
+    cwd: PathBuf,
+    todos: TodoList,
+    session: SessionId,
+    cancel: CancellationToken,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_memory().await.unwrap();
+        let session = SessionId::parse("current").unwrap();
+        store
+            .create_session(NewSession {
+                id: session.clone(),
+                model: "m".into(),
+                source: "test".into(),
+                cwd: "/".into(),
+            })
+            .await
+            .unwrap();
+        let memory = MemoryFiles::new(dir.path().join("memories"), 2200, 1375);
+        let cwd = dir.path().canonicalize().unwrap();
+        Self {
+            dir,
+            store,
+            memory,
+            cwd,
+            todos: TodoList::default(),
+            session,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn call(&mut self, name: &str, args: Value) -> Result<String, ToolError> {
+        let call = ToolCall {
+            id: "c1".into(),
+            name: name.into(),
+            arguments: args.to_string(),
+        };
+        let mut ctx = ToolContext {
+            session: &self.session,
+            cwd: &mut self.cwd,
+            todos: &mut self.todos,
+            executor: &LocalExecutor,
+            store: &self.store,
+            memory: &self.memory,
+            terminal_timeout: Duration::from_secs(10),
+            output_limit: 100_000,
+            cancel: &self.cancel,
+        };
+        ToolBox::default().call(&call, &mut ctx).await
+    }
+}
+
+#[tokio::test]
+async fn read_file_pages_with_line_numbers() {
+    let mut f = Fixture::new().await;
+    let text: String = (1..=1200).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(f.path().join("big.txt"), text).unwrap();
+    let first = f
+        .call("read_file", json!({"path": "big.txt"}))
+        .await
+        .unwrap();
+    assert!(first.starts_with("     1|line 1\n"));
+    assert!(first.contains("   500|line 500\n") && !first.contains("line 501"));
+    assert!(
+        first.ends_with("[showing lines 1-500 of 1200; continue with offset=501]\n"),
+        "{first}"
+    );
+    let last = f
+        .call(
+            "read_file",
+            json!({"path": "big.txt", "offset": 1190, "limit": 50}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        last.starts_with("  1190|line 1190\n") && last.contains("end of file"),
+        "{last}"
+    );
+    let past = f
+        .call("read_file", json!({"path": "big.txt", "offset": 5000}))
+        .await
+        .unwrap_err();
+    assert!(past.to_string().contains("past the end"), "{past}");
+}
+
+#[tokio::test]
+async fn read_file_refuses_binary_directories_and_missing_files() {
+    let mut f = Fixture::new().await;
+    std::fs::write(f.path().join("bin"), [0u8, 1, 2, 3]).unwrap();
+    let binary = f
+        .call("read_file", json!({"path": "bin"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(binary.contains("binary"), "{binary}");
+    let dir = f
+        .call("read_file", json!({"path": "."}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(dir.contains("is a directory"), "{dir}");
+    let missing = f
+        .call("read_file", json!({"path": "nope.txt"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("nope.txt") && missing.contains("No such file"),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn search_files_content_names_globs_and_gitignore() {
+    let mut f = Fixture::new().await;
+    let root = f.path();
+    std::fs::create_dir_all(root.join("src/deep")).unwrap();
+    std::fs::create_dir_all(root.join("target")).unwrap();
+    std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
+    std::fs::write(
+        root.join("src/main.rs"),
+        "fn main() {\n    let needle = 1;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("src/deep/lib.rs"), "// needle here too\n").unwrap();
+    std::fs::write(root.join("src/notes.md"), "needle in markdown\n").unwrap();
+    std::fs::write(root.join("target/gen.rs"), "needle ignored\n").unwrap();
+    std::fs::create_dir(root.join(".git")).unwrap();
+
+    let content = f
+        .call("search_files", json!({"pattern": "needle"}))
+        .await
+        .unwrap();
+    assert!(
+        content.contains("src/main.rs:2:    let needle = 1;"),
+        "{content}"
+    );
+    assert!(content.contains("src/deep/lib.rs:1:"), "{content}");
+    assert!(
+        !content.contains("target/gen.rs"),
+        ".gitignore honoured: {content}"
+    );
+
+    let rs_only = f
+        .call(
+            "search_files",
+            json!({"pattern": "needle", "file_glob": "*.rs", "output_mode": "files_only"}),
+        )
+        .await
+        .unwrap();
+    let mut lines: Vec<&str> = rs_only.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["src/deep/lib.rs", "src/main.rs"]);
+
+    let counts = f
+        .call(
+            "search_files",
+            json!({"pattern": "needle", "output_mode": "count", "path": "src"}),
+        )
+        .await
+        .unwrap();
+    assert!(counts.contains("src/notes.md:1"), "{counts}");
+
+    let names = f
+        .call(
+            "search_files",
+            json!({"pattern": "*.md", "target": "files"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names, "src/notes.md");
+
+    let context = f
+        .call(
+            "search_files",
+            json!({"pattern": "let needle", "context": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        context,
+        "src/main.rs-1-fn main() {\nsrc/main.rs:2:    let needle = 1;\nsrc/main.rs-3-}"
+    );
+
+    let paged = f
+        .call("search_files", json!({"pattern": "needle", "limit": 1}))
+        .await
+        .unwrap();
+    assert!(
+        paged.contains("[3 matches in all; showing 1-1; continue with offset=1]"),
+        "{paged}"
+    );
+
+    let none = f
+        .call("search_files", json!({"pattern": "haystack"}))
+        .await
+        .unwrap();
+    assert_eq!(none, "no matches found");
+    let bad = f
+        .call("search_files", json!({"pattern": "("}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("bad regex"), "{bad}");
+}
+
+#[tokio::test]
+async fn write_file_creates_directories_and_terminal_reports_failures() {
+    let mut f = Fixture::new().await;
+    let out = f
+        .call("write_file", json!({"path": "a/b/c.txt", "content": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["bytes_written"],
+        2
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.path().join("a/b/c.txt")).unwrap(),
+        "hi"
+    );
+
+    let failing: Value = serde_json::from_str(
+        &f.call("terminal", json!({"command": "echo oops >&2; exit 7"}))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (failing["exit_code"].clone(), failing["output"].clone()),
+        (json!(7), json!("oops\n"))
+    );
+
+    let slow: Value = serde_json::from_str(
+        &f.call("terminal", json!({"command": "sleep 5", "timeout": 1}))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(slow["error"], "command timed out after 1s and was killed");
+
+    let exits_in_subdir: Value = serde_json::from_str(
+        &f.call(
+            "terminal",
+            json!({"command": "mkdir -p x && cd x && exit 3"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(exits_in_subdir["exit_code"], 3);
+    assert_eq!(
+        f.cwd,
+        f.path().canonicalize().unwrap().join("x"),
+        "cd carries over even when the command exits"
+    );
+
+    let missing = f
+        .call(
+            "terminal",
+            json!({"command": "pwd", "workdir": "/no/such/dir"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("/no/such/dir does not exist"), "{missing}");
+}
+
+#[tokio::test]
+async fn todo_replaces_and_merges() {
+    let mut f = Fixture::new().await;
+    f.call("todo", json!({"todos": [{"id": "1", "content": "a", "status": "pending"}, {"id": "2", "content": "b", "status": "pending"}]})).await.unwrap();
+    let out: Value = serde_json::from_str(
+        &f.call(
+            "todo",
+            json!({"merge": true, "todos": [{"id": "2", "content": "b", "status": "completed"}]}),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        out["summary"],
+        json!({"total": 2, "pending": 1, "in_progress": 0, "completed": 1, "cancelled": 0})
+    );
+    let read: Value = serde_json::from_str(&f.call("todo", json!({})).await.unwrap()).unwrap();
+    assert_eq!(read["todos"][1]["status"], "completed");
+    let bad = f
+        .call(
+            "todo",
+            json!({"todos": [{"id": "1", "content": "a", "status": "done"}]}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("unknown variant `done`"), "{bad}");
+}
+
+#[tokio::test]
+async fn memory_over_budget_lists_entries_for_consolidation() {
+    let mut f = Fixture::new().await;
+    f.memory = MemoryFiles::new(f.path().join("memories"), 50, 50);
+    f.call(
+        "memory",
+        json!({"action": "add", "content": "deploys go through nix"}),
+    )
+    .await
+    .unwrap();
+    let err = f
+        .call(
+            "memory",
+            json!({"action": "add", "content": "x".repeat(40)}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("MEMORY.md would use") && err.contains("1. deploys go through nix"),
+        "{err}"
+    );
+    let missing = f
+        .call("memory", json!({"action": "replace", "old_text": "nix"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("`content` is required"), "{missing}");
+    f.call(
+        "memory",
+        json!({"action": "replace", "old_text": "nix", "content": "deploys use colmena"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(f.path().join("memories/MEMORY.md")).unwrap(),
+        "deploys use colmena"
+    );
+}
+
+#[tokio::test]
+async fn session_search_finds_other_sessions_not_the_current_one() {
+    let mut f = Fixture::new().await;
+    let old = SessionId::parse("older").unwrap();
+    f.store
+        .create_session(NewSession {
+            id: old.clone(),
+            model: "m".into(),
+            source: "cli".into(),
+            cwd: "/".into(),
+        })
+        .await
+        .unwrap();
+    f.store
+        .append_messages(&old, vec![Message::user("rotate the nginx certificates")])
+        .await
+        .unwrap();
+    f.store
+        .append_messages(&f.session, vec![Message::user("nginx again")])
+        .await
+        .unwrap();
+    let out: Value = serde_json::from_str(
+        &f.call("session_search", json!({"query": "nginx"}))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let sessions = out["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["session_id"], "older");
+    assert!(
+        sessions[0]["matches"][0]
+            .as_str()
+            .unwrap()
+            .contains("«nginx»"),
+        "{out}"
+    );
+}
