@@ -223,12 +223,7 @@ impl Config {
     /// A [`ConfigError`] naming the key and line of the first problem found.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let doc: toml_edit::Document<String> =
-            text.parse()
-                .map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
-                    origin: origin.to_owned(),
-                    line: e.span().map_or(0, |s| line_of(text, s.start)),
-                    message: first_line(e.message()),
-                })?;
+            text.parse().map_err(|e| syntax_error(text, origin, &e))?;
         check_known_keys(&doc, text, origin)?;
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(0, |s| line_of(text, s.start));
@@ -372,12 +367,7 @@ pub fn set_key(text: &str, key: &str, value: &str, origin: &str) -> Result<Strin
         },
     };
     let mut doc: toml_edit::DocumentMut =
-        text.parse()
-            .map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
-                origin: origin.to_owned(),
-                line: e.span().map_or(0, |s| line_of(text, s.start)),
-                message: first_line(e.message()),
-            })?;
+        text.parse().map_err(|e| syntax_error(text, origin, &e))?;
     let (table, leaf) = key
         .split_once('.')
         .ok_or_else(|| bad("not a dotted key".to_owned()))?;
@@ -499,6 +489,14 @@ fn key_line(doc: &toml_edit::Document<String>, text: &str, key: &str) -> Option<
     let table = doc.as_table().get(table_name)?.as_table_like()?;
     let span = table.key(leaf)?.span()?;
     Some(line_of(text, span.start))
+}
+
+fn syntax_error(text: &str, origin: &str, e: &toml_edit::TomlError) -> ConfigError {
+    ConfigError::Syntax {
+        origin: origin.to_owned(),
+        line: e.span().map_or(0, |s| line_of(text, s.start)),
+        message: first_line(e.message()),
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

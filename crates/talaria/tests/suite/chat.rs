@@ -298,14 +298,13 @@ async fn soul_and_agents_md_shape_the_system_prompt() {
 async fn ctrl_c_interrupts_a_running_tool_and_the_session_resumes_cleanly() {
     let env = Env::new().await;
     env.server
-        .push(Reply::tool_call("terminal", r#"{"command":"sleep 30"}"#));
+        .push(Reply::tool_call("terminal", r#"{"command":"sleep 37.25"}"#));
     let child = env
         .command(&["chat", "-q", "wait"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id().unwrap().to_string();
     // Wait until the tool is running: the model has been asked once and a `sleep` exists.
     for _ in 0..100 {
         if !env.server.chat_requests().is_empty() && sleeping_children() {
@@ -313,14 +312,7 @@ async fn ctrl_c_interrupts_a_running_tool_and_the_session_resumes_cleanly() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exits promptly")
-        .unwrap();
+    let out = super::harness::interrupt(child).await;
     assert_eq!(
         out.status.code(),
         Some(130),
@@ -359,7 +351,7 @@ fn sleeping_children() -> bool {
         .filter_map(Result::ok)
         .any(|e| {
             std::fs::read_to_string(e.path().join("cmdline"))
-                .is_ok_and(|c| c == "sleep\u{0}30\u{0}")
+                .is_ok_and(|c| c == "sleep\u{0}37.25\u{0}")
         })
 }
 

@@ -168,15 +168,7 @@ async fn ctrl_c_during_a_slow_model_call_exits_130() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exits promptly")
-        .unwrap();
+    let out = super::harness::interrupt(child).await;
     assert_eq!(out.status.code(), Some(130));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),

@@ -103,3 +103,16 @@ pub fn tool_messages(body: &serde_json::Value) -> Vec<serde_json::Value> {
         .cloned()
         .collect()
 }
+
+/// Send SIGINT (what Ctrl+C sends) to a running `talaria` and collect how it ended.
+pub async fn interrupt(child: tokio::process::Child) -> Output {
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("talaria exits promptly after Ctrl+C")
+        .unwrap()
+}
