@@ -38,7 +38,10 @@ impl std::error::Error for Exit {}
 
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging(cli.verbose);
+    // A one-shot answer is read by scripts: its stderr carries the one line that matters
+    // (retries and other warnings only with -v).
+    let one_shot = matches!(&cli.command, cli::Command::Chat(args) if args.query.is_some());
+    init_logging(cli.verbose, one_shot);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,13 +67,19 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: bool) {
-    let default = if verbose { "info" } else { "warn" };
+fn init_logging(verbose: bool, one_shot: bool) {
+    use std::io::IsTerminal;
+    let default = match (verbose, one_shot) {
+        (true, _) => "info",
+        (false, true) => "error",
+        (false, false) => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TALARIA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .try_init();
