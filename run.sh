@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/prereqs.sh
 ensure_build_tools
-cargo build --release --locked -p talaria --quiet
+cargo build --release -p talaria --quiet
 exec "${CARGO_TARGET_DIR:-target}/release/talaria" "$@"

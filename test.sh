@@ -7,7 +7,7 @@ source scripts/prereqs.sh
 ensure_build_tools
 ensure_test_tools
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast "$@"
+    cargo nextest run --workspace --no-fail-fast "$@"
 else
-    cargo test --workspace --locked --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@"
 fi
