@@ -1,0 +1,113 @@
+//! Thin, safe wrappers over the few raw system calls the other modules share.
+//!
+//! Owns nothing but conversions (return codes to `io::Result`, paths to C strings, errno
+//! numbers to their names). It must never decide policy.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+
+/// Turns a libc-style return value (`-1` and `errno` on failure) into an `io::Result`.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Like [`cvt`] for the `long` that `syscall(2)` returns.
+pub(crate) fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A C string from an OS string; `None` when it contains a NUL byte.
+pub(crate) fn c_string(s: &OsStr) -> Option<CString> {
+    CString::new(s.as_bytes()).ok()
+}
+
+/// `fstat(2)` on any descriptor, including `O_PATH` ones.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain-data struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable `stat` and `fd` is live for the call.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &raw mut st) })?;
+    Ok(st)
+}
+
+/// The `/proc/self/fd/N` path naming `fd`, the safe way to hand a descriptor to calls that only
+/// take paths (`mount(2)`).
+pub(crate) fn proc_fd_path(fd: BorrowedFd<'_>) -> CString {
+    let text = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    // A decimal number and ASCII letters never contain NUL.
+    CString::new(text).unwrap_or_default()
+}
+
+/// The symbolic name and description of an errno value, for one-line error reports
+/// (`EACCES (permission denied)`).
+#[must_use]
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::E2BIG => "E2BIG",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ELOOP => "ELOOP",
+        libc::ELIBBAD => "ELIBBAD",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => "E?",
+    }
+}
+
+/// `io::Error` rendered as `ENAME (description)` for one-line reports.
+#[must_use]
+pub fn describe(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(errno) => {
+            let text = io::Error::from_raw_os_error(errno).to_string();
+            // std renders "Permission denied (os error 13)"; keep the words, lowercase them.
+            let words = text
+                .split(" (os error")
+                .next()
+                .unwrap_or(&text)
+                .to_lowercase();
+            format!("{} ({words})", errno_name(errno))
+        }
+        None => err.to_string(),
+    }
+}
+
+/// Ends a forked child immediately: no `atexit` handlers, no stdio flushing of buffers the
+/// parent also holds.
+pub(crate) fn exit_child(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and always sound to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
