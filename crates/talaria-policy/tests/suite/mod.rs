@@ -1,0 +1,9 @@
+mod approval;
+mod inheritance;
+mod layering;
+mod narrowing;
+mod resolve;
+mod shipped;
+mod support;
+mod talaria_home;
+mod validation;
