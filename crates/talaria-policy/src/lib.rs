@@ -21,7 +21,9 @@
 //! - **The Talaria home** (`state.db`, `config.toml`, credentials) is never granted, except
 //!   `${talaria_home}/skills` read-only. Landlock grants whole trees and cannot subtract, so a
 //!   root that *contains* the home (`/`, `${home}` with the usual `~/.talaria`) is refused,
-//!   on the text at load and again on real, symlink-resolved paths at resolve time.
+//!   on the text at load and again on real, symlink-resolved paths at resolve time. This also
+//!   keeps `$TALARIA_HOME/policies` out of reach, and `/etc/talaria/policies` is at most
+//!   readable: a sandboxed command cannot rewrite the policy that confines it.
 //! - **Narrowing**: the surface a request came from ([`Surface`]) can only take rights away
 //!   ([`Profile::narrow`]).
 //! - **Approval**: [`Profile::decide`] — the first rule whose regex matches the command line

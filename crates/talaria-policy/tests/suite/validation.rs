@@ -16,6 +16,12 @@ fn unknown_key_with_hint() {
         err,
         format!("{file}:3: unknown key `filesystem.raed` (did you mean `filesystem.read`?)")
     );
+    // Dotted keys are located the same way.
+    let (file, err) = one_error("description = \"x\"\nfilesystem.raed = [\"/usr\"]\n");
+    assert_eq!(
+        err,
+        format!("{file}:2: unknown key `filesystem.raed` (did you mean `filesystem.read`?)")
+    );
     let (file, err) = one_error("[sandbox]\nx = 1\n");
     assert!(
         err.starts_with(&format!("{file}:1: unknown key `sandbox` (known here: inherits, description, backends, filesystem,")),
