@@ -7,6 +7,11 @@
 
 pub mod background;
 pub mod process;
+pub mod service;
 
 pub use background::{BackgroundError, LogChunk, ProcessId, ProcessInfo, ProcessTable};
 pub use process::{ExitKind, Finished, ProcessError, run_to_completion};
+pub use service::{
+    EXIT_SANDBOX_REFUSED, Executor, ExecutorConfig, ExecutorError, HelperCommand, Prepared,
+    RunOutcome, RunRequest,
+};
