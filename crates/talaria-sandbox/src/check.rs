@@ -157,14 +157,13 @@ pub fn plan(spec: &SandboxSpec, host: &HostFeatures) -> Result<Plan, CheckError>
     }
 
     // Helper processes inside the sandbox's accounting: with a PID namespace, the process that
-    // created it and PID 1 (see `supervise`); without, none (the top process execs the command).
+    // created it and PID 1 (see `supervise`), both in the cgroup and in the new user namespace
+    // whose uid count RLIMIT_NPROC checks; without, none (the top process execs the command).
+    let overhead = if pid { 2 } else { 0 };
     let tasks = match spec.limits.tasks {
         None => TasksEnforcement::Unlimited,
-        Some(n) if host.euid == 0 => {
-            TasksEnforcement::Cgroup(n.saturating_add(if pid { 2 } else { 0 }))
-        }
-        // RLIMIT_NPROC is checked per user namespace; PID 1 shares it with the command.
-        Some(n) => TasksEnforcement::Rlimit(n.saturating_add(u64::from(pid))),
+        Some(n) if host.euid == 0 => TasksEnforcement::Cgroup(n.saturating_add(overhead)),
+        Some(n) => TasksEnforcement::Rlimit(n.saturating_add(overhead)),
     };
     Ok(Plan {
         namespaces,
@@ -356,7 +355,7 @@ mod tests {
         assert_eq!(plan(&s, &root).unwrap().tasks, TasksEnforcement::Cgroup(10));
         s.namespaces.pid = true;
         assert_eq!(plan(&s, &root).unwrap().tasks, TasksEnforcement::Cgroup(12));
-        assert_eq!(plan(&s, &HOST).unwrap().tasks, TasksEnforcement::Rlimit(11));
+        assert_eq!(plan(&s, &HOST).unwrap().tasks, TasksEnforcement::Rlimit(12));
     }
 
     #[test]

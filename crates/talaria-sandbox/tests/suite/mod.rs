@@ -6,3 +6,4 @@ mod protected;
 mod refusal;
 mod support;
 mod syscalls;
+mod unprivileged;

@@ -166,3 +166,48 @@ attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
     out.expect_line("packet EPERM");
     assert_no_connection(&host);
 }
+
+#[test]
+fn abstract_unix_sockets_of_the_host_are_out_of_reach() {
+    if !base_features() {
+        return;
+    }
+    if !probe().landlock_scopes {
+        eprintln!(
+            "SKIP: kernel lacks Landlock scoping (ABI {} < 6)",
+            probe().landlock_abi
+        );
+        return;
+    }
+    let Some(py) = python() else { return };
+    let name = format!("talaria-sandbox-test-{}", std::process::id());
+    let host = std::os::unix::net::UnixListener::bind_addr(
+        &<std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name.as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    host.set_nonblocking(true).unwrap();
+    let mut case = Case::new("network-off");
+    case.py(
+        &py,
+        &format!(
+            r#"{PY_ATTEMPT}
+def host():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect("\0{name}")
+attempt("host", host)
+def own():
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); srv.bind("\0{name}-own"); srv.listen(1)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); c.connect("\0{name}-own")
+attempt("own", own)
+"#
+        ),
+    );
+    let out = case.run();
+    out.ok();
+    out.expect_line("host EPERM");
+    out.expect_line("own OK");
+    assert_eq!(
+        host.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock)
+    );
+}

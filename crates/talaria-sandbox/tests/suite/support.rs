@@ -218,6 +218,18 @@ impl Case {
         self
     }
 
+    /// Makes the scratch directory usable by `uid` (for runs as an unprivileged user): the base
+    /// becomes traversable, the workspace and the outside directory owned by `uid`.
+    pub fn hand_to(&mut self, uid: u32) -> &mut Self {
+        use std::os::unix::fs::PermissionsExt;
+        let base = self.ws.parent().unwrap();
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for dir in [&self.ws, &self.out] {
+            std::os::unix::fs::chown(dir, Some(uid), Some(uid)).unwrap();
+        }
+        self
+    }
+
     fn write_spec(&self) {
         std::fs::write(&self.spec_file, serde_json::to_vec(&self.spec).unwrap()).unwrap();
     }
