@@ -15,7 +15,7 @@
 //!
 //! # Order, and why
 //!
-//! 1. **Sanitize** ([`fds`], [`env`]): close every inherited descriptor above 2 (Landlock does
+//! 1. **Sanitize** ([`fds`], [`env`](mod@env)): close every inherited descriptor above 2 (Landlock does
 //!    not check files that are already open), start a new session (no controlling terminal,
 //!    one process group to signal), and build the command's environment from `spec.env` alone.
 //! 2. **Check** ([`check`]): validate the spec and verify that this host can enforce all of it
@@ -55,15 +55,30 @@
 //! could not be set up (one line on stderr says why; the command did not run); 126 when the
 //! command exists but cannot be executed; 127 when it does not exist.
 //!
+//! # Resource limits
+//!
+//! rlimits are set with soft = hard (clamped to the current hard limit, which the helper cannot
+//! raise). `RLIMIT_NPROC` is **not enforced for uid 0**, so a root helper enforces `tasks` with a
+//! pids cgroup of its own (`talaria-sandbox-<pid>`, cgroup v1 `pids` or cgroup v2 with `pids`
+//! delegated) and refuses the spec when there is none; see [`cgroup`] and [`limits`].
+//!
 //! # What is not enforced
 //!
-//! * `AllowTcp` restricts TCP only: Landlock has no UDP rules, so UDP (DNS) stays open.
-//! * Connecting to *pathname* UNIX sockets (`/run/docker.sock`) is only restricted from Landlock
-//!   ABI 9 on (`LANDLOCK_ACCESS_FS_RESOLVE_UNIX`, used automatically when present); on older
-//!   kernels a mount namespace is the only wall, and the helper does not hide sockets.
-//! * Without a PID namespace, descendants that leave the process group outlive a kill of the
-//!   helper; ask for a PID namespace to contain them.
-//!
+//! * **Pathname UNIX sockets** (`/run/docker.sock`, the D-Bus system bus): `connect` on them is
+//!   only mediated by Landlock from ABI 9 (`LANDLOCK_ACCESS_FS_RESOLVE_UNIX`, used automatically
+//!   when the kernel has it). On older kernels any socket the command can name is reachable,
+//!   subject only to the socket file's permissions, which root passes. Hiding them needs a
+//!   mount namespace whose root holds only the listed roots (not implemented).
+//! * **UDP under `AllowTcp`**: Landlock has port rules for TCP only, so UDP (DNS) stays open.
+//! * **Hard links that already exist** inside a writable root to a file outside it: Landlock
+//!   judges the path used, so writing through such a link works. The command cannot create one
+//!   (linking from outside the roots is denied), but a link left by someone else is not found.
+//! * **Descendants of a command without a PID namespace** that leave the process group outlive
+//!   a kill of the helper; ask for a PID namespace to contain them.
+//! * **Cleanup after a SIGKILL of the helper**: the sandbox dies with it, but an empty 0555
+//!   placeholder directory and an empty `talaria-sandbox-<pid>` cgroup can stay behind.
+//! * `memory_bytes` is address space (`RLIMIT_AS`), not resident memory.
+
 //! The helper is single-threaded; that is what makes `fork` without `exec`, `unshare` with
 //! `CLONE_NEWUSER`, and `clearenv` sound here.
 
