@@ -78,7 +78,7 @@
 //! * **Cleanup after a SIGKILL of the helper**: the sandbox dies with it, but an empty 0555
 //!   placeholder directory and an empty `talaria-sandbox-<pid>` cgroup can stay behind.
 //! * `memory_bytes` is address space (`RLIMIT_AS`), not resident memory.
-
+//!
 //! The helper is single-threaded; that is what makes `fork` without `exec`, `unshare` with
 //! `CLONE_NEWUSER`, and `clearenv` sound here.
 
