@@ -13,7 +13,7 @@ pub mod prompt;
 pub mod tools;
 mod turn;
 
-pub use exec::{LocalExecutor, ToolExecutor};
+pub use exec::ToolExecutor;
 pub use home::TalariaHome;
 pub use turn::{Agent, AgentError, AgentSettings, Session, TurnEvent, TurnOutcome, TurnStop};
 

@@ -106,6 +106,9 @@ pub struct Session {
     pub model: String,
     /// (seq in the store, message), in order.
     messages: Vec<(i64, Message)>,
+    /// The directory the session started in: the policy's `${workspace}`.
+    pub workspace: PathBuf,
+    /// The terminal's current directory (moves with `cd`).
     pub cwd: PathBuf,
     todos: TodoList,
     pub usage: Usage,
@@ -214,6 +217,7 @@ impl Agent {
             id,
             model: model.to_owned(),
             messages: Vec::new(),
+            workspace: cwd.clone(),
             cwd,
             todos: TodoList::default(),
             usage: Usage::default(),
@@ -244,6 +248,11 @@ impl Agent {
             model: record.model,
             todos: TodoList::from_transcript(&plain),
             messages,
+            workspace: if cwd.is_dir() {
+                cwd.clone()
+            } else {
+                std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+            },
             cwd: if cwd.is_dir() {
                 cwd
             } else {
@@ -411,6 +420,8 @@ impl Agent {
             let result = {
                 let mut ctx = ToolContext {
                     session: &session.id,
+                    workspace: &session.workspace,
+                    talaria_home: self.home.root(),
                     cwd: &mut session.cwd,
                     todos: &mut session.todos,
                     executor: self.executor.as_ref(),

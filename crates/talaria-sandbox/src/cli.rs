@@ -118,6 +118,39 @@ impl SpecSource {
     }
 }
 
+/// The helper's whole command line, for the `talaria-sandbox` binary and for multi-call
+/// binaries (`talaria __sandbox …`): parse `args` (without the program name), do what they
+/// say, and return the exit status. Call it before any thread exists: the run path forks.
+pub fn main_with_args(args: &[OsString]) -> i32 {
+    match Invocation::parse(args) {
+        Ok(Invocation::Help) => {
+            println!("{USAGE}");
+            0
+        }
+        Ok(Invocation::Probe) => match serde_json::to_string_pretty(&crate::probe::probe()) {
+            Ok(json) => {
+                println!("{json}");
+                0
+            }
+            Err(e) => {
+                eprintln!("talaria-sandbox: cannot render the probe report: {e}");
+                1
+            }
+        },
+        Ok(Invocation::Run(source)) => match source.read() {
+            Ok(spec) => crate::run(spec),
+            Err(e) => {
+                eprintln!("talaria-sandbox: {e}");
+                crate::EXIT_SETUP_FAILED
+            }
+        },
+        Err(e) => {
+            eprintln!("talaria-sandbox: {e}");
+            crate::EXIT_SETUP_FAILED
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

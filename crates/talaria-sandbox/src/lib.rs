@@ -102,6 +102,7 @@ mod sys;
 use std::io;
 use std::path::PathBuf;
 
+pub use cli::main_with_args;
 pub use spec::SandboxSpec;
 pub use sys::{describe, errno_name};
 

@@ -13,6 +13,9 @@
 //! server keeps answering so that failure is the one reported.
 
 mod render;
+mod unconfined;
+
+pub use unconfined::UnconfinedExecutor;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use talaria_agent::{Agent, AgentSettings, LocalExecutor, TalariaHome};
+use talaria_agent::{Agent, AgentSettings, TalariaHome};
 use talaria_core::Config;
 use talaria_llm::{EndpointConfig, OpenAiCompatible, RetryPolicy};
-use talaria_testkit::{FakeModelServer, Reply};
+use talaria_testkit::{FakeModelServer, Reply, UnconfinedExecutor};
 use tokio_util::sync::CancellationToken;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -54,7 +54,7 @@ async fn bench_turns(
     .unwrap();
     let agent = Agent::new(
         Arc::new(provider),
-        Arc::new(LocalExecutor),
+        Arc::new(UnconfinedExecutor),
         store,
         home,
         AgentSettings::from_config(&Config::default()),

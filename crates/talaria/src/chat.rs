@@ -12,9 +12,7 @@ use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Editor, Helper};
-use talaria_agent::{
-    Agent, AgentSettings, LocalExecutor, Session, TurnEvent, TurnOutcome, TurnStop,
-};
+use talaria_agent::{Agent, AgentSettings, Session, TurnEvent, TurnOutcome, TurnStop};
 use talaria_core::{Config, SessionId};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +20,8 @@ use crate::Exit;
 use crate::cli::ChatArgs;
 use crate::context;
 use crate::endpoint;
+use crate::sandboxed::{self, SandboxedTools};
+use talaria_policy::Surface;
 
 const SLASH_COMMANDS: &[(&str, &str)] = &[
     ("/new", "start a new session"),
@@ -55,7 +55,10 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
     let store = context::open_store(&home).await?;
     let agent = Agent::new(
         provider.clone(),
-        Arc::new(LocalExecutor),
+        Arc::new(SandboxedTools::new(
+            Arc::new(sandboxed::executor(&home)?),
+            Surface::Owner,
+        )),
         store.clone(),
         home.clone(),
         AgentSettings::from_config(&config),

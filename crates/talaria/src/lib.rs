@@ -11,6 +11,7 @@ mod context;
 mod doctor;
 mod endpoint;
 mod export;
+mod sandboxed;
 mod sessions_cmd;
 
 use std::process::ExitCode;
@@ -37,6 +38,12 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 pub fn main() -> ExitCode {
+    // The sandbox helper mode must run before any thread exists: it forks.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == sandboxed::HELPER_ARG) {
+        let code = talaria_sandbox::main_with_args(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
+    }
     let cli = cli::Cli::parse();
     // A one-shot answer is read by scripts: its stderr carries the one line that matters
     // (retries and other warnings only with -v).

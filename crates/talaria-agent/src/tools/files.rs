@@ -130,7 +130,7 @@ pub(super) async fn read_file(
     args: ReadArgs,
     ctx: &mut ToolContext<'_>,
 ) -> Result<String, ToolError> {
-    let path = ctx.resolve(&args.path);
+    let path = ctx.readable(&args.path)?;
     let text = read_text(&path).await?;
     let lines: Vec<&str> = text.lines().collect();
     let total = lines.len();
@@ -178,7 +178,12 @@ pub(super) async fn write_file(
 ) -> Result<String, ToolError> {
     let path = ctx.resolve(&args.path);
     ctx.executor
-        .write_file(&ctx.origin("write_file"), &path, args.content.as_bytes())
+        .write_file(
+            &ctx.origin("write_file"),
+            &path,
+            args.content.as_bytes(),
+            ctx.cancel,
+        )
         .await?;
     Ok(json!({"path": path, "bytes_written": args.content.len()}).to_string())
 }
@@ -208,7 +213,7 @@ pub(super) async fn patch(args: PatchArgs, ctx: &mut ToolContext<'_>) -> Result<
             message: "`old_string` is empty; use write_file to create a file".into(),
         });
     }
-    let path = ctx.resolve(&path_arg);
+    let path = ctx.readable(&path_arg)?;
     let before = read_text(&path).await?;
     let count = before.matches(old.as_str()).count();
     let after = match (count, args.replace_all) {
@@ -227,7 +232,7 @@ pub(super) async fn patch(args: PatchArgs, ctx: &mut ToolContext<'_>) -> Result<
         }
     };
     ctx.executor
-        .write_file(&ctx.origin("patch"), &path, after.as_bytes())
+        .write_file(&ctx.origin("patch"), &path, after.as_bytes(), ctx.cancel)
         .await?;
     let name = path.display().to_string();
     let diff = similar::TextDiff::from_lines(&before, &after)

@@ -28,6 +28,11 @@ pub use todo::TodoList;
 #[derive(Debug)]
 pub struct ToolContext<'a> {
     pub session: &'a SessionId,
+    /// The session's workspace: `${workspace}` of the policy.
+    pub workspace: &'a Path,
+    /// The Talaria home; read-only tools refuse it (it holds keys and conversations), except
+    /// `skills/`.
+    pub talaria_home: &'a Path,
     pub cwd: &'a mut PathBuf,
     pub todos: &'a mut TodoList,
     pub executor: &'a dyn ToolExecutor,
@@ -44,6 +49,7 @@ impl ToolContext<'_> {
         ExecOrigin {
             tool: tool.to_owned(),
             session: self.session.clone(),
+            workspace: self.workspace.to_owned(),
         }
     }
 
@@ -55,6 +61,23 @@ impl ToolContext<'_> {
         } else {
             self.cwd.join(path)
         }
+    }
+
+    /// A path for a tool that reads in-process: refused when it lies inside the Talaria home
+    /// (symlinks resolved), except the skills directory. Sandboxed commands get the same rule
+    /// from the policy; this keeps `read_file` and `search_files` from being the way around it.
+    fn readable(&self, path: &str) -> Result<PathBuf, ToolError> {
+        let resolved = self.resolve(path);
+        let real = std::fs::canonicalize(&resolved).unwrap_or_else(|_| resolved.clone());
+        let home = std::fs::canonicalize(self.talaria_home)
+            .unwrap_or_else(|_| self.talaria_home.to_owned());
+        if real.starts_with(&home) && !real.starts_with(home.join("skills")) {
+            return Err(ToolError::Failed(format!(
+                "{} is inside the Talaria home, which tools may not read (it holds keys and conversations)",
+                resolved.display()
+            )));
+        }
+        Ok(resolved)
     }
 }
 
@@ -85,6 +108,7 @@ pub enum ToolError {
 }
 
 impl From<ExecError> for ToolError {
+    // A refused or failed write is an ordinary tool error the model can react to.
     fn from(e: ExecError) -> Self {
         match e {
             ExecError::Cancelled => ToolError::Interrupted,

@@ -73,10 +73,12 @@ pub(super) fn spec() -> ToolSpec {
 }
 
 pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
-    let root = args
-        .path
-        .as_deref()
-        .map_or_else(|| ctx.cwd.clone(), |p| ctx.resolve(p));
+    let root = match args.path.as_deref() {
+        Some(p) => ctx.readable(p)?,
+        None => ctx.cwd.clone(),
+    };
+    let talaria_home =
+        std::fs::canonicalize(ctx.talaria_home).unwrap_or_else(|_| ctx.talaria_home.to_owned());
     if !root.exists() {
         return Err(ToolError::Failed(format!(
             "{} does not exist",
@@ -84,7 +86,7 @@ pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String,
         )));
     }
     let base = ctx.cwd.clone();
-    tokio::task::spawn_blocking(move || search(&args, &root, &base))
+    tokio::task::spawn_blocking(move || search(&args, &root, &base, &talaria_home))
         .await
         .map_err(|e| ToolError::Failed(format!("search failed: {e}")))?
 }
@@ -102,7 +104,7 @@ fn glob_matcher(glob: &str) -> Result<globset::GlobMatcher, ToolError> {
         .map_err(|e| invalid(format!("bad glob {glob:?}: {e}")))
 }
 
-fn search(args: &Args, root: &Path, base: &Path) -> Result<String, ToolError> {
+fn search(args: &Args, root: &Path, base: &Path, talaria_home: &Path) -> Result<String, ToolError> {
     let limit = args.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let offset = args.offset.unwrap_or(0);
     let shown = |p: &Path| -> String {
@@ -113,7 +115,9 @@ fn search(args: &Args, root: &Path, base: &Path) -> Result<String, ToolError> {
         .build()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
-        .map(ignore::DirEntry::into_path);
+        .map(ignore::DirEntry::into_path)
+        // A walk from a parent of the Talaria home must not read its keys and conversations.
+        .filter(|p| !p.starts_with(talaria_home) || p.starts_with(talaria_home.join("skills")));
 
     if args.target == Target::Files {
         let matcher = glob_matcher(&args.pattern)?;

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use talaria_agent::LocalExecutor;
 use talaria_agent::memory::MemoryFiles;
 use talaria_agent::tools::{TodoList, ToolBox, ToolContext, ToolError};
 use talaria_core::{Message, SessionId, ToolCall};
 use talaria_store::{NewSession, Store};
+use talaria_testkit::UnconfinedExecutor;
 use tokio_util::sync::CancellationToken;
 
 struct Fixture {
@@ -16,6 +16,7 @@ struct Fixture {
     store: Store,
     memory: MemoryFiles,
     cwd: PathBuf,
+    home: PathBuf,
     todos: TodoList,
     session: SessionId,
     cancel: CancellationToken,
@@ -37,11 +38,13 @@ impl Fixture {
             .unwrap();
         let memory = MemoryFiles::new(dir.path().join("memories"), 2200, 1375);
         let cwd = dir.path().canonicalize().unwrap();
+        let home = cwd.join("talaria-home");
         Self {
             dir,
             store,
             memory,
             cwd,
+            home,
             todos: TodoList::default(),
             session,
             cancel: CancellationToken::new(),
@@ -60,9 +63,11 @@ impl Fixture {
         };
         let mut ctx = ToolContext {
             session: &self.session,
+            workspace: &self.cwd.clone(),
+            talaria_home: &self.home,
             cwd: &mut self.cwd,
             todos: &mut self.todos,
-            executor: &LocalExecutor,
+            executor: &UnconfinedExecutor,
             store: &self.store,
             memory: &self.memory,
             terminal_timeout: Duration::from_secs(10),
@@ -396,4 +401,60 @@ async fn session_search_finds_other_sessions_not_the_current_one() {
             .contains("«nginx»"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn read_tools_refuse_the_talaria_home_except_skills() {
+    let mut f = Fixture::new().await;
+    std::fs::create_dir_all(f.home.join("skills/deploy")).unwrap();
+    std::fs::write(
+        f.home.join("config.toml"),
+        "api_key = \"sk-secret-value\"\n",
+    )
+    .unwrap();
+    std::fs::write(f.home.join("skills/deploy/SKILL.md"), "secret-free skill\n").unwrap();
+    std::os::unix::fs::symlink(f.home.join("config.toml"), f.path().join("innocent.txt")).unwrap();
+
+    let direct = f
+        .call("read_file", json!({"path": "talaria-home/config.toml"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(direct.contains("inside the Talaria home"), "{direct}");
+    let via_link = f
+        .call("read_file", json!({"path": "innocent.txt"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        via_link.contains("inside the Talaria home"),
+        "symlinks are resolved: {via_link}"
+    );
+    let skill = f
+        .call(
+            "read_file",
+            json!({"path": "talaria-home/skills/deploy/SKILL.md"}),
+        )
+        .await
+        .unwrap();
+    assert!(skill.contains("secret-free skill"));
+
+    let search = f
+        .call(
+            "search_files",
+            json!({"pattern": "sk-secret|secret-free", "path": "."}),
+        )
+        .await
+        .unwrap();
+    assert!(!search.contains("sk-secret-value"), "{search}");
+    assert!(search.contains("secret-free skill"), "{search}");
+    let scoped = f
+        .call(
+            "search_files",
+            json!({"pattern": "x", "path": "talaria-home"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(scoped.contains("inside the Talaria home"), "{scoped}");
 }

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use talaria_agent::{Agent, AgentSettings, LocalExecutor, TalariaHome, TurnStop};
+use talaria_agent::{Agent, AgentSettings, TalariaHome, TurnStop};
 use talaria_core::{Config, Message, Role, ToolCall};
 use talaria_llm::{EndpointConfig, OpenAiCompatible, RetryPolicy};
 use talaria_store::Store;
-use talaria_testkit::{FakeModelServer, Reply};
+use talaria_testkit::{FakeModelServer, Reply, UnconfinedExecutor};
 use tokio_util::sync::CancellationToken;
 
 async fn agent(server: &FakeModelServer, home: &std::path::Path) -> Agent {
@@ -19,7 +19,7 @@ async fn agent(server: &FakeModelServer, home: &std::path::Path) -> Agent {
     let provider = OpenAiCompatible::new(endpoint).unwrap();
     Agent::new(
         Arc::new(provider),
-        Arc::new(LocalExecutor),
+        Arc::new(UnconfinedExecutor),
         store,
         home,
         AgentSettings::from_config(&Config::default()),

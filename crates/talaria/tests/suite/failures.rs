@@ -75,8 +75,15 @@ async fn unreachable_endpoint_is_one_clear_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("127.0.0.1:9"), "names the endpoint: {err}");
-    assert_eq!(err.lines().count(), 1, "one line, retries are not narrated: {err}");
-    assert!(err.starts_with("talaria: error: cannot reach the model endpoint"), "{err}");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "one line, retries are not narrated: {err}"
+    );
+    assert!(
+        err.starts_with("talaria: error: cannot reach the model endpoint"),
+        "{err}"
+    );
     assert!(err.contains("Connection refused"), "{err}");
 }
 

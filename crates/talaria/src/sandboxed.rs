@@ -1,0 +1,147 @@
+//! The executor as the agent sees it: every tool command and file write runs in the sandbox
+//! its policy names, on behalf of the owner at this terminal.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use talaria_agent::TalariaHome;
+use talaria_agent::exec::{
+    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ExitKind, ToolExecutor,
+};
+use talaria_core::SessionId;
+use talaria_executor::{
+    Executor, ExecutorConfig, ExecutorError, HelperCommand, ProcessError, RunRequest,
+};
+use talaria_policy::{PolicySet, PolicySource, Surface};
+use tokio_util::sync::CancellationToken;
+
+/// The hidden first argument that turns the `talaria` binary into the sandbox helper. The
+/// helper runs before any thread or runtime exists, so it may fork.
+pub const HELPER_ARG: &str = "__sandbox";
+
+/// Load the policies (shipped, `/etc/talaria/policies`, `$TALARIA_HOME/policies`).
+///
+/// # Errors
+/// Every problem in every policy file, each with file, line and key.
+pub fn load_policies(home: &TalariaHome) -> anyhow::Result<PolicySet> {
+    PolicySet::load(&PolicySource::standard(home.root()))
+        .map_err(|errors| anyhow::anyhow!("the sandbox policies do not load:\n{errors}"))
+}
+
+/// The executor, with this binary as the sandbox helper.
+///
+/// # Errors
+/// Policies that do not load, or an unknown path to this binary.
+pub fn executor(home: &TalariaHome) -> anyhow::Result<Executor> {
+    let policies = load_policies(home)?;
+    let program = std::env::current_exe()
+        .context("cannot find the talaria binary to use as the sandbox helper")?;
+    // SAFETY: getuid(2) cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    Ok(Executor::new(ExecutorConfig {
+        policies,
+        helper: HelperCommand {
+            program,
+            args: vec![HELPER_ARG.into()],
+        },
+        talaria_home: home.root().to_owned(),
+        scratch_root: std::env::temp_dir().join(format!("talaria-{uid}")),
+        caller_env: std::env::vars().collect(),
+    }))
+}
+
+/// [`ToolExecutor`] over the sandboxing executor, for requests from `surface`.
+#[derive(Debug)]
+pub struct SandboxedTools {
+    executor: Arc<Executor>,
+    surface: Surface,
+}
+
+impl SandboxedTools {
+    pub fn new(executor: Arc<Executor>, surface: Surface) -> Self {
+        Self { executor, surface }
+    }
+
+    fn request(&self, origin: &ExecOrigin, argv: Vec<String>, cwd: &Path) -> RunRequest {
+        RunRequest {
+            tool: origin.tool.clone(),
+            session: origin.session.to_string(),
+            surface: self.surface,
+            profile: None,
+            argv,
+            workspace: origin.workspace.clone(),
+            cwd: cwd.to_owned(),
+            stdin: None,
+            timeout: None,
+        }
+    }
+}
+
+fn exec_error(program: &str, error: ExecutorError) -> ExecError {
+    match error {
+        ExecutorError::Process(ProcessError::Cancelled) => ExecError::Cancelled,
+        ExecutorError::Process(other) => ExecError::Failed {
+            program: program.to_owned(),
+            message: other.to_string(),
+        },
+        refused => ExecError::Refused {
+            message: refused.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl ToolExecutor for SandboxedTools {
+    async fn run(
+        &self,
+        origin: &ExecOrigin,
+        spec: CommandSpec,
+        cancel: &CancellationToken,
+    ) -> Result<CommandOutcome, ExecError> {
+        if !spec.cwd.is_dir() {
+            return Err(ExecError::BadWorkdir { path: spec.cwd });
+        }
+        let mut argv = vec![spec.program.clone()];
+        argv.extend(spec.args);
+        let mut request = self.request(origin, argv, &spec.cwd);
+        request.stdin = spec.stdin;
+        request.timeout = Some(spec.timeout);
+        let outcome = self
+            .executor
+            .run(request, cancel)
+            .await
+            .map_err(|e| exec_error(&spec.program, e))?;
+        let finished = outcome.finished;
+        Ok(CommandOutcome {
+            stdout: finished.stdout,
+            stderr: finished.stderr,
+            exit: match finished.exit {
+                talaria_executor::ExitKind::Code(c) => ExitKind::Code(c),
+                talaria_executor::ExitKind::Signal(s) => ExitKind::Signal(s),
+            },
+            timed_out: finished.timed_out,
+            dropped_bytes: finished.dropped_bytes,
+            duration: finished.duration,
+        })
+    }
+
+    async fn write_file(
+        &self,
+        origin: &ExecOrigin,
+        path: &Path,
+        contents: &[u8],
+        cancel: &CancellationToken,
+    ) -> Result<(), ExecError> {
+        let request = self.request(origin, Vec::new(), &origin.workspace);
+        self.executor
+            .write_file(request, path, contents.to_vec(), cancel)
+            .await
+            .map_err(|e| exec_error("write_file", e))
+    }
+
+    fn end_session(&self, session: &SessionId) {
+        self.executor.end_session(session.as_str());
+    }
+}
