@@ -26,6 +26,9 @@ pub struct ExecOrigin {
 pub struct CommandSpec {
     pub program: String,
     pub args: Vec<String>,
+    /// The command as the model asked for it (for `terminal`, its `command` argument, not the
+    /// wrapper around it): what approval rules are matched against.
+    pub command_line: String,
     pub cwd: PathBuf,
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,

@@ -268,6 +268,12 @@ impl Agent {
         Ok(session)
     }
 
+    /// The session is closed for now (the user left or started another): release what the
+    /// executor kept for it. The conversation stays in the store and can be resumed.
+    pub fn end_session(&self, session: &Session) {
+        self.executor.end_session(&session.id);
+    }
+
     /// Change the model used from the next turn on, keeping the conversation.
     ///
     /// # Errors

@@ -56,6 +56,9 @@ pub struct RunRequest {
     /// by the surface.
     pub profile: Option<String>,
     pub argv: Vec<String>,
+    /// What approval rules are matched against when `argv` is a wrapper around the real
+    /// command (the terminal tool's shell script); `None` matches `argv` joined by spaces.
+    pub command_line: Option<String>,
     pub workspace: PathBuf,
     pub cwd: PathBuf,
     pub stdin: Option<Vec<u8>>,
@@ -149,7 +152,11 @@ impl Executor {
         };
         let profile = base.narrow(request.surface);
         let name = profile.name().to_owned();
-        match profile.decide(&request.argv.join(" ")) {
+        let command_line = request
+            .command_line
+            .clone()
+            .unwrap_or_else(|| request.argv.join(" "));
+        match profile.decide(&command_line) {
             Decision::Allow => {}
             Decision::Prompt { reason } => {
                 return Err(ExecutorError::NeedsApproval {

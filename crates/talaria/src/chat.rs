@@ -95,7 +95,11 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
         base_url: endpoint.base_url.clone(),
     };
     match args.query {
-        Some(prompt) => one_shot(&mut chat, &prompt, verbose).await,
+        Some(prompt) => {
+            let result = one_shot(&mut chat, &prompt, verbose).await;
+            chat.agent.end_session(&chat.session);
+            result
+        }
         None => repl(chat, &home).await,
     }
 }
@@ -303,6 +307,7 @@ async fn repl(mut chat: Chat, home: &talaria_agent::TalariaHome) -> anyhow::Resu
         }
         run_turn_interactive(&mut chat, &input).await;
     }
+    chat.agent.end_session(&chat.session);
     println!(
         "session {} saved; resume with talaria chat --resume {}",
         chat.session.id, chat.session.id
@@ -327,6 +332,7 @@ async fn slash_command(chat: &mut Chat, line: &str) -> anyhow::Result<bool> {
         "/new" => {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let model = chat.session.model.clone();
+            chat.agent.end_session(&chat.session);
             chat.session = chat.agent.new_session(cwd, &model, "cli").await?;
             println!("new session {}", chat.session.id);
         }

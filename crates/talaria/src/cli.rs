@@ -28,6 +28,61 @@ pub enum Command {
     Config(ConfigCommand),
     /// Check configuration, model endpoint, store and kernel features.
     Doctor(EndpointArgs),
+    /// Run commands in the sandbox a policy describes.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// List, check and explain sandbox policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Run one command confined by a policy and exit with its status (124 on timeout, 125 when
+    /// the sandbox could not be set up, 126/127 when the command cannot run or is not found).
+    Run {
+        /// The policy profile (see talaria policy list).
+        #[arg(long, value_name = "NAME")]
+        policy: String,
+        /// The workspace (`${workspace}`); default: the current directory.
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<std::path::PathBuf>,
+        /// Kill the command after this many seconds (never longer than the policy allows).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// The command and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Every profile, where it comes from and what it allows.
+    List,
+    /// Load every policy (and PATH, a file or directory, if given) and report every problem.
+    Check { path: Option<std::path::PathBuf> },
+    /// Which profile a tool's command runs under, the approval decision, and the resolved
+    /// sandbox, as JSON.
+    Explain {
+        #[arg(long)]
+        tool: String,
+        /// The workspace (`${workspace}`); default: the current directory.
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<std::path::PathBuf>,
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
 }
 
 /// Where the model is. Flags win over TALARIA_* variables, which win over OPENAI_* variables,
@@ -118,5 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sessions(cmd) => crate::sessions_cmd::run(cmd).await,
         Command::Config(cmd) => crate::config_cmd::run(cmd),
         Command::Doctor(args) => crate::doctor::run(args).await,
+        Command::Sandbox(cmd) => crate::sandbox_cmd::run(cmd).await,
+        Command::Policy(cmd) => crate::policy_cmd::run(cmd),
     }
 }

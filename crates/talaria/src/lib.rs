@@ -11,6 +11,8 @@ mod context;
 mod doctor;
 mod endpoint;
 mod export;
+mod policy_cmd;
+mod sandbox_cmd;
 mod sandboxed;
 mod sessions_cmd;
 

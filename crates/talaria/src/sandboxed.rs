@@ -71,6 +71,7 @@ impl SandboxedTools {
             surface: self.surface,
             profile: None,
             argv,
+            command_line: None,
             workspace: origin.workspace.clone(),
             cwd: cwd.to_owned(),
             stdin: None,
@@ -107,6 +108,7 @@ impl ToolExecutor for SandboxedTools {
         argv.extend(spec.args);
         let mut request = self.request(origin, argv, &spec.cwd);
         request.stdin = spec.stdin;
+        request.command_line = Some(spec.command_line);
         request.timeout = Some(spec.timeout);
         let outcome = self
             .executor

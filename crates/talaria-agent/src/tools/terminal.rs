@@ -85,6 +85,7 @@ eval "$3""#;
             marker.clone(),
             args.command.clone(),
         ],
+        command_line: args.command.clone(),
         cwd: dir.clone(),
         stdin: None,
         timeout: Duration::from_secs(timeout_secs),

@@ -2,4 +2,5 @@ mod chat;
 mod config;
 mod failures;
 mod harness;
+mod sandbox;
 mod sessions;

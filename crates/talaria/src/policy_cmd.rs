@@ -1,0 +1,145 @@
+//! `talaria policy list|check|explain`.
+
+use anyhow::Context;
+use serde_json::json;
+use talaria_policy::{Decision, PolicySet, PolicySource, ResolveContext, Surface};
+
+use crate::Exit;
+use crate::cli::PolicyCommand;
+use crate::context;
+use crate::sandboxed;
+
+pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
+    let home = context::home()?;
+    match command {
+        PolicyCommand::List => {
+            let set = sandboxed::load_policies(&home)?;
+            println!(
+                "{:<18} {:<14} {:<9} {:<40} FROM",
+                "PROFILE", "BACKENDS", "NETWORK", "DESCRIPTION"
+            );
+            for profile in set.profiles() {
+                let backends = profile
+                    .backends()
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let mut from = profile.origin().to_owned();
+                if !profile.replaced().is_empty() {
+                    from.push_str(&format!(" (replaces {})", profile.replaced().join(", ")));
+                }
+                println!(
+                    "{:<18} {:<14} {:<9} {:<40} {from}",
+                    profile.name(),
+                    backends,
+                    profile.network().mode().name(),
+                    profile.description()
+                );
+            }
+            Ok(())
+        }
+        PolicyCommand::Check { path } => {
+            let mut sources = PolicySource::standard(home.root());
+            // A single file is checked together with the directories it would join.
+            let staging = match &path {
+                Some(p) if p.is_file() => {
+                    let dir = tempfile::tempdir().context("cannot create a staging directory")?;
+                    let name = p.file_name().context("the file has no name")?;
+                    std::fs::copy(p, dir.path().join(name))
+                        .with_context(|| format!("cannot read {}", p.display()))?;
+                    sources.push(PolicySource::Dir(dir.path().to_owned()));
+                    Some(dir)
+                }
+                Some(p) if p.is_dir() => {
+                    sources.push(PolicySource::Dir(p.clone()));
+                    None
+                }
+                Some(p) => {
+                    anyhow::bail!("{} is neither a policy file nor a directory", p.display())
+                }
+                None => None,
+            };
+            let result = PolicySet::load(&sources);
+            drop(staging);
+            match result {
+                Ok(set) => {
+                    println!("ok: {} profiles", set.names().count());
+                    Ok(())
+                }
+                Err(errors) => {
+                    // Staged copies are reported under the name the user gave.
+                    let mut text = errors.to_string();
+                    if let Some(p) = &path {
+                        text = rename_staged(&text, p);
+                    }
+                    println!("{text}");
+                    Err(Exit {
+                        code: 1,
+                        message: Some(format!("{} problem(s) found", errors.errors().len())),
+                    }
+                    .into())
+                }
+            }
+        }
+        PolicyCommand::Explain {
+            tool,
+            workspace,
+            command,
+        } => {
+            let set = sandboxed::load_policies(&home)?;
+            let profile = set.profile_for_tool(&tool)?.narrow(Surface::Owner);
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let workspace = workspace.unwrap_or_else(|| cwd.clone());
+            let executor = sandboxed::executor(&home)?;
+            let decision = match profile.decide(&command.join(" ")) {
+                Decision::Allow => json!({"decision": "allow"}),
+                Decision::Prompt { reason } => json!({"decision": "prompt", "reason": reason}),
+                Decision::Forbidden { reason } => {
+                    json!({"decision": "forbidden", "reason": reason})
+                }
+            };
+            let resolved = profile.resolve(&ResolveContext {
+                workspace: workspace.clone(),
+                home: std::env::var_os("HOME").map_or_else(|| "/".into(), Into::into),
+                tmp: executor.scratch_dir("explain"),
+                talaria_home: home.root().to_owned(),
+                caller_env: std::env::vars().collect(),
+                argv: command.clone(),
+                cwd: if cwd.starts_with(&workspace) {
+                    cwd
+                } else {
+                    workspace.clone()
+                },
+            })?;
+            let out = json!({
+                "tool": tool,
+                "command": command,
+                "profile": profile.name(),
+                "approval": decision,
+                "backends": resolved.backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
+                "wall_time_secs": resolved.wall_time.as_secs(),
+                "output_bytes": resolved.output_bytes,
+                "sandbox": resolved.spec,
+                "definition": profile.to_json(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+fn rename_staged(text: &str, original: &std::path::Path) -> String {
+    let Some(name) = original.file_name().and_then(|n| n.to_str()) else {
+        return text.to_owned();
+    };
+    text.lines()
+        .map(|line| match line.find(&format!("/{name}:")) {
+            Some(pos) if line.contains("/.tmp") => {
+                format!("{}{}", original.display(), &line[pos + 1 + name.len()..])
+            }
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
