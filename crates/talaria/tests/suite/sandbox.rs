@@ -238,7 +238,7 @@ async fn agent_tools_run_under_the_workspace_write_policy() {
     let escape = outside.path().join("pwned");
     env.server.push(Reply::tool_call(
         "terminal",
-        &serde_json::json!({"command": format!("echo pwned > {}", escape.display())}).to_string(),
+        serde_json::json!({"command": format!("echo pwned > {}", escape.display())}).to_string(),
     ));
     env.server.push(Reply::tool_call(
         "write_file",
