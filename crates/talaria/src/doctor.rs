@@ -68,9 +68,7 @@ pub async fn run(args: EndpointArgs) -> anyhow::Result<()> {
 
     check_endpoint(&mut report, &args, &config, &config_path).await;
     check_store(&mut report, &home).await;
-    check_landlock(&mut report);
-    check_seccomp(&mut report);
-    check_user_namespaces(&mut report);
+    check_sandbox(&mut report, &home).await;
 
     if report.failed {
         return Err(Exit {
@@ -182,89 +180,98 @@ async fn check_store(report: &mut Report, home: &talaria_agent::TalariaHome) {
     }
 }
 
-fn check_landlock(report: &mut Report) {
-    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
-    // SAFETY: landlock_create_ruleset with a null attribute pointer, size 0 and the VERSION flag
-    // only returns the ABI version (or an error); it creates nothing and touches no memory.
-    let abi = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            LANDLOCK_CREATE_RULESET_VERSION,
-        )
-    };
-    if abi >= 1 {
-        let level = if abi >= 4 { Level::Ok } else { Level::Warn };
-        let hint = (abi < 4).then_some("ABI 4+ (kernel 6.7) is needed for network port rules");
-        report.line(level, "landlock", &format!("ABI {abi}"), hint);
-    } else {
-        let err = std::io::Error::last_os_error();
-        let why = match err.raw_os_error() {
-            Some(libc::ENOSYS) => "not in this kernel (needs 5.13+)".to_owned(),
-            Some(libc::EOPNOTSUPP) => {
-                "built in but disabled (add landlock to the lsm= boot parameter)".to_owned()
-            }
-            _ => err.to_string(),
-        };
-        report.line(
-            Level::Warn,
-            "landlock",
-            &why,
-            Some("sandbox profiles that need Landlock will refuse to run"),
-        );
-    }
-}
-
-fn check_seccomp(report: &mut Report) {
-    match std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail") {
-        Ok(actions) if actions.contains("errno") => {
-            report.line(
-                Level::Ok,
-                "seccomp",
-                &format!("filter mode available ({})", actions.trim()),
-                None,
-            );
-        }
-        _ => report.line(
-            Level::Warn,
-            "seccomp",
-            "filter mode not available",
-            Some("sandbox profiles that need seccomp will refuse to run"),
-        ),
-    }
-}
-
-fn check_user_namespaces(report: &mut Report) {
-    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
-    let max = read("/proc/sys/user/max_user_namespaces").and_then(|v| v.parse::<u64>().ok());
-    let clone_allowed = read("/proc/sys/kernel/unprivileged_userns_clone").is_none_or(|v| v == "1");
-    let apparmor_restricts =
-        read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").is_some_and(|v| v == "1");
-    match max {
-        Some(0) | None => report.line(
-            Level::Warn,
-            "user namespaces",
-            "disabled (user.max_user_namespaces = 0)",
-            Some("namespace-based sandbox profiles will refuse to run"),
-        ),
-        Some(_) if !clone_allowed => report.line(
-            Level::Warn,
-            "user namespaces",
-            "unprivileged use disabled (kernel.unprivileged_userns_clone = 0)",
-            Some("sysctl -w kernel.unprivileged_userns_clone=1"),
-        ),
-        Some(_) if apparmor_restricts => report.line(
-            Level::Warn,
-            "user namespaces",
-            "restricted by AppArmor",
-            Some("allow the talaria executor in an AppArmor profile"),
-        ),
-        Some(n) => report.line(
+/// What this host can enforce, as the sandbox helper itself sees it (`talaria __sandbox
+/// --probe`, run as a child: the probe forks, which a multi-threaded process must not do).
+async fn check_sandbox(report: &mut Report, home: &talaria_agent::TalariaHome) {
+    match crate::sandboxed::load_policies(home) {
+        Ok(set) => report.line(
             Level::Ok,
-            "user namespaces",
-            &format!("available (max {n})"),
+            "sandbox policies",
+            &format!("{} profiles load", set.names().count()),
             None,
         ),
+        Err(e) => report.line(
+            Level::Fail,
+            "sandbox policies",
+            &format!("{e:#}").replace('\n', "; "),
+            Some("talaria policy check lists every problem"),
+        ),
+    }
+    let probe = match std::env::current_exe() {
+        Ok(exe) => {
+            tokio::process::Command::new(exe)
+                .args([crate::sandboxed::HELPER_ARG, "--probe"])
+                .output()
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let report_json = match probe {
+        Ok(out) if out.status.success() => {
+            serde_json::from_slice::<talaria_sandbox::probe::ProbeReport>(&out.stdout).ok()
+        }
+        _ => None,
+    };
+    let Some(probe) = report_json else {
+        report.line(
+            Level::Fail,
+            "sandbox helper",
+            "the helper's --probe did not answer",
+            Some("reinstall talaria"),
+        );
+        return;
+    };
+    let refuse = "profiles that need it will refuse to run";
+    if probe.landlock_abi >= 3 {
+        let detail = format!(
+            "ABI {}{}{}",
+            probe.landlock_abi,
+            if probe.landlock_tcp {
+                ", TCP port rules"
+            } else {
+                ""
+            },
+            if probe.landlock_scopes {
+                ", signal and abstract-socket scoping"
+            } else {
+                ""
+            }
+        );
+        report.line(Level::Ok, "landlock", &detail, None);
+    } else {
+        report.line(Level::Fail, "landlock", &format!("ABI {} (3 or newer needed)", probe.landlock_abi), Some("a kernel with Landlock enabled (5.19+, lsm=landlock); every tool call will refuse to run"));
+    }
+    if probe.seccomp_filter {
+        report.line(Level::Ok, "seccomp", "filter mode available", None);
+    } else {
+        report.line(
+            Level::Fail,
+            "seccomp",
+            "filter mode not available",
+            Some("every tool call will refuse to run"),
+        );
+    }
+    match (probe.user_namespaces, &probe.user_namespaces_error) {
+        (true, _) => report.line(Level::Ok, "user namespaces", "usable (tried)", None),
+        (false, why) => report.line(
+            Level::Warn,
+            "user namespaces",
+            why.as_deref().unwrap_or("not usable"),
+            Some(refuse),
+        ),
+    }
+    if probe.tasks_enforceable {
+        let how = match &probe.pids_cgroup {
+            Some(_) if probe.euid == 0 => "via the pids cgroup (running as root)",
+            _ => "via RLIMIT_NPROC",
+        };
+        report.line(Level::Ok, "task limits", how, None);
+    } else {
+        report.line(
+            Level::Warn,
+            "task limits",
+            "cannot be enforced (root without a pids cgroup)",
+            Some(refuse),
+        );
     }
 }
