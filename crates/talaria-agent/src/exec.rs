@@ -68,6 +68,32 @@ pub enum ExecError {
     Cancelled,
 }
 
+/// An operation on a background process of the calling session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessAction {
+    List,
+    Poll {
+        id: String,
+    },
+    Log {
+        id: String,
+        offset: u64,
+        limit: usize,
+    },
+    Wait {
+        id: String,
+        timeout: Duration,
+    },
+    Kill {
+        id: String,
+    },
+    Write {
+        id: String,
+        data: String,
+        close: bool,
+    },
+}
+
 /// Runs side-effecting tool work. Implementations must kill everything they started when
 /// `cancel` fires and return [`ExecError::Cancelled`].
 #[async_trait]
@@ -95,6 +121,38 @@ pub trait ToolExecutor: Send + Sync + std::fmt::Debug {
         contents: &[u8],
         cancel: &CancellationToken,
     ) -> Result<(), ExecError>;
+
+    /// Start a command in the background; returns its id.
+    ///
+    /// # Errors
+    /// [`ExecError::Refused`] when this executor has no background processes.
+    async fn start_background(
+        &self,
+        _origin: &ExecOrigin,
+        spec: CommandSpec,
+    ) -> Result<String, ExecError> {
+        Err(ExecError::Refused {
+            message: format!(
+                "background processes are not available here; run {} in the foreground",
+                spec.command_line
+            ),
+        })
+    }
+
+    /// Inspect or control a background process of the origin's session; returns a JSON report
+    /// for the model.
+    ///
+    /// # Errors
+    /// Unknown ids (including other sessions' processes) and unsupported executors.
+    async fn process(
+        &self,
+        _origin: &ExecOrigin,
+        _action: ProcessAction,
+    ) -> Result<String, ExecError> {
+        Err(ExecError::Refused {
+            message: "background processes are not available here".into(),
+        })
+    }
 
     /// The session is over: release what was kept for it (background processes, scratch
     /// space). The default does nothing.

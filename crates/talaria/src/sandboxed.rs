@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use serde_json::json;
 use talaria_agent::TalariaHome;
 use talaria_agent::exec::{
-    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ExitKind, ToolExecutor,
+    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ExitKind, ProcessAction, ToolExecutor,
 };
 use talaria_core::SessionId;
 use talaria_executor::{
-    Executor, ExecutorConfig, ExecutorError, HelperCommand, ProcessError, RunRequest,
+    Executor, ExecutorConfig, ExecutorError, HelperCommand, ProcessError, ProcessId, ProcessInfo,
+    RunRequest,
 };
 use talaria_policy::{PolicySet, PolicySource, Surface};
 use tokio_util::sync::CancellationToken;
@@ -143,7 +145,102 @@ impl ToolExecutor for SandboxedTools {
             .map_err(|e| exec_error("write_file", e))
     }
 
+    async fn start_background(
+        &self,
+        origin: &ExecOrigin,
+        spec: CommandSpec,
+    ) -> Result<String, ExecError> {
+        if !spec.cwd.is_dir() {
+            return Err(ExecError::BadWorkdir { path: spec.cwd });
+        }
+        let mut argv = vec![spec.program.clone()];
+        argv.extend(spec.args);
+        let mut request = self.request(origin, argv, &spec.cwd);
+        request.command_line = Some(spec.command_line);
+        let id = self
+            .executor
+            .start_background(&request)
+            .map_err(|e| exec_error(&spec.program, e))?;
+        Ok(id.to_string())
+    }
+
+    async fn process(
+        &self,
+        origin: &ExecOrigin,
+        action: ProcessAction,
+    ) -> Result<String, ExecError> {
+        let table = self.executor.background();
+        let session = origin.session.as_str();
+        // Ids are per executor; a session only ever sees its own processes.
+        let own = |id: &str| -> Result<ProcessId, ExecError> {
+            let unknown = || ExecError::Refused {
+                message: format!("no background process {id} in this session"),
+            };
+            let n: u64 = id
+                .strip_prefix("proc_")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(unknown)?;
+            let pid = ProcessId(n);
+            match table.poll(pid) {
+                Ok(info) if info.session == session => Ok(pid),
+                _ => Err(unknown()),
+            }
+        };
+        let failed = |e: talaria_executor::BackgroundError| ExecError::Refused {
+            message: e.to_string(),
+        };
+        let with_tail = |info: ProcessInfo| -> serde_json::Value {
+            let start = info.output_bytes.saturating_sub(2000);
+            let tail = table
+                .read_log(info.id, start, 2000)
+                .map(|c| c.text)
+                .unwrap_or_default();
+            let mut v = describe(&info);
+            v["recent_output"] = json!(tail);
+            v
+        };
+        let value = match action {
+            ProcessAction::List => {
+                json!({ "processes": table.list(Some(session)).iter().map(describe).collect::<Vec<_>>() })
+            }
+            ProcessAction::Poll { id } => with_tail(table.poll(own(&id)?).map_err(failed)?),
+            ProcessAction::Log { id, offset, limit } => {
+                let chunk = table.read_log(own(&id)?, offset, limit).map_err(failed)?;
+                json!({ "process_id": id, "output": chunk.text, "next_offset": chunk.next_offset, "dropped_bytes": chunk.dropped })
+            }
+            ProcessAction::Wait { id, timeout } => {
+                with_tail(table.wait(own(&id)?, timeout).await.map_err(failed)?)
+            }
+            ProcessAction::Kill { id } => describe(&table.kill(own(&id)?).await.map_err(failed)?),
+            ProcessAction::Write { id, data, close } => {
+                table
+                    .write_stdin(own(&id)?, data.as_bytes(), close)
+                    .await
+                    .map_err(failed)?;
+                json!({ "process_id": id, "written_bytes": data.len(), "stdin_closed": close })
+            }
+        };
+        Ok(value.to_string())
+    }
+
     fn end_session(&self, session: &SessionId) {
         self.executor.end_session(session.as_str());
     }
+}
+
+fn describe(info: &ProcessInfo) -> serde_json::Value {
+    let (status, exit_code, signal) = match info.exit {
+        None => ("running", None, None),
+        Some(talaria_executor::ExitKind::Code(c)) => ("exited", Some(c), None),
+        Some(talaria_executor::ExitKind::Signal(s)) => ("killed", None, Some(s)),
+    };
+    json!({
+        "process_id": info.id.to_string(),
+        "command": info.label,
+        "status": status,
+        "exit_code": exit_code,
+        "signal": signal,
+        "running_for_secs": info.running_for.as_secs(),
+        "output_bytes": info.output_bytes,
+    })
 }

@@ -7,6 +7,7 @@
 
 mod files;
 mod memory_tool;
+mod process;
 mod search;
 mod session_search;
 mod terminal;
@@ -142,6 +143,7 @@ impl Default for ToolBox {
                 search::spec(),
                 todo::spec(),
                 memory_tool::spec(),
+                process::spec(),
                 session_search::spec(),
             ],
         }
@@ -171,6 +173,7 @@ impl ToolBox {
             "search_files" => search::run(parse_args("search_files", raw)?, ctx).await,
             "todo" => todo::run(parse_args("todo", raw)?, ctx),
             "memory" => memory_tool::run(parse_args("memory", raw)?, ctx),
+            "process" => process::run(parse_args("process", raw)?, ctx).await,
             "session_search" => session_search::run(parse_args("session_search", raw)?, ctx).await,
             other => Err(ToolError::UnknownTool {
                 name: other.to_owned(),

@@ -34,7 +34,8 @@ pub(super) fn spec() -> ToolSpec {
             "properties": {
                 "command": {"type": "string", "description": "The command to run."},
                 "timeout": {"type": "integer", "description": "Seconds before the command is killed (default 180, max 3600)."},
-                "workdir": {"type": "string", "description": "Directory to run in (default: the session's current directory)."}
+                "workdir": {"type": "string", "description": "Directory to run in (default: the session's current directory)."},
+                "background": {"type": "boolean", "description": "Start it in the background (servers, watchers, long builds) and return a process id for the `process` tool."}
             },
             "required": ["command"]
         }),
@@ -42,11 +43,6 @@ pub(super) fn spec() -> ToolSpec {
 }
 
 pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
-    if args.background {
-        return Err(ToolError::Failed(
-            "background processes are not available yet; run the command in the foreground with a timeout".into(),
-        ));
-    }
     if args.command.trim().is_empty() {
         return Err(ToolError::InvalidArguments {
             tool: "terminal".into(),
@@ -62,6 +58,9 @@ pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String,
             "working directory {} does not exist",
             dir.display()
         )));
+    }
+    if args.background {
+        return start_background(&args, dir, ctx).await;
     }
     let timeout_secs = args
         .timeout
@@ -114,6 +113,32 @@ eval "$3""#;
         ),
     };
     Ok(json!({ "output": output, "exit_code": exit_code, "error": error }).to_string())
+}
+
+async fn start_background(
+    args: &Args,
+    dir: std::path::PathBuf,
+    ctx: &mut ToolContext<'_>,
+) -> Result<String, ToolError> {
+    let spec = CommandSpec {
+        program: "bash".into(),
+        args: vec!["-c".into(), format!("exec 2>&1; {}", args.command)],
+        command_line: args.command.clone(),
+        cwd: dir,
+        stdin: None,
+        timeout: Duration::from_secs(MAX_TIMEOUT_SECS),
+        output_limit: ctx.output_limit,
+    };
+    let id = ctx
+        .executor
+        .start_background(&ctx.origin("terminal"), spec)
+        .await?;
+    Ok(json!({
+        "process_id": id,
+        "status": "started",
+        "hint": "use the process tool: poll or log to read its output, wait, write to send input, kill to stop it"
+    })
+    .to_string())
 }
 
 /// Remove the directory report from the output and return it.

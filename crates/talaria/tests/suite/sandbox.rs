@@ -282,3 +282,76 @@ async fn agent_tools_run_under_the_workspace_write_policy() {
         results[3]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_processes_via_terminal_and_the_process_tool() {
+    let env = Env::new().await;
+    env.server.push(Reply::tool_call(
+        "terminal",
+        r#"{"command": "read line; echo got:$line; sleep 30", "background": true}"#,
+    ));
+    env.server.push(Reply::tool_call(
+        "process",
+        r#"{"action": "write", "process_id": "proc_1", "data": "hello\n"}"#,
+    ));
+    env.server.push(Reply::tool_call(
+        "process",
+        r#"{"action": "wait", "process_id": "proc_1", "timeout": 1}"#,
+    ));
+    env.server.push(Reply::tool_call(
+        "process",
+        r#"{"action": "log", "process_id": "proc_1"}"#,
+    ));
+    env.server.push(Reply::tool_call(
+        "process",
+        r#"{"action": "kill", "process_id": "proc_1"}"#,
+    ));
+    env.server
+        .push(Reply::tool_call("process", r#"{"action": "list"}"#));
+    env.server.push(Reply::tool_call(
+        "process",
+        r#"{"action": "poll", "process_id": "proc_99"}"#,
+    ));
+    env.server.push(Reply::text("done"));
+    env.run(&["chat", "-q", "run a server"]).await.success();
+
+    let results: Vec<serde_json::Value> =
+        tool_messages(&env.server.chat_requests().pop().unwrap().body)
+            .iter()
+            .map(|m| {
+                let text = m["content"].as_str().unwrap();
+                serde_json::from_str(text)
+                    .unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+            })
+            .collect();
+    assert_eq!(results[0]["process_id"], "proc_1", "{:?}", results[0]);
+    assert_eq!(results[1]["written_bytes"], 6, "{:?}", results[1]);
+    assert_eq!(
+        results[2]["status"], "running",
+        "still sleeping after the wait: {:?}",
+        results[2]
+    );
+    assert!(
+        results[2]["recent_output"]
+            .as_str()
+            .unwrap()
+            .contains("got:hello"),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(results[3]["output"], "got:hello\n", "{:?}", results[3]);
+    assert_eq!(results[4]["status"], "killed", "{:?}", results[4]);
+    assert_eq!(
+        results[5]["processes"][0]["status"], "killed",
+        "{:?}",
+        results[5]
+    );
+    assert!(
+        results[6]
+            .as_str()
+            .unwrap()
+            .contains("no background process proc_99 in this session"),
+        "{:?}",
+        results[6]
+    );
+}
