@@ -64,6 +64,9 @@ pub struct RunRequest {
     pub stdin: Option<Vec<u8>>,
     /// Shorter than the profile's wall time, never longer.
     pub timeout: Option<Duration>,
+    /// A person approved this exact command after a `prompt` rule asked: it may run.
+    /// `forbidden` rules still refuse it.
+    pub approved: bool,
 }
 
 /// A finished sandboxed command.
@@ -158,6 +161,7 @@ impl Executor {
             .unwrap_or_else(|| request.argv.join(" "));
         match profile.decide(&command_line) {
             Decision::Allow => {}
+            Decision::Prompt { .. } if request.approved => {}
             Decision::Prompt { reason } => {
                 return Err(ExecutorError::NeedsApproval {
                     profile: name,

@@ -20,7 +20,7 @@ use crate::Exit;
 use crate::cli::ChatArgs;
 use crate::context;
 use crate::endpoint;
-use crate::sandboxed::{self, SandboxedTools};
+use crate::sandboxed::{self, SandboxedTools, TerminalApprover};
 use talaria_policy::Surface;
 
 const SLASH_COMMANDS: &[(&str, &str)] = &[
@@ -58,6 +58,12 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
         Arc::new(SandboxedTools::new(
             Arc::new(sandboxed::executor(&home)?),
             Surface::Owner,
+            // Only a person at the interactive chat can be asked; a one-shot run refuses.
+            if args.query.is_none() {
+                Some(Arc::new(TerminalApprover))
+            } else {
+                None
+            },
         )),
         store.clone(),
         home.clone(),

@@ -47,6 +47,7 @@ pub async fn run(command: SandboxCommand) -> anyhow::Result<()> {
         workspace,
         stdin: None,
         timeout: timeout.map(Duration::from_secs),
+        approved: false,
     };
     let result = run_inherited(&executor, &request).await;
     executor.end_session(&session);

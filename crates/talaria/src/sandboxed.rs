@@ -54,16 +54,70 @@ pub fn executor(home: &TalariaHome) -> anyhow::Result<Executor> {
     }))
 }
 
-/// [`ToolExecutor`] over the sandboxing executor, for requests from `surface`.
+/// Asks a person whether a command that a `prompt` approval rule caught may run.
+#[async_trait]
+pub trait Approver: Send + Sync + std::fmt::Debug {
+    async fn approve(&self, command: &str, reason: &str) -> bool;
+}
+
+/// Asks at the terminal (the interactive chat: the line editor is idle while a turn runs).
+/// Anything but "y" or "yes" is a no.
+#[derive(Debug)]
+pub struct TerminalApprover;
+
+#[async_trait]
+impl Approver for TerminalApprover {
+    async fn approve(&self, command: &str, reason: &str) -> bool {
+        let question = format!("\n  ⚠ `{command}` needs your approval: {reason}. Run it? [y/N] ");
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(question.as_bytes());
+            let _ = out.flush();
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).is_ok()
+                && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// [`ToolExecutor`] over the sandboxing executor, for requests from `surface`. With an
+/// approver, commands caught by a `prompt` rule are put to a person instead of refused.
 #[derive(Debug)]
 pub struct SandboxedTools {
     executor: Arc<Executor>,
     surface: Surface,
+    approver: Option<Arc<dyn Approver>>,
 }
 
 impl SandboxedTools {
-    pub fn new(executor: Arc<Executor>, surface: Surface) -> Self {
-        Self { executor, surface }
+    pub fn new(
+        executor: Arc<Executor>,
+        surface: Surface,
+        approver: Option<Arc<dyn Approver>>,
+    ) -> Self {
+        Self {
+            executor,
+            surface,
+            approver,
+        }
+    }
+
+    /// Whether a refusal can be turned into a run by asking the approver (who said yes).
+    async fn approved_after(&self, error: &ExecutorError, request: &RunRequest) -> bool {
+        let (ExecutorError::NeedsApproval { reason, .. }, Some(approver)) = (error, &self.approver)
+        else {
+            return false;
+        };
+        let command = request
+            .command_line
+            .clone()
+            .unwrap_or_else(|| request.argv.join(" "));
+        let yes = approver.approve(&command, reason).await;
+        tracing::info!(%command, approved = yes, "approval asked");
+        yes
     }
 
     fn request(&self, origin: &ExecOrigin, argv: Vec<String>, cwd: &Path) -> RunRequest {
@@ -78,6 +132,7 @@ impl SandboxedTools {
             cwd: cwd.to_owned(),
             stdin: None,
             timeout: None,
+            approved: false,
         }
     }
 }
@@ -112,11 +167,14 @@ impl ToolExecutor for SandboxedTools {
         request.stdin = spec.stdin;
         request.command_line = Some(spec.command_line);
         request.timeout = Some(spec.timeout);
-        let outcome = self
-            .executor
-            .run(request, cancel)
-            .await
-            .map_err(|e| exec_error(&spec.program, e))?;
+        let outcome = match self.executor.run(request.clone(), cancel).await {
+            Err(e) if self.approved_after(&e, &request).await => {
+                request.approved = true;
+                self.executor.run(request, cancel).await
+            }
+            other => other,
+        }
+        .map_err(|e| exec_error(&spec.program, e))?;
         let finished = outcome.finished;
         Ok(CommandOutcome {
             stdout: finished.stdout,
@@ -157,10 +215,14 @@ impl ToolExecutor for SandboxedTools {
         argv.extend(spec.args);
         let mut request = self.request(origin, argv, &spec.cwd);
         request.command_line = Some(spec.command_line);
-        let id = self
-            .executor
-            .start_background(&request)
-            .map_err(|e| exec_error(&spec.program, e))?;
+        let id = match self.executor.start_background(&request) {
+            Err(e) if self.approved_after(&e, &request).await => {
+                request.approved = true;
+                self.executor.start_background(&request)
+            }
+            other => other,
+        }
+        .map_err(|e| exec_error(&spec.program, e))?;
         Ok(id.to_string())
     }
 

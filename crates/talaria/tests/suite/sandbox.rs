@@ -355,3 +355,61 @@ async fn background_processes_via_terminal_and_the_process_tool() {
         results[6]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_at_the_chat_approves_or_refuses_prompted_commands() {
+    use tokio::io::AsyncWriteExt;
+    let env = Env::new().await;
+    env.server.push(Reply::tool_call(
+        "terminal",
+        r#"{"command": "sudo echo approved-run"}"#,
+    ));
+    env.server.push(Reply::text("first done"));
+    env.server.push(Reply::tool_call(
+        "terminal",
+        r#"{"command": "sudo echo refused-run"}"#,
+    ));
+    env.server.push(Reply::text("second done"));
+    let mut child = env
+        .command(&["chat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"do it\ny\ndo it again\nn\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout
+            .matches("needs your approval: runs a command as another user")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    let requests = env.server.chat_requests();
+    let first = tool_messages(&requests[1].body)[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !first.contains("needs the user's approval"),
+        "approved, so it ran: {first}"
+    );
+    let second = tool_messages(&requests[3].body)[1]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        second.contains("needs the user's approval"),
+        "refused: {second}"
+    );
+}
