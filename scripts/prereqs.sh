@@ -20,4 +20,16 @@ ensure_build_tools() {
 
 ensure_test_tools() {
     command -v bash >/dev/null 2>&1 || apt_install bash
+    # talaria-oci links libseccomp (through youki's libcontainer) and its tests build a
+    # busybox root filesystem for the containers they start.
+    local missing=()
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev)
+    if command -v dpkg-query >/dev/null 2>&1; then
+        dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' \
+            || missing+=(busybox-static)
+    else
+        [ -x /bin/busybox ] || missing+=(busybox-static)
+    fi
+    [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }

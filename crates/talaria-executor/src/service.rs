@@ -3,14 +3,24 @@
 //! A request names the tool it serves (which picks the policy profile), the session, the surface
 //! it came from (which can only narrow the profile) and the command. The service resolves the
 //! profile against the session's workspace and scratch directory, checks the approval rules, and
-//! runs the command through the sandbox helper. It never runs anything unconfined: a profile the
-//! host cannot enforce comes back as [`ExecutorError::SandboxRefused`].
+//! runs the command on the first backend of the profile that this executor provides: the
+//! Landlock sandbox helper (always), or the session's OCI container through its
+//! `talaria-oci-helper` (when configured with [`Executor::with_oci`]). It never runs anything
+//! unconfined: a profile the host cannot enforce comes back as [`ExecutorError::SandboxRefused`]
+//! or [`ExecutorError::NoBackend`]. A backend that is not provided is skipped (and logged) in
+//! favour of the profile's next one; a backend that is provided but fails to set up is an
+//! error, never a reason to try another backend.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use talaria_oci::client::{ClientError, HelperConnection};
+use talaria_oci::protocol::Exit;
+use talaria_oci::{ContainerCommand, ContainerPlan};
 use talaria_policy::{
     Backend, Decision, PolicyError, PolicySet, ResolveContext, Resolved, Surface,
 };
@@ -32,6 +42,20 @@ pub struct HelperCommand {
     pub program: PathBuf,
     pub args: Vec<OsString>,
 }
+
+/// The OCI backend: how to start a session's `talaria-oci-helper` and where helpers keep state.
+#[derive(Debug, Clone)]
+pub struct OciBackend {
+    /// The `talaria-oci-helper` binary (it gets `--state DIR --images DIR` appended).
+    pub helper: HelperCommand,
+    /// Parent of the per-session helper state directories (`<state_root>/<session>`) and of the
+    /// unpacked-image cache (`<state_root>/.images`). Must not be inside any sandbox's roots.
+    pub state_root: PathBuf,
+}
+
+/// How long a helper gets, beyond the command's own timeout, to report before it is presumed
+/// stuck and terminated.
+const OCI_GRACE: Duration = Duration::from_secs(30);
 
 /// What the executor is configured with.
 #[derive(Debug)]
@@ -101,6 +125,12 @@ pub enum ExecutorError {
     },
     #[error("cannot hand the sandbox spec to the helper: {0}")]
     SpecPipe(#[source] std::io::Error),
+    #[error("policy {profile} runs on the {backend} backend, which cannot run {what}")]
+    Unsupported {
+        profile: String,
+        backend: &'static str,
+        what: &'static str,
+    },
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
@@ -112,6 +142,17 @@ pub enum ExecutorError {
 pub struct Executor {
     config: ExecutorConfig,
     background: ProcessTable,
+    oci: Option<OciBackend>,
+    /// Each session's OCI helper, started on its first OCI command.
+    oci_sessions: Mutex<HashMap<String, Arc<OciSession>>>,
+}
+
+/// A session's OCI helper. Commands of one session run one at a time (the helper is
+/// sequential); `pid` is kept outside the lock so `end_session` can stop a busy helper.
+#[derive(Debug)]
+struct OciSession {
+    pid: Option<u32>,
+    connection: tokio::sync::Mutex<HelperConnection>,
 }
 
 /// A resolved, approved command, ready to hand to the helper.
@@ -119,6 +160,8 @@ pub struct Executor {
 pub struct Prepared {
     pub profile: String,
     pub resolved: Resolved,
+    /// The backend it runs on: the first of the profile's backends that this executor provides.
+    pub backend: Backend,
 }
 
 impl Executor {
@@ -126,6 +169,24 @@ impl Executor {
         Self {
             config,
             background: ProcessTable::default(),
+            oci: None,
+            oci_sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Provide the OCI backend. Without it, profiles whose only backend is `oci` are refused
+    /// ([`ExecutorError::NoBackend`]).
+    #[must_use]
+    pub fn with_oci(mut self, oci: OciBackend) -> Self {
+        self.oci = Some(oci);
+        self
+    }
+
+    /// Whether this executor provides `backend`.
+    pub fn provides(&self, backend: Backend) -> bool {
+        match backend {
+            Backend::Landlock => true,
+            Backend::Oci => self.oci.is_some(),
         }
     }
 
@@ -194,7 +255,12 @@ impl Executor {
             argv: request.argv.clone(),
             cwd: request.cwd.clone(),
         })?;
-        if !resolved.backends.contains(&Backend::Landlock) {
+        let Some(backend) = resolved
+            .backends
+            .iter()
+            .copied()
+            .find(|b| self.provides(*b))
+        else {
             let backends = resolved
                 .backends
                 .iter()
@@ -205,21 +271,37 @@ impl Executor {
                 profile: name,
                 backends,
             });
+        };
+        if let Some(preferred) = resolved.backends.first()
+            && *preferred != backend
+        {
+            tracing::info!(profile = %name, preferred = preferred.name(), used = backend.name(), "the profile's preferred backend is not available here; using the next one");
         }
         Ok(Prepared {
             profile: name,
             resolved,
+            backend,
         })
     }
 
-    /// The helper command for a prepared request, with the spec on fd 3.
+    /// The Landlock helper command for a prepared request, with the spec on fd 3.
     ///
     /// # Errors
-    /// When the spec pipe cannot be set up.
+    /// When the spec pipe cannot be set up, or the request runs on another backend.
     pub fn helper_command(
         &self,
         prepared: &Prepared,
     ) -> Result<tokio::process::Command, ExecutorError> {
+        match prepared.backend {
+            Backend::Landlock => {}
+            Backend::Oci => {
+                return Err(ExecutorError::Unsupported {
+                    profile: prepared.profile.clone(),
+                    backend: Backend::Oci.name(),
+                    what: "a command with the terminal's stdio or in the background",
+                });
+            }
+        }
         let spec = serde_json::to_vec(&prepared.resolved.spec)
             .map_err(|e| ExecutorError::SpecPipe(std::io::Error::other(e)))?;
         let reader = spec_pipe(&spec).map_err(ExecutorError::SpecPipe)?;
@@ -266,6 +348,14 @@ impl Executor {
             t.min(prepared.resolved.wall_time)
         });
         let limit = usize::try_from(prepared.resolved.output_bytes).unwrap_or(usize::MAX);
+        match prepared.backend {
+            Backend::Landlock => {}
+            Backend::Oci => {
+                return self
+                    .run_oci(&request, prepared, timeout, limit, cancel)
+                    .await;
+            }
+        }
         let command = self.helper_command(&prepared)?;
         let program = request.argv.first().cloned().unwrap_or_default();
         let finished =
@@ -290,6 +380,139 @@ impl Executor {
             profile: prepared.profile,
             backend: Backend::Landlock,
         })
+    }
+
+    /// Run a prepared OCI request in the session's container, starting its helper if needed.
+    async fn run_oci(
+        &self,
+        request: &RunRequest,
+        prepared: Prepared,
+        timeout: Duration,
+        limit: usize,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutcome, ExecutorError> {
+        let profile = prepared.profile;
+        let refused = |message: String| ExecutorError::SandboxRefused {
+            profile: profile.clone(),
+            message,
+        };
+        let Some(settings) = &prepared.resolved.oci else {
+            return Err(refused("the profile names no oci.rootfs".to_owned()));
+        };
+        let spec = &prepared.resolved.spec;
+        let plan = ContainerPlan::from_spec(
+            spec,
+            &settings.rootfs,
+            &request.workspace,
+            &self.scratch_dir(&request.session),
+        );
+        let command = ContainerCommand::from_spec(spec, request.stdin.clone(), timeout, limit);
+        let session = self
+            .oci_session(&request.session)
+            .map_err(|e| refused(e.to_string()))?;
+        let report = {
+            let mut connection = session.connection.lock().await;
+            tokio::select! {
+                report = connection.run(&plan, &command, false) => report,
+                () = cancel.cancelled() => {
+                    self.stop_oci_session(&request.session, &session);
+                    return Err(ProcessError::Cancelled.into());
+                }
+                () = tokio::time::sleep(timeout + OCI_GRACE) => {
+                    self.stop_oci_session(&request.session, &session);
+                    return Err(refused(format!(
+                        "the container helper did not report within {}s; it was stopped",
+                        (timeout + OCI_GRACE).as_secs()
+                    )));
+                }
+            }
+        };
+        let report = match report {
+            Ok(report) => report,
+            Err(ClientError::Refused(message)) => return Err(refused(message)),
+            Err(
+                e @ (ClientError::Gone { .. } | ClientError::Protocol(_) | ClientError::Spawn(_)),
+            ) => {
+                // The next command of the session starts a new helper.
+                self.stop_oci_session(&request.session, &session);
+                return Err(refused(e.to_string()));
+            }
+        };
+        let text = |bytes: Result<Vec<u8>, _>| {
+            bytes
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map_err(|e| refused(format!("the container helper sent invalid output: {e}")))
+        };
+        let finished = Finished {
+            stdout: text(report.stdout())?,
+            stderr: text(report.stderr())?,
+            exit: match report.exit {
+                Exit::Code(code) => ExitKind::Code(code),
+                Exit::Signal(signal) => ExitKind::Signal(signal),
+            },
+            timed_out: report.timed_out,
+            dropped_bytes: report.dropped,
+            duration: Duration::from_millis(report.duration_ms),
+        };
+        tracing::debug!(tool = %request.tool, session = %request.session, %profile, ?finished.exit, container = ?report.container, "containerized command finished");
+        Ok(RunOutcome {
+            finished,
+            profile,
+            backend: Backend::Oci,
+        })
+    }
+
+    /// The session's OCI helper, started on first use.
+    fn oci_session(&self, session: &str) -> Result<Arc<OciSession>, ClientError> {
+        let mut sessions = self
+            .oci_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(existing) = sessions.get(session) {
+            return Ok(Arc::clone(existing));
+        }
+        let Some(oci) = &self.oci else {
+            return Err(ClientError::Spawn(std::io::Error::other(
+                "the oci backend is not configured",
+            )));
+        };
+        let mut command = tokio::process::Command::new(&oci.helper.program);
+        command
+            .args(&oci.helper.args)
+            .arg("--state")
+            .arg(oci.state_root.join(sanitize(session)))
+            .arg("--images")
+            .arg(oci.state_root.join(".images"))
+            .env_clear()
+            .current_dir("/");
+        if let Some(filter) = std::env::var_os("TALARIA_OCI_LOG") {
+            command.env("TALARIA_OCI_LOG", filter);
+        }
+        let connection = HelperConnection::spawn(command)?;
+        let entry = Arc::new(OciSession {
+            pid: connection.pid(),
+            connection: tokio::sync::Mutex::new(connection),
+        });
+        sessions.insert(session.to_owned(), Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    /// Forget a session's helper and ask it to stop (it kills its command, deletes its
+    /// container and exits); no-op if it was replaced meanwhile.
+    fn stop_oci_session(&self, session: &str, helper: &Arc<OciSession>) {
+        let mut sessions = self
+            .oci_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sessions
+            .get(session)
+            .is_some_and(|current| Arc::ptr_eq(current, helper))
+        {
+            sessions.remove(session);
+        }
+        if let Some(pid) = helper.pid {
+            talaria_oci::client::terminate(pid);
+        }
     }
 
     /// Create or replace a file from inside the tool's sandbox, so the write is confined by the
@@ -339,15 +562,34 @@ impl Executor {
     /// As for [`Executor::run`], before the command starts.
     pub fn start_background(&self, request: &RunRequest) -> Result<ProcessId, ExecutorError> {
         let prepared = self.prepare(request)?;
+        match prepared.backend {
+            Backend::Landlock => {}
+            Backend::Oci => {
+                return Err(ExecutorError::Unsupported {
+                    profile: prepared.profile,
+                    backend: Backend::Oci.name(),
+                    what: "background processes",
+                });
+            }
+        }
         let command = self.helper_command(&prepared)?;
         Ok(self
             .background
             .start(&request.session, &request.argv.join(" "), command)?)
     }
 
-    /// A session is over: kill its background processes and remove its scratch directory.
+    /// A session is over: kill its background processes, stop its OCI helper (which deletes
+    /// the session's container) and remove its scratch directory.
     pub fn end_session(&self, session: &str) {
         self.background.kill_session(session);
+        let helper = self
+            .oci_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(session);
+        if let Some(pid) = helper.and_then(|h| h.pid) {
+            talaria_oci::client::terminate(pid);
+        }
         let _ = std::fs::remove_dir_all(self.scratch_dir(session));
     }
 }
