@@ -77,6 +77,18 @@ fn main() {
         "ll.json",
         &spec(workspace.path(), NamespaceRules::default()),
     );
+    let mnt_spec = write_spec(
+        "mnt.json",
+        &spec(
+            workspace.path(),
+            NamespaceRules {
+                user: true,
+                mount: true,
+                pid: false,
+                net: false,
+            },
+        ),
+    );
     let ns_spec = write_spec(
         "ns.json",
         &spec(
@@ -106,6 +118,10 @@ fn main() {
         (
             "helper: landlock+seccomp",
             time_runs(runs, || helper_with(&plain_spec)),
+        ),
+        (
+            "helper: + user/mnt ns",
+            time_runs(runs, || helper_with(&mnt_spec)),
         ),
         (
             "helper: + user/mnt/pid/net ns",

@@ -94,6 +94,7 @@ pub mod limits;
 pub mod mounts;
 pub mod namespaces;
 pub mod probe;
+pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod supervise;

@@ -44,10 +44,9 @@ use std::collections::VecDeque;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::sys;
+use crate::sys::{self, fstatvfs_flags, open_path, read_link_at};
 
 /// Symlinks followed while resolving one protected path, as the kernel's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
@@ -425,36 +424,6 @@ fn name_c_string(name: &OsStr, path: &Path) -> Result<CString, MountError> {
     })
 }
 
-fn open_path(dir: Option<BorrowedFd<'_>>, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
-    let dir_raw = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    // SAFETY: `name` is NUL-terminated and `dir_raw` is either AT_FDCWD or a live descriptor.
-    let fd = sys::cvt(unsafe {
-        libc::openat(
-            dir_raw,
-            name.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    })?;
-    // SAFETY: openat just returned this descriptor, nobody else owns it.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-}
-
-fn read_link_at(dir: BorrowedFd<'_>, name: &CString) -> io::Result<OsString> {
-    let mut buf = vec![0_u8; libc::PATH_MAX as usize + 1];
-    // SAFETY: `buf` is writable for `buf.len()` bytes, `name` NUL-terminated, `dir` live.
-    let len = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    let len = usize::try_from(len).map_err(|_| io::Error::last_os_error())?;
-    buf.truncate(len);
-    Ok(OsString::from(std::ffi::OsStr::from_bytes(&buf)))
-}
-
 /// Opens `path` component by component refusing every symlink, except the last component when
 /// `final_symlink` is set. Returns the parent, the last name and the target.
 fn open_strict(
@@ -522,14 +491,6 @@ fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
     };
     sys::cvt(ret)?;
     Ok(stx.stx_mnt_id)
-}
-
-fn fstatvfs_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_ulong> {
-    // SAFETY: an all-zero statvfs is a valid value of this plain-data struct.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is writable and `fd` live.
-    sys::cvt(unsafe { libc::fstatvfs(fd.as_raw_fd(), &raw mut st) })?;
-    Ok(st.f_flag)
 }
 
 /// Remounts the bind mount now covering `parent/name` read-only. `underlying` is the

@@ -3,9 +3,9 @@
 //! Owns nothing but conversions (return codes to `io::Result`, paths to C strings, errno
 //! numbers to their names). It must never decide policy.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// Turns a libc-style return value (`-1` and `errno` on failure) into an `io::Result`.
@@ -38,6 +38,57 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     // SAFETY: `st` is a valid, writable `stat` and `fd` is live for the call.
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), &raw mut st) })?;
     Ok(st)
+}
+
+/// Turns a descriptor returned by a raw system call (`-1` and `errno` on failure) into an owned
+/// descriptor.
+pub(crate) fn owned_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = libc::c_int::try_from(cvt_long(ret)?)
+        .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)`: a handle on `name` itself, never on
+/// what a final symlink points to. `dir` `None` means the working directory.
+pub(crate) fn open_path(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<OwnedFd> {
+    let dir_raw = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `name` is NUL-terminated and `dir_raw` is either AT_FDCWD or a live descriptor.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir_raw,
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat just returned this descriptor, nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The target of the symlink `name` in `dir`.
+pub(crate) fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OsString> {
+    let mut buf = vec![0_u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: `buf` is writable for `buf.len()` bytes, `name` NUL-terminated, `dir` live.
+    let len = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let len = usize::try_from(len).map_err(|_| io::Error::last_os_error())?;
+    buf.truncate(len);
+    Ok(OsString::from(OsStr::from_bytes(&buf)))
+}
+
+/// The mount flags (`ST_RDONLY`, `ST_NOSUID` …) of the mount `fd` is on.
+pub(crate) fn fstatvfs_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_ulong> {
+    // SAFETY: an all-zero statvfs is a valid value of this plain-data struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is writable and `fd` live.
+    cvt(unsafe { libc::fstatvfs(fd.as_raw_fd(), &raw mut st) })?;
+    Ok(st.f_flag)
 }
 
 /// The `/proc/self/fd/N` path naming `fd`, the safe way to hand a descriptor to calls that only
