@@ -11,6 +11,11 @@ apt_install() {
 
 ensure_build_tools() {
     command -v cc >/dev/null 2>&1 || apt_install build-essential
+    # The executor links libseccomp through youki's libcontainer (the OCI backend).
+    local missing=()
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev)
+    [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
     command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
     if ! command -v cargo >/dev/null 2>&1; then
         [ -x "$HOME/.cargo/bin/cargo" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
@@ -20,11 +25,8 @@ ensure_build_tools() {
 
 ensure_test_tools() {
     command -v bash >/dev/null 2>&1 || apt_install bash
-    # talaria-oci links libseccomp (through youki's libcontainer) and its tests build a
-    # busybox root filesystem for the containers they start.
+    # talaria-oci's tests build a busybox root filesystem for the containers they start.
     local missing=()
-    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-    pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev)
     if command -v dpkg-query >/dev/null 2>&1; then
         dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' \
             || missing+=(busybox-static)
