@@ -14,17 +14,26 @@
 //!   or an X server). Landlock ABI 6 scopes provide both and are always used when present; on an
 //!   older kernel the profile must have a PID namespace (signals) and a network namespace
 //!   (abstract sockets, which are per network namespace), or it is refused;
+//! * the command must not reach the host's pathname UNIX sockets (`/run/docker.sock`, the D-Bus
+//!   system bus): Landlock ABI 9 denies `connect` on them outside the write roots; on an older
+//!   kernel the sandbox gets a private mount namespace whose root holds only the listed roots
+//!   ([`crate::rootfs`]), which needs user namespaces. Without either it is refused. This holds
+//!   for every network mode: a pathname socket is a file, not a network address, and an
+//!   `AllowTcp` spec reaching `/run/docker.sock` is as much an escape as an `Off` one;
 //! * user namespaces whenever a namespace is needed: tried for real when entering them.
 //!
 //! Namespace implications: any namespace implies a user namespace (so no capability over the
 //! host survives); protected paths imply user + mount; `Loopback` implies user + network; a PID
-//! namespace implies a mount namespace (so `/proc` can show only the sandbox); `Off` adds a
-//! network namespace when the spec asks for a user namespace anyway (with no user namespace,
-//! `Off` is enforced by seccomp and Landlock alone).
+//! namespace implies a mount namespace (so `/proc` can show only the sandbox); a kernel below
+//! Landlock ABI 9 implies user + mount for every spec (the private root hides the host's
+//! sockets); `Off` adds a network namespace when the spec asks for a user namespace itself (with
+//! no user namespace asked for, `Off` is enforced by seccomp and Landlock alone, which keeps the
+//! implied namespaces cheap: a network namespace would add about as much again as the user and
+//! mount namespaces with the private root).
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::landlock::{MIN_ABI, NET_ABI, SCOPE_ABI};
+use crate::landlock::{MIN_ABI, NET_ABI, SCOPE_ABI, UNIX_SOCKET_ABI};
 use crate::namespaces::NamespaceSet;
 use crate::spec::{NetworkRules, SandboxSpec};
 
@@ -104,6 +113,20 @@ impl TasksEnforcement {
     }
 }
 
+/// What keeps the host's pathname UNIX sockets out of the command's reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnixSocketIsolation {
+    /// Landlock ABI 9 handles `LANDLOCK_ACCESS_FS_RESOLVE_UNIX` (and so does a private root,
+    /// when the spec has a mount namespace anyway).
+    Landlock,
+    /// Only the private root filesystem: the mount namespace was added for it.
+    PrivateRoot {
+        /// No other part of the spec needs a namespace; a failure to create them is reported
+        /// as this requirement.
+        only_reason_for_namespaces: bool,
+    },
+}
+
 /// How the helper will enforce one spec on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
@@ -112,6 +135,7 @@ pub struct Plan {
     pub tasks: TasksEnforcement,
     /// Bring `lo` up in the new network namespace.
     pub loopback: bool,
+    pub unix_sockets: UnixSocketIsolation,
 }
 
 /// Validates `spec` and decides how to enforce it on `host`.
@@ -139,7 +163,16 @@ pub fn plan(spec: &SandboxSpec, host: &HostFeatures) -> Result<Plan, CheckError>
     let protected = !spec.filesystem.protected.is_empty();
     let loopback = spec.network == NetworkRules::Loopback;
     let pid = asked.pid;
-    let mount = asked.mount || pid || protected;
+    let needed = asked.user || asked.mount || asked.net || pid || protected || loopback;
+    let unix_sockets = if abi >= UNIX_SOCKET_ABI {
+        UnixSocketIsolation::Landlock
+    } else {
+        UnixSocketIsolation::PrivateRoot {
+            only_reason_for_namespaces: !needed,
+        }
+    };
+    let private_root = matches!(unix_sockets, UnixSocketIsolation::PrivateRoot { .. });
+    let mount = asked.mount || pid || protected || private_root;
     let net = asked.net || loopback || (spec.network == NetworkRules::Off && asked.user);
     let user = asked.user || mount || net || pid;
     let namespaces = NamespaceSet {
@@ -170,6 +203,7 @@ pub fn plan(spec: &SandboxSpec, host: &HostFeatures) -> Result<Plan, CheckError>
         landlock_abi: abi,
         tasks,
         loopback,
+        unix_sockets,
     })
 }
 
@@ -247,11 +281,57 @@ mod tests {
         euid: 1000,
     };
 
+    const HOST_ABI9: HostFeatures = HostFeatures {
+        landlock_abi: 9,
+        ..HOST
+    };
+
     #[test]
-    fn plain_spec_needs_no_namespace() {
-        let plan = plan(&spec(), &HOST).unwrap();
+    fn plain_spec_needs_no_namespace_when_landlock_hides_unix_sockets() {
+        let plan = plan(&spec(), &HOST_ABI9).unwrap();
         assert!(!plan.namespaces.any());
         assert_eq!(plan.tasks, TasksEnforcement::Unlimited);
+        assert_eq!(plan.unix_sockets, UnixSocketIsolation::Landlock);
+    }
+
+    #[test]
+    fn below_abi_9_every_spec_gets_a_private_root() {
+        let p = plan(&spec(), &HOST).unwrap();
+        assert_eq!(
+            p.namespaces,
+            NamespaceSet {
+                user: true,
+                mount: true,
+                net: false,
+                pid: false
+            }
+        );
+        assert_eq!(
+            p.unix_sockets,
+            UnixSocketIsolation::PrivateRoot {
+                only_reason_for_namespaces: true
+            }
+        );
+        for network in [
+            NetworkRules::Loopback,
+            NetworkRules::AllowTcp { ports: vec![443] },
+        ] {
+            let mut s = spec();
+            s.network = network;
+            assert!(plan(&s, &HOST).unwrap().namespaces.mount);
+        }
+        let mut s = spec();
+        s.namespaces.pid = true;
+        assert_eq!(
+            plan(&s, &HOST).unwrap().unix_sockets,
+            UnixSocketIsolation::PrivateRoot {
+                only_reason_for_namespaces: false
+            }
+        );
+        // With ABI 9 a spec that asks for a mount namespace still gets the private root.
+        s.namespaces.pid = false;
+        s.namespaces.mount = true;
+        assert!(plan(&s, &HOST_ABI9).unwrap().namespaces.mount);
     }
 
     #[test]
@@ -271,7 +351,7 @@ mod tests {
 
         let mut s = spec();
         s.network = NetworkRules::Loopback;
-        let p = plan(&s, &HOST).unwrap();
+        let p = plan(&s, &HOST_ABI9).unwrap();
         assert_eq!(
             p.namespaces,
             NamespaceSet {
@@ -291,6 +371,8 @@ mod tests {
         );
         s.network = NetworkRules::AllowTcp { ports: vec![443] };
         assert!(!plan(&s, &HOST).unwrap().namespaces.net);
+        // The namespaces implied for the private root do not add a network namespace.
+        assert!(!plan(&spec(), &HOST).unwrap().namespaces.net);
 
         let mut s = spec();
         s.namespaces.pid = true;

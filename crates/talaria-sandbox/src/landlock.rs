@@ -7,7 +7,8 @@
 //!
 //! * read roots: execute, read files, list directories;
 //! * write roots: every right of the ABI (create, remove, rename across directories, truncate,
-//!   device ioctls, and from ABI 9 connecting to pathname UNIX sockets);
+//!   device ioctls, and from ABI 9 connecting to pathname UNIX sockets, which read roots and
+//!   everything unlisted then deny);
 //! * anything not listed: no access at all. Nothing is added implicitly, not even `/proc` or
 //!   `/dev/null`: the policy layer lists them.
 //! * network `Off`: TCP bind and connect handled with no rule (ABI 4+; seccomp already refuses
@@ -42,6 +43,10 @@ pub const MIN_ABI: i32 = 3;
 pub const NET_ABI: i32 = 4;
 /// Abstract UNIX socket and signal scoping.
 pub const SCOPE_ABI: i32 = 6;
+/// `LANDLOCK_ACCESS_FS_RESOLVE_UNIX`: `connect` on pathname UNIX sockets is a filesystem right,
+/// granted only under write roots. Below it the private root filesystem ([`crate::rootfs`])
+/// is what keeps the host's sockets out of reach.
+pub const UNIX_SOCKET_ABI: i32 = 9;
 
 /// Why Landlock could not be enforced.
 #[derive(Debug, thiserror::Error)]

@@ -6,12 +6,14 @@
 //! The command is hostile: a model-written shell line, a package's build script, a tool fed
 //! prompt-injected input. It runs with the helper's uid (often root, for a system service) and
 //! tries to read secrets outside its roots (the daemon's database, other users' files, the
-//! helper's environment), write outside its writable roots (shell profiles, `.git/hooks`
-//! executed later by the host, other workspaces), reach the network, attack the kernel through
-//! rarely used system calls, tamper with other processes (signals, ptrace, the terminal), or
-//! exhaust the host. The kernel is trusted; the caller (the executor) and the spec are trusted.
-//! Bugs in the kernel's own confinement, timing side channels, and resources the spec does not
-//! limit (disk space, wall-clock time, enforced by the caller) are out of scope.
+//! helper's environment), talk to host services through their UNIX sockets (the D-Bus system
+//! bus, the Docker daemon, a user's tmux server), write outside its writable roots (shell
+//! profiles, `.git/hooks` executed later by the host, other workspaces), reach the network,
+//! attack the kernel through rarely used system calls, tamper with other processes (signals,
+//! ptrace, the terminal), or exhaust the host. The kernel is trusted; the caller (the executor)
+//! and the spec are trusted. Bugs in the kernel's own confinement, timing side channels, and
+//! resources the spec does not limit (disk space, wall-clock time, enforced by the caller) are
+//! out of scope.
 //!
 //! # Order, and why
 //!
@@ -21,17 +23,30 @@
 //! 2. **Check** ([`check`]): validate the spec and verify that this host can enforce all of it
 //!    (Landlock ABI, seccomp, scoping). Anything missing: exit 125 with one line naming the
 //!    profile and the feature, before anything is changed or run. Nothing is ever downgraded.
-//!    Preparation that must happen in the host's view follows: the pids cgroup ([`cgroup`]) and
-//!    resolving protected paths, which creates placeholders ([`mounts`]).
+//!    Preparation that must happen in the host's view follows: the pids cgroup ([`cgroup`]),
+//!    resolving protected paths, which creates placeholders ([`mounts`]), and resolving the
+//!    roots of the private root filesystem ([`rootfs`]).
 //! 3. **Namespaces** ([`namespaces`]): user first (it makes the rest possible unprivileged and
 //!    strips every host capability), then mount, network (`lo` up for `Loopback`), PID (forked:
-//!    PID 1 is a small init that reaps and relays the command's status, and mounts a fresh
-//!    `/proc`).
-//! 4. **Protected paths** ([`mounts`]): read-only bind mounts in the private mount namespace,
-//!    before Landlock and seccomp, which then forbid the command every mount operation.
+//!    PID 1 is a small init that reaps and relays the command's status). On kernels below
+//!    Landlock ABI 9 every spec gets user and mount namespaces for step 4b, asked for or not;
+//!    when they cannot be created the spec is refused, naming both ways out (see [`check`]).
+//! 4. **Filesystem view**, in the private mount namespace, before Landlock and seccomp (which
+//!    then forbid the command every mount operation):
+//!    - 4a, **protected paths** ([`mounts`]): read-only bind mounts over `.git/hooks` and the
+//!      like inside the writable roots, made while the host's tree is still the namespace's root;
+//!    - 4b, **the private root** ([`rootfs`]): a read-only tmpfs holding nothing but the listed
+//!      roots, bound at their own absolute paths (read roots `ro,nosuid,nodev`, write roots
+//!      `nosuid,nodev`, the protected-path mounts carried along), the symlinks that lead to
+//!      them, and a fresh `/proc` with a PID namespace; then `pivot_root` and the old root
+//!      detached. Host paths outside the roots, pathname UNIX sockets above all (the D-Bus
+//!      system bus, `/run/docker.sock`, a tmux server), do not exist for the command. With a
+//!      PID namespace PID 1 builds it, since a fresh `/proc` must be mounted from inside the
+//!      PID namespace while the host's `/proc` is still visible.
 //! 5. **Working directory**, then **`no_new_privs`** ([`capabilities`]): required by the next two
 //!    steps when unprivileged, and keeps setuid programs from regaining privileges.
-//! 6. **Landlock** ([`landlock`]): filesystem roots, TCP ports, scoping.
+//! 6. **Landlock** ([`landlock`]): filesystem roots, TCP ports, scoping; the second wall behind
+//!    the private root (and from ABI 9 itself a wall in front of pathname UNIX sockets).
 //! 7. **Capabilities** dropped for good ([`capabilities`]), after Landlock (whose ruleset opens
 //!    the roots) and before seccomp.
 //! 8. **seccomp** ([`seccomp`]): last of the confinement, so the helper's own setup calls (mount,
@@ -44,10 +59,12 @@
 //! # Processes
 //!
 //! Without a PID namespace, placeholders or a cgroup, the helper confines itself and `execve`s
-//! the command: no fork at all, which keeps spawning `/bin/true` lean. Otherwise the helper
-//! forks and stays outside as the supervisor: it forwards `SIGTERM`/`SIGINT`/`SIGHUP`/`SIGQUIT`,
-//! relays the exit status, and afterwards removes placeholders and the cgroup. Children die
-//! with their parent (`PR_SET_PDEATHSIG`). See [`supervise`].
+//! the command: no fork at all, which keeps spawning `/bin/true` lean (the implied user and
+//! mount namespaces of step 3 need no fork either, and no network namespace is added for them,
+//! which would cost as much again). Otherwise the helper forks and stays outside as the
+//! supervisor: it forwards `SIGTERM`/`SIGINT`/`SIGHUP`/`SIGQUIT`, relays the exit status, and
+//! afterwards removes placeholders and the cgroup. Children die with their parent
+//! (`PR_SET_PDEATHSIG`). See [`supervise`].
 //!
 //! # Exit codes
 //!
@@ -64,11 +81,12 @@
 //!
 //! # What is not enforced
 //!
-//! * **Pathname UNIX sockets** (`/run/docker.sock`, the D-Bus system bus): `connect` on them is
-//!   only mediated by Landlock from ABI 9 (`LANDLOCK_ACCESS_FS_RESOLVE_UNIX`, used automatically
-//!   when the kernel has it). On older kernels any socket the command can name is reachable,
-//!   subject only to the socket file's permissions, which root passes. Hiding them needs a
-//!   mount namespace whose root holds only the listed roots (not implemented).
+//! * **Pathname UNIX sockets under a listed root**: outside the roots they do not exist in the
+//!   private root, and from Landlock ABI 9 (`LANDLOCK_ACCESS_FS_RESOLVE_UNIX`) Landlock allows
+//!   `connect` only under write roots. Below ABI 9 a socket inside a listed *read* root stays
+//!   reachable, subject only to its file permissions, which root passes: listing `/run` or
+//!   `/var/run` as a read root exposes the system bus. The shipped profiles list no such
+//!   directory.
 //! * **UDP under `AllowTcp`**: Landlock has port rules for TCP only, so UDP (DNS) stays open.
 //! * **Hard links that already exist** inside a writable root to a file outside it: Landlock
 //!   judges the path used, so writing through such a link works. The command cannot create one
@@ -108,7 +126,7 @@ pub use spec::SandboxSpec;
 pub use sys::{describe, errno_name};
 
 use crate::cgroup::{CgroupError, PidsCgroup, PidsHierarchy};
-use crate::check::{CheckError, HostFeatures, Plan, TasksEnforcement};
+use crate::check::{CheckError, HostFeatures, Plan, TasksEnforcement, UnixSocketIsolation};
 use crate::env::{CommandEnv, EnvError};
 use crate::exec::Program;
 use crate::fds::FdsError;
@@ -116,6 +134,7 @@ use crate::landlock::LandlockError;
 use crate::limits::{LimitsError, Rlimits};
 use crate::mounts::{MountError, ProtectionPlan};
 use crate::namespaces::{HostIds, NamespaceError};
+use crate::rootfs::{RootfsError, RootfsPlan};
 use crate::seccomp::{SeccompError, SeccompProgram};
 use crate::supervise::Forked;
 
@@ -137,6 +156,18 @@ pub enum SandboxError {
     Namespace(#[from] NamespaceError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(
+        "hiding the host's pathname unix sockets needs Landlock ABI {} (kernel has ABI {abi}) or a private mount namespace, and user namespaces are not usable ({})",
+        crate::landlock::UNIX_SOCKET_ABI,
+        describe(.source)
+    )]
+    UnixSocketIsolation {
+        abi: i32,
+        #[source]
+        source: io::Error,
+    },
     #[error(transparent)]
     Landlock(#[from] LandlockError),
     #[error(transparent)]
@@ -180,6 +211,23 @@ pub fn run(spec: SandboxSpec) -> i32 {
     }
 }
 
+/// The paths the command will name first: its `PATH` entries, working directory and program.
+/// The private root recreates the symlinks on their way into the roots.
+fn entry_points(spec: &SandboxSpec) -> Vec<PathBuf> {
+    let path_entries = spec
+        .env
+        .iter()
+        .filter(|(name, _)| name == "PATH")
+        .flat_map(|(_, value)| value.split(':'))
+        .map(PathBuf::from);
+    let program = spec.argv.first().map(PathBuf::from);
+    path_entries
+        .chain(program)
+        .chain(std::iter::once(spec.cwd.clone()))
+        .filter(|p| p.is_absolute())
+        .collect()
+}
+
 fn refuse(profile: &str, error: SandboxError) -> i32 {
     let refusal = Refusal {
         profile: profile.to_owned(),
@@ -200,6 +248,8 @@ struct Launch {
     seccomp: SeccompProgram,
     cgroup: Option<PidsCgroup>,
     protection: ProtectionPlan,
+    /// The private root filesystem, whenever there is a mount namespace.
+    rootfs: Option<RootfsPlan>,
 }
 
 impl Launch {
@@ -219,6 +269,17 @@ impl Launch {
             ProtectionPlan::prepare(&spec.filesystem.protected, &spec.filesystem.write)?
         } else {
             ProtectionPlan::default()
+        };
+        let rootfs = if plan.namespaces.mount {
+            match RootfsPlan::prepare(&spec.filesystem, plan.namespaces.pid, &entry_points(&spec)) {
+                Ok(rootfs) => Some(rootfs),
+                Err(e) => {
+                    protection.cleanup();
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
         };
         let cgroup = match plan.tasks {
             TasksEnforcement::Cgroup(max) => {
@@ -241,6 +302,7 @@ impl Launch {
             seccomp,
             cgroup,
             protection,
+            rootfs,
         })
     }
 
@@ -290,7 +352,18 @@ impl Launch {
             cgroup.join()?;
         }
         let ns = self.plan.namespaces;
-        namespaces::enter(ns, self.ids)?;
+        namespaces::enter(ns, self.ids).map_err(|e| match (e, self.plan.unix_sockets) {
+            (
+                NamespaceError::Unshare(source),
+                UnixSocketIsolation::PrivateRoot {
+                    only_reason_for_namespaces: true,
+                },
+            ) => SandboxError::UnixSocketIsolation {
+                abi: self.plan.landlock_abi,
+                source,
+            },
+            (e, _) => e.into(),
+        })?;
         if ns.mount {
             mounts::make_private()?;
             self.protection.apply()?;
@@ -299,6 +372,9 @@ impl Launch {
             namespaces::loopback_up()?;
         }
         if !ns.pid {
+            if let Some(rootfs) = &self.rootfs {
+                rootfs.build()?;
+            }
             return self.confine_and_exec();
         }
         // The next child is PID 1 of the new namespace.
@@ -309,10 +385,11 @@ impl Launch {
         }
     }
 
-    /// PID 1: mount `/proc`, fork the command, reap everything, return the command's status.
+    /// PID 1: build the private root (with a fresh `/proc`), fork the command, reap
+    /// everything, return the command's status.
     fn init(&self) -> i32 {
-        if self.plan.namespaces.mount
-            && let Err(e) = mounts::mount_proc()
+        if let Some(rootfs) = &self.rootfs
+            && let Err(e) = rootfs.build()
         {
             return refuse(&self.spec.profile, e.into());
         }

@@ -1,4 +1,4 @@
-//! Step 4: the private mount namespace, a fresh `/proc`, and protected paths.
+//! Step 4a: the private mount namespace and protected paths.
 //!
 //! A protected path stays read-only although it lies inside a writable root (`.git/hooks` in a
 //! workspace: a hook written by the sandbox would run later, unconfined, on the host). Landlock
@@ -92,8 +92,6 @@ pub enum MountError {
     StillWritable(PathBuf),
     #[error("cannot make the mount tree private: {}", sys::describe(.0))]
     Private(#[source] io::Error),
-    #[error("cannot mount a fresh /proc for the pid namespace: {}", sys::describe(.0))]
-    Proc(#[source] io::Error),
 }
 
 /// Makes every mount in the new namespace private, so nothing mounted here propagates to the
@@ -115,26 +113,6 @@ pub fn make_private() -> Result<(), MountError> {
         )
     };
     sys::cvt(ret).map(drop).map_err(MountError::Private)
-}
-
-/// Mounts a fresh `proc` on `/proc`; call it as PID 1 of the new PID namespace so the listing
-/// shows only the sandbox's processes.
-///
-/// # Errors
-///
-/// [`MountError::Proc`] when `mount(2)` fails.
-pub fn mount_proc() -> Result<(), MountError> {
-    // SAFETY: all strings are NUL-terminated literals; data is null.
-    let ret = unsafe {
-        libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    sys::cvt(ret).map(drop).map_err(MountError::Proc)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

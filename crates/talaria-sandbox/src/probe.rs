@@ -4,14 +4,15 @@
 //! Every answer comes from trying or asking the kernel, not from version numbers: the Landlock
 //! ABI from `landlock_create_ruleset(LANDLOCK_CREATE_RULESET_VERSION)`, seccomp from
 //! `SECCOMP_GET_ACTION_AVAIL`, user namespaces by forking a child that creates user and mount
-//! namespaces, writes its id maps and changes mount propagation (what a sandbox needs), and the
-//! pids cgroup by locating a writable one. The probe changes nothing on the host.
+//! namespaces, writes its id maps, changes mount propagation and pivots into an empty tmpfs
+//! root (what a sandbox needs), and the pids cgroup by locating a writable one. The probe
+//! changes nothing on the host.
 
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::PidsHierarchy;
 use crate::check::HostFeatures;
-use crate::landlock::{NET_ABI, SCOPE_ABI};
+use crate::landlock::{NET_ABI, SCOPE_ABI, UNIX_SOCKET_ABI};
 use crate::namespaces::{self, HostIds, NamespaceSet};
 use crate::supervise::{self, Forked};
 use crate::sys;
@@ -31,9 +32,13 @@ pub struct ProbeReport {
     pub landlock_tcp: bool,
     /// Abstract-socket and signal scoping (ABI 6+).
     pub landlock_scopes: bool,
+    /// `connect` on pathname UNIX sockets mediated by Landlock (ABI 9+). Without it every
+    /// sandbox gets a private root filesystem, which needs `user_namespaces`.
+    pub landlock_unix_sockets: bool,
     /// seccomp filters returning an errno.
     pub seccomp_filter: bool,
-    /// Whether a child could create user + mount namespaces and map its ids.
+    /// Whether a child could create user + mount namespaces, map its ids and switch into a
+    /// private root filesystem.
     pub user_namespaces: bool,
     /// Why not, when `user_namespaces` is false.
     pub user_namespaces_error: Option<String>,
@@ -57,6 +62,7 @@ pub fn probe() -> ProbeReport {
         landlock_abi: host.landlock_abi,
         landlock_tcp: host.landlock_abi >= NET_ABI,
         landlock_scopes: host.landlock_abi >= SCOPE_ABI,
+        landlock_unix_sockets: host.landlock_abi >= UNIX_SOCKET_ABI,
         seccomp_filter: host.seccomp_filter,
         user_namespaces: user_namespaces_error.is_none(),
         user_namespaces_error,
@@ -65,8 +71,8 @@ pub fn probe() -> ProbeReport {
     }
 }
 
-/// Forks a child that enters user + mount namespaces as a sandbox would; the child's exit code
-/// carries the errno of the first failure.
+/// Forks a child that enters user + mount namespaces as a sandbox would, down to switching into
+/// a private root; the child's exit code carries the errno of the first failure.
 fn try_user_namespace() -> Result<(), String> {
     let ids = HostIds::current();
     match supervise::fork() {
@@ -80,7 +86,10 @@ fn try_user_namespace() -> Result<(), String> {
             };
             let code = match namespaces::enter(set, ids) {
                 Ok(()) => match crate::mounts::make_private() {
-                    Ok(()) => 0,
+                    Ok(()) => match crate::rootfs::try_empty_root() {
+                        Ok(()) => 0,
+                        Err(_) => 202,
+                    },
                     Err(_) => 200,
                 },
                 Err(namespaces::NamespaceError::Unshare(e)) => {
@@ -101,6 +110,10 @@ fn try_user_namespace() -> Result<(), String> {
                 0 => Ok(()),
                 200 => Err("cannot change mount propagation in a new mount namespace".to_owned()),
                 201 => Err("cannot write the id maps of a new user namespace".to_owned()),
+                202 => Err(
+                    "cannot switch into a private root filesystem in a new mount namespace"
+                        .to_owned(),
+                ),
                 errno => Err(format!(
                     "unshare(CLONE_NEWUSER): {}",
                     sys::describe(&std::io::Error::from_raw_os_error(errno))

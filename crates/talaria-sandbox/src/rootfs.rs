@@ -12,7 +12,10 @@
 //!   grant nothing, as in Landlock). A root inside another root with at least its access is
 //!   already visible through that one and gets no mount of its own; a write root inside a read
 //!   root does. Roots under `/proc` are dropped when the sandbox gets a fresh `/proc` of its own
-//!   PID namespace, which takes their place.
+//!   PID namespace, which takes their place. The symlinks kept for the view are those met on
+//!   the way to a root, the system aliases directly in `/` and `/dev` (`/lib64 -> usr/lib64`,
+//!   `/dev/stdout`), and those on the way from the command's `PATH` entries, working directory
+//!   and program into a root (NixOS's `/run/current-system/sw/bin -> /nix/store/…`).
 //! * [`RootfsPlan::build`] runs inside the new mount namespace, after the protected paths are
 //!   mounted, in the process that goes on to become (or fork) the command: PID 1 when there is a
 //!   PID namespace, because a fresh `proc` can only be mounted while a complete one is still
@@ -25,9 +28,9 @@
 //!      root come along, still read-only.
 //!   2. It creates a tmpfs (`fsopen`/`fsmount`, `nosuid,nodev`, mode 0755) and recreates in it
 //!      the directories leading to each root, an empty directory or empty file as the root's
-//!      mount point, the symlinks recorded on the way (so a root listed as `/bin -> usr/bin`
-//!      still works at `/bin`), and `/proc` for a fresh proc. Then the tmpfs is made read-only,
-//!      so the command cannot create top-level entries.
+//!      mount point, the symlinks kept (so a root listed as `/bin -> usr/bin` still works at
+//!      `/bin`), and `/proc` for a fresh proc. Then the tmpfs is made read-only, so the
+//!      command cannot create top-level entries.
 //!   3. It attaches the tmpfs over `/` and the clones at their own absolute paths, ancestors
 //!      first. Each mount point is opened beneath the new root with `RESOLVE_BENEATH |
 //!      RESOLVE_NO_SYMLINKS`: the helper never follows a symlink while building, so nothing can
@@ -55,11 +58,6 @@ use crate::sys::{self, open_path, read_link_at};
 /// Symlinks followed while resolving one root, as the kernel's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
 
-/// Directories whose symlinks are system aliases, recreated in the view whatever the roots:
-/// merged-`/usr` links (`/bin -> usr/bin`, `/lib64 -> usr/lib64`, which ELF interpreters and
-/// shebangs name) and `/dev/stdin`, `/dev/stdout`, `/dev/stderr`, `/dev/fd`.
-const ALIAS_DIRS: [&str; 2] = ["/", "/dev"];
-
 /// Why the sandbox's root filesystem could not be planned or built.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -73,7 +71,7 @@ pub enum RootfsError {
     Loop(PathBuf),
     #[error("{0} is a symlink on the way to one root and a directory on the way to another")]
     Conflict(PathBuf),
-    #[error("{0} changed between planning and mounting (a symlink appeared on the way)")]
+    #[error("{0} changed between planning and mounting (it moved, vanished or became a symlink)")]
     Changed(PathBuf),
     #[error("cannot clone root {path} for the sandbox's root filesystem: {}", sys::describe(.source))]
     Clone {
@@ -166,28 +164,57 @@ struct ResolvedRoot {
 impl RootfsPlan {
     /// Resolves the spec's read and write roots in the host's view (see the module docs).
     /// `fresh_proc`: the sandbox has a PID namespace and gets a `/proc` of its own.
+    /// `entry_points`: paths the command will name (its `PATH` entries, working directory,
+    /// program): the symlinks on their way are recreated when they end inside a root, so
+    /// `/run/current-system/sw/bin -> /nix/store/…` still finds programs. They grant nothing:
+    /// an entry point that cannot be resolved, or ends outside every root, is ignored.
     ///
     /// # Errors
     ///
     /// [`RootfsError`] when a root cannot be resolved for a reason other than not existing,
     /// has a symlink loop, or the roots disagree about what a path is.
-    pub fn prepare(fs: &FilesystemRules, fresh_proc: bool) -> Result<Self, RootfsError> {
+    pub fn prepare(
+        fs: &FilesystemRules,
+        fresh_proc: bool,
+        entry_points: &[PathBuf],
+    ) -> Result<Self, RootfsError> {
         let mut roots = Vec::new();
         let mut symlinks = Vec::new();
-        for dir in ALIAS_DIRS {
-            symlinks.extend(aliases_in(Path::new(dir)));
-        }
+        let mut canonical_roots = Vec::new();
         for (paths, access) in [(&fs.read, Access::Read), (&fs.write, Access::Write)] {
             for path in paths {
                 let Some(resolved) = resolve(path)? else {
                     continue;
                 };
                 symlinks.extend(resolved.symlinks);
+                canonical_roots.push(resolved.canonical.clone());
                 if fresh_proc && resolved.canonical.starts_with("/proc") {
                     continue;
                 }
                 roots.push((resolved.canonical, access, resolved.kind));
             }
+        }
+        // An entry point under a listed root needs no walk: that root's own walk recorded the
+        // symlinks leading to it, and the rest of the way lies inside its mount.
+        let listed = |p: &Path| fs.read.iter().chain(&fs.write).any(|r| p.starts_with(r));
+        for entry in entry_points.iter().filter(|e| !listed(e)) {
+            if let Ok(Some(resolved)) = resolve(entry)
+                && canonical_roots
+                    .iter()
+                    .any(|root| resolved.canonical.starts_with(root))
+            {
+                symlinks.extend(resolved.symlinks);
+            }
+        }
+        symlinks.extend(aliases_in(Path::new("/")));
+        // The aliases in /dev lead into /proc (`/dev/fd`, `/dev/stdout`) or to other device
+        // nodes: only worth recreating when the view has either.
+        if fresh_proc
+            || canonical_roots
+                .iter()
+                .any(|r| r.starts_with("/proc") || r.starts_with("/dev"))
+        {
+            symlinks.extend(aliases_in(Path::new("/dev")));
         }
         Self::from_resolved(roots, symlinks, fresh_proc)
     }
@@ -378,9 +405,11 @@ impl RootfsPlan {
     }
 }
 
-/// The symlinks directly in `dir` on the host. A symlink in the read-only tmpfs grants nothing
-/// by itself: it can only lead to what the view holds anyway, or nowhere. Unreadable
-/// directories and entries give nothing.
+/// The symlinks directly in `dir` on the host: system aliases, recreated in the view whatever
+/// the roots (`/` holds the merged-`/usr` links `/bin -> usr/bin` and `/lib64 -> usr/lib64`
+/// that ELF interpreters and shebangs name; `/dev` holds `/dev/stdout`, `/dev/fd` …). A symlink
+/// in the read-only tmpfs grants nothing by itself: it can only lead to what the view holds
+/// anyway, or nowhere. Unreadable directories and entries give nothing.
 fn aliases_in(dir: &Path) -> Vec<Symlink> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -396,6 +425,22 @@ fn aliases_in(dir: &Path) -> Vec<Symlink> {
             Some(Symlink { path, target })
         })
         .collect()
+}
+
+/// Switches the calling process into an empty, read-only private root: what [`RootfsPlan::build`]
+/// does, without any root. For `--probe`, in a throwaway child inside a private mount namespace.
+///
+/// # Errors
+///
+/// [`RootfsError::Tmpfs`], [`RootfsError::Attach`] or [`RootfsError::Pivot`].
+pub fn try_empty_root() -> Result<(), RootfsError> {
+    let tmpfs = new_tmpfs().map_err(RootfsError::Tmpfs)?;
+    set_attributes(tmpfs.as_fd(), libc::MOUNT_ATTR_RDONLY, false).map_err(RootfsError::Tmpfs)?;
+    move_mount(tmpfs.as_fd(), None, c"/").map_err(|source| RootfsError::Attach {
+        path: PathBuf::from("/"),
+        source,
+    })?;
+    pivot_into(tmpfs.as_fd()).map_err(RootfsError::Pivot)
 }
 
 /// Roots whose device nodes must keep working: the spec lists `/dev/null` and friends because
@@ -442,12 +487,21 @@ fn resolve(root: &Path) -> Result<Option<ResolvedRoot>, RootfsError> {
             path: path.clone(),
             source: io::Error::from_raw_os_error(libc::EINVAL),
         })?;
-        let fd = match open_path(Some(parent_fd.as_fd()), &c_name) {
-            Ok(fd) => fd,
+        // Most components are directories: one call each. Anything else is looked at again.
+        match sys::open_dir_path(parent_fd.as_fd(), &c_name) {
+            Ok(fd) => {
+                stack.push((path, fd));
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
+            Err(e) => return Err(err(&path)(e)),
+        }
+        let mode = match sys::lstat_at(parent_fd.as_fd(), &c_name) {
+            Ok(st) => st.st_mode & libc::S_IFMT,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
             Err(e) => return Err(err(&path)(e)),
         };
-        let mode = sys::fstat(fd.as_fd()).map_err(err(&path))?.st_mode & libc::S_IFMT;
         match mode {
             libc::S_IFLNK => {
                 if symlinks.len() >= MAX_SYMLINKS {
@@ -460,7 +514,8 @@ fn resolve(root: &Path) -> Result<Option<ResolvedRoot>, RootfsError> {
                 push_components(&mut queue, Path::new(&target), true);
                 symlinks.push(Symlink { path, target });
             }
-            libc::S_IFDIR => stack.push((path, fd)),
+            // Replaced by a directory between the two calls: someone is changing the path.
+            libc::S_IFDIR => return Err(RootfsError::Changed(path)),
             _ if queue.is_empty() => {
                 return Ok(Some(ResolvedRoot {
                     canonical: path,
@@ -954,15 +1009,43 @@ mod tests {
     }
 
     #[test]
+    fn entry_points_contribute_symlinks_only_when_they_end_inside_a_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(base.join("store/sw/bin")).unwrap();
+        std::fs::create_dir_all(base.join("elsewhere/bin")).unwrap();
+        std::os::unix::fs::symlink(base.join("store/sw"), base.join("current")).unwrap();
+        std::os::unix::fs::symlink(base.join("elsewhere"), base.join("other")).unwrap();
+        let fs = FilesystemRules {
+            read: vec![base.join("store")],
+            write: vec![],
+            protected: vec![],
+        };
+        let plan = RootfsPlan::prepare(
+            &fs,
+            false,
+            &[
+                base.join("current/bin"),
+                base.join("other/bin"),
+                base.join("missing/bin"),
+            ],
+        )
+        .unwrap();
+        let links: Vec<&Path> = plan.symlinks.iter().map(|s| s.path.as_path()).collect();
+        assert!(links.contains(&base.join("current").as_path()), "{links:?}");
+        assert!(!links.contains(&base.join("other").as_path()), "{links:?}");
+    }
+
+    #[test]
     fn prepare_drops_proc_roots_when_a_fresh_proc_replaces_them() {
         let fs = FilesystemRules {
             read: vec!["/proc".into(), "/usr".into()],
             write: vec![],
             protected: vec![],
         };
-        let with = RootfsPlan::prepare(&fs, true).unwrap();
+        let with = RootfsPlan::prepare(&fs, true, &[]).unwrap();
         assert!(with.mounts.iter().all(|m| !m.path.starts_with("/proc")));
-        let without = RootfsPlan::prepare(&fs, false).unwrap();
+        let without = RootfsPlan::prepare(&fs, false, &[]).unwrap();
         assert!(without.mounts.iter().any(|m| m.path == Path::new("/proc")));
     }
 }

@@ -16,7 +16,7 @@
 //! |---|---|
 //! | `ptrace`, `process_vm_readv`, `process_vm_writev` | reading or writing another process's memory (the daemon's secrets) |
 //! | `io_uring_setup`, `io_uring_enter`, `io_uring_register` | io_uring performs I/O without the syscalls seccomp sees; a history of kernel bugs |
-//! | `mount`, `umount2`, `pivot_root`, `move_mount`, `open_tree`, `fsopen`, `fsconfig`, `fsmount`, `fspick`, `mount_setattr` | would undo the read-only protected-path mounts (the user namespace grants `CAP_SYS_ADMIN` over its own mount namespace) |
+//! | `mount`, `umount2`, `pivot_root`, `move_mount`, `open_tree`, `fsopen`, `fsconfig`, `fsmount`, `fspick`, `mount_setattr` | would undo the read-only protected-path mounts or the private root filesystem (the user namespace grants `CAP_SYS_ADMIN` over its own mount namespace) |
 //! | `unshare`, `clone` with any `CLONE_NEW*` flag; `setns` | new namespaces give capabilities over new kernel objects (more attack surface) and a way around the network namespace |
 //! | `clone3` (`ENOSYS`) | its flags cannot be inspected; libc falls back to `clone` |
 //! | `kexec_load`, `kexec_file_load`, `reboot` | replacing or stopping the kernel |

@@ -27,7 +27,11 @@ pub struct SandboxSpec {
     pub limits: ResourceLimits,
 }
 
-/// Filesystem access. Everything not listed is invisible to Landlock (no access at all).
+/// Filesystem access. Everything not listed is denied by Landlock, and in the private root
+/// filesystem (every sandbox with a mount namespace, which is every sandbox on kernels below
+/// Landlock ABI 9) it does not exist at all: the roots are mounted at their canonical paths,
+/// the symlinks leading to them and the system aliases in `/` and `/dev` are recreated, and
+/// nothing else is there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemRules {

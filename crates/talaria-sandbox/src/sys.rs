@@ -65,6 +65,37 @@ pub(crate) fn open_path(dir: Option<BorrowedFd<'_>>, name: &CStr) -> io::Result<
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)`: `name` when it is a
+/// directory; `ENOTDIR` when it is a symlink or anything else.
+pub(crate) fn open_dir_path(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated and `dir` is live for the call.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat just returned this descriptor, nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain-data struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is writable, `name` NUL-terminated and `dir` live for the call.
+    cvt(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &raw mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(st)
+}
+
 /// The target of the symlink `name` in `dir`.
 pub(crate) fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OsString> {
     let mut buf = vec![0_u8; libc::PATH_MAX as usize + 1];

@@ -4,6 +4,7 @@ mod network;
 mod process;
 mod protected;
 mod refusal;
+mod rootfs;
 mod support;
 mod syscalls;
 mod unprivileged;

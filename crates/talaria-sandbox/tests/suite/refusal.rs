@@ -144,6 +144,7 @@ fn probe_report_is_consistent() {
     let p = probe();
     assert_eq!(p.landlock_tcp, p.landlock_abi >= 4);
     assert_eq!(p.landlock_scopes, p.landlock_abi >= 6);
+    assert_eq!(p.landlock_unix_sockets, p.landlock_abi >= 9);
     assert_eq!(p.user_namespaces, p.user_namespaces_error.is_none());
     assert_eq!(p.arch, std::env::consts::ARCH);
     // SAFETY: geteuid only queries.

@@ -42,7 +42,21 @@ pub fn base_features() -> bool {
         );
         return false;
     }
+    if !p.landlock_unix_sockets && !p.user_namespaces {
+        eprintln!(
+            "SKIP: Landlock ABI {} cannot hide the host's unix sockets and user namespaces are not usable ({:?}); the helper refuses every spec here",
+            p.landlock_abi, p.user_namespaces_error
+        );
+        return false;
+    }
     true
+}
+
+/// Whether a spec without namespaces of its own still runs in the private root filesystem
+/// (Landlock below ABI 9 cannot keep the host's unix sockets out of reach).
+#[must_use]
+pub fn private_root_implied() -> bool {
+    !probe().landlock_unix_sockets
 }
 
 /// Like [`base_features`] plus usable user namespaces.

@@ -5,7 +5,9 @@
 
 use std::os::unix::process::CommandExt;
 
-use super::support::{Case, base_features, namespace_features, python};
+use super::support::{
+    Case, PY_ATTEMPT, base_features, namespace_features, private_root_implied, python,
+};
 
 /// A distinct, otherwise unused uid per test: `RLIMIT_NPROC` counts every process of the uid,
 /// so tests running in parallel must not share one.
@@ -125,4 +127,50 @@ fn unprivileged_protected_paths() {
         !case.ws.join(".git").exists(),
         "the placeholder was left behind"
     );
+}
+
+#[test]
+fn unprivileged_helper_keeps_host_sockets_out_of_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    if !base_features() {
+        return;
+    }
+    let Some(uid) = test_uid(5) else { return };
+    let Some(py) = python() else { return };
+    let mut case = Case::new("unprivileged-sockets");
+    case.hand_to(uid);
+    // Both sockets are world-writable, so file permissions would let the uid connect to either.
+    let listen = |path: std::path::PathBuf| {
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        (listener, path.display().to_string())
+    };
+    let (host, host_path) = listen(case.out.join("host.sock"));
+    let (own, own_path) = listen(case.ws.join("own.sock"));
+    case.py(
+        &py,
+        &format!(
+            r#"{PY_ATTEMPT}
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(5); s.connect(path)
+attempt("host", lambda: connect({host_path:?}))
+attempt("own", lambda: connect({own_path:?}))
+"#
+        ),
+    );
+    let out = run_as(&case, uid);
+    out.ok();
+    let errno = if private_root_implied() {
+        "ENOENT"
+    } else {
+        "EACCES"
+    };
+    out.expect_line(&format!("host {errno}"));
+    out.expect_line("own OK");
+    assert!(
+        host.accept().is_err(),
+        "the sandbox reached the host socket"
+    );
+    assert!(own.accept().is_ok());
 }
