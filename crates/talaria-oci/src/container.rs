@@ -192,10 +192,11 @@ fn start(container: &mut Container, plan: &ContainerPlan) -> Result<libc::pid_t,
     Ok(pid)
 }
 
-/// Delete a container whose processes we may have to reap: kill, reap `pid`, delete.
+/// Delete a container whose first process `pid` is our child: kill and reap it, then delete.
 fn delete(container: &mut Container, pid: libc::pid_t) {
-    sys::kill(pid, libc::SIGKILL);
-    let _ = sys::waitpid(pid, true);
+    if !sys::kill_and_reap(pid, KILL_PATIENCE) {
+        tracing::warn!(id = %container.id(), pid, "the container's first process did not die");
+    }
     if let Err(e) = container.delete(true) {
         tracing::warn!(id = %container.id(), error = %e, "cannot delete the container");
     }
@@ -234,6 +235,7 @@ impl SessionContainer {
         let mut container = match built {
             Ok(c) => c,
             Err(e) => {
+                sys::reap_zombie_children(&[]);
                 forget(store, &prepared.id);
                 prepared.remove();
                 return Err(e);
@@ -320,9 +322,15 @@ impl SessionContainer {
             .as_tenant()
             .with_process(Some(&process_file))
             .with_detach(false)
-            .build()
-            .map_err(runtime_err("start the command in the container"))?
-            .as_raw();
+            .build();
+        let pid = match pid {
+            Ok(pid) => pid.as_raw(),
+            Err(e) => {
+                // What libcontainer forked for the failed exec must not linger as zombies.
+                sys::reap_zombie_children(&[self.init]);
+                return Err(runtime_err("start the command in the container")(e));
+            }
+        };
         let ns = self.pid_namespace;
         let init = self.init;
         let mut kill_rest = move || {
@@ -333,7 +341,7 @@ impl SessionContainer {
                 tracing::warn!(left, "processes of a command survived SIGKILL");
             }
         };
-        capture::supervise(
+        let outcome = capture::supervise(
             pid,
             pipes.0,
             command.timeout,
@@ -341,7 +349,9 @@ impl SessionContainer {
             watch,
             &mut kill_rest,
         )
-        .map_err(io_err("supervise the command"))
+        .map_err(io_err("supervise the command"));
+        sys::reap_zombie_children(&[self.init]);
+        outcome
     }
 
     /// Kill everything in the container, delete it, and remove its bundle and placeholders.
@@ -386,6 +396,7 @@ pub fn run_fresh(
     let mut container = match built {
         Ok(c) => c,
         Err(e) => {
+            sys::reap_zombie_children(&[]);
             forget(store, &prepared.id);
             prepared.remove();
             return Err(e);

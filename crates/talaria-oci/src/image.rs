@@ -115,15 +115,15 @@ impl ImageLayout {
         )
         .map_err(|e| self.layout_err(format!("index.json: {e}")))?;
         let manifest_desc = self.pick_manifest(index.manifests)?;
-        let manifest_bytes = self.read_blob(&manifest_desc.digest)?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| self.layout_err(format!("manifest {}: {e}", manifest_desc.digest)))?;
-
+        // Cached under the manifest's digest: the image it names was verified when unpacked.
         let key = hex_of(&manifest_desc.digest)?;
         let target = cache.join(&key);
         if target.join("rootfs").is_dir() {
             return Ok(target.join("rootfs"));
         }
+        let manifest_bytes = self.read_blob(&manifest_desc.digest)?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| self.layout_err(format!("manifest {}: {e}", manifest_desc.digest)))?;
         std::fs::create_dir_all(cache).map_err(self.io_err("the image cache"))?;
         let staging = cache.join(format!(".unpack-{key}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);

@@ -82,6 +82,54 @@ pub(crate) fn waitpid(pid: libc::pid_t, block: bool) -> io::Result<Option<ExitSt
     }
 }
 
+/// Reap every child of this process that is a zombie, except `keep` (whose status someone is
+/// waiting for). libcontainer can leave its intermediate processes unreaped when it fails, and
+/// an unreaped process of a container's PID namespace keeps that namespace's init from dying.
+pub(crate) fn reap_zombie_children(keep: &[libc::pid_t]) {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok()) {
+        if keep.contains(&pid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the fields after the last ')'.
+        let mut fields = stat
+            .rfind(')')
+            .map(|end| stat[end + 1..].split_whitespace())
+            .into_iter()
+            .flatten();
+        let (Some(state), Some(ppid)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if state == "Z" && ppid.parse::<u32>().ok() == Some(me) {
+            let _ = waitpid(pid, false);
+        }
+    }
+}
+
+/// Kill `pid` (our child) and reap it, reaping other zombie children meanwhile; gives up after
+/// `patience`.
+pub(crate) fn kill_and_reap(pid: libc::pid_t, patience: std::time::Duration) -> bool {
+    kill(pid, libc::SIGKILL);
+    let started = std::time::Instant::now();
+    loop {
+        match waitpid(pid, false) {
+            Ok(Some(_)) | Err(_) => return true,
+            Ok(None) => {}
+        }
+        if started.elapsed() > patience {
+            return false;
+        }
+        reap_zombie_children(&[pid]);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// SIGKILL `pid` (negative: a process group). ESRCH, already gone, is fine.
 pub(crate) fn kill(pid: libc::pid_t, signal: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions.

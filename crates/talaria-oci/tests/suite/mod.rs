@@ -1,0 +1,6 @@
+mod commands;
+mod confinement;
+mod executor;
+mod image;
+mod lifecycle;
+mod support;
