@@ -341,7 +341,7 @@ impl SessionContainer {
                 tracing::warn!(left, "processes of a command survived SIGKILL");
             }
         };
-        let outcome = capture::supervise(
+        capture::supervise(
             pid,
             pipes.0,
             command.timeout,
@@ -349,9 +349,7 @@ impl SessionContainer {
             watch,
             &mut kill_rest,
         )
-        .map_err(io_err("supervise the command"));
-        sys::reap_zombie_children(&[self.init]);
-        outcome
+        .map_err(io_err("supervise the command"))
     }
 
     /// Kill everything in the container, delete it, and remove its bundle and placeholders.
