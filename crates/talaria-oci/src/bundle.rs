@@ -540,6 +540,11 @@ impl BundleSpec<'_> {
                     .gid_mappings(vec![map(gid)?]);
             }
         }
+        let mut linux = linux.namespaces(namespaces).build()?;
+        if matches!(self.identity, HostIdentity::Rootless { .. }) {
+            // oci-spec's default is an empty resources section; without root there is none.
+            linux.set_resources(None);
+        }
         let mut mounts = system_mounts(self.identity)?;
         mounts.extend(self.layout.mounts()?);
         Ok(SpecBuilder::default()
@@ -553,7 +558,224 @@ impl BundleSpec<'_> {
             .hostname("talaria")
             .mounts(mounts)
             .process(process)
-            .linux(linux.namespaces(namespaces).build()?)
+            .linux(linux)
             .build()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use libcontainer::oci_spec::runtime::{LinuxNamespaceType, Spec};
+    use talaria_sandbox::spec::{FilesystemRules, NetworkRules};
+
+    use super::*;
+
+    fn plan(base: &Path) -> ContainerPlan {
+        let ws = base.join("ws");
+        let tmp = base.join("tmp");
+        std::fs::create_dir_all(ws.join(".git/hooks")).unwrap();
+        std::fs::create_dir_all(&tmp).unwrap();
+        ContainerPlan {
+            profile: "p".into(),
+            rootfs: base.join("rootfs"),
+            workspace: ws.clone(),
+            scratch: tmp.clone(),
+            filesystem: FilesystemRules {
+                read: vec![
+                    "/usr".into(),
+                    "/etc/ssl".into(),
+                    "/".into(),
+                    base.join("skills"),
+                    ws.join("sub"),
+                ],
+                write: vec![ws.clone(), tmp, "/dev/null".into(), "/srv/cache".into()],
+                protected: vec![
+                    ws.join(".git/hooks"),
+                    ws.join("missing/deeper/file"),
+                    base.join("skills/x"),
+                    "/elsewhere/y".into(),
+                ],
+            },
+            network: NetworkRules::Off,
+            memory_bytes: Some(1 << 30),
+            tasks: Some(100),
+        }
+    }
+
+    #[test]
+    fn layout_mounts_only_session_write_roots_and_non_system_read_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        let plan = plan(base);
+        let layout = MountLayout::for_plan(&plan).unwrap();
+        let roots: Vec<(PathBuf, bool)> = layout
+            .roots
+            .iter()
+            .map(|b| (b.path.clone(), b.writable))
+            .collect();
+        // /usr, /etc/ssl and / come from the image; /dev/null and /srv/cache are write roots
+        // outside the workspace and ${tmp}; ws/sub is read-only inside a writable root, so it
+        // is mounted read-only on top.
+        let mut expected = vec![
+            (base.join("ws"), true),
+            (base.join("tmp"), true),
+            (base.join("skills"), false),
+            (base.join("ws/sub"), false),
+        ];
+        expected.sort_by(|a, b| depth_then_path(&a.0, &b.0));
+        assert_eq!(roots, expected);
+        // Existing protected paths are covered directly, missing ones at their first missing
+        // component (a placeholder), and protected paths outside writable roots need nothing.
+        assert_eq!(
+            layout.protected,
+            [base.join("ws/missing"), base.join("ws/.git/hooks")]
+        );
+        assert_eq!(layout.placeholders, [base.join("ws/missing")]);
+    }
+
+    fn spec_for(plan: &ContainerPlan, identity: HostIdentity) -> Result<Spec, BundleError> {
+        let layout = MountLayout::for_plan(plan).unwrap();
+        BundleSpec {
+            plan,
+            layout: &layout,
+            rootfs: Path::new("/images/rootfs"),
+            cgroups_path: "/talaria-oci/t-1".into(),
+            identity,
+        }
+        .runtime_spec(init_process().unwrap())
+    }
+
+    #[test]
+    fn root_spec_has_cgroup_limits_no_capabilities_and_a_read_only_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec_for(&plan(dir.path()), HostIdentity::Root).unwrap();
+        let root = spec.root().as_ref().unwrap();
+        assert_eq!(root.readonly(), Some(true));
+        let linux = spec.linux().as_ref().unwrap();
+        let resources = linux.resources().as_ref().unwrap();
+        assert_eq!(resources.memory().as_ref().unwrap().limit(), Some(1 << 30));
+        assert_eq!(resources.pids().as_ref().unwrap().limit(), 101);
+        let namespaces: Vec<LinuxNamespaceType> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        assert!(namespaces.contains(&LinuxNamespaceType::Network));
+        assert!(!namespaces.contains(&LinuxNamespaceType::User));
+        assert!(linux.seccomp().is_some());
+        assert!(
+            linux
+                .masked_paths()
+                .as_ref()
+                .unwrap()
+                .contains(&"/proc/kcore".to_owned())
+        );
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.no_new_privileges(), Some(true));
+        let caps = process.capabilities().as_ref().unwrap();
+        for set in [
+            caps.bounding(),
+            caps.effective(),
+            caps.permitted(),
+            caps.ambient(),
+        ] {
+            assert!(set.as_ref().unwrap().is_empty());
+        }
+        let mounts = spec.mounts().as_ref().unwrap();
+        let destinations: Vec<&Path> = mounts.iter().map(|m| m.destination().as_path()).collect();
+        let tmp = destinations
+            .iter()
+            .position(|d| *d == Path::new("/tmp"))
+            .unwrap();
+        let ws = destinations
+            .iter()
+            .position(|d| *d == dir.path().join("ws"))
+            .unwrap();
+        assert!(
+            tmp < ws,
+            "binds must come after the /tmp tmpfs: {destinations:?}"
+        );
+    }
+
+    #[test]
+    fn rootless_gets_a_user_namespace_and_refuses_cgroup_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan(dir.path());
+        let rootless = HostIdentity::Rootless {
+            uid: 1000,
+            gid: 1000,
+        };
+        assert!(matches!(
+            spec_for(&plan, rootless),
+            Err(BundleError::RootlessLimits { .. })
+        ));
+        plan.memory_bytes = None;
+        plan.tasks = None;
+        let spec = spec_for(&plan, rootless).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(
+            linux
+                .namespaces()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|n| n.typ() == LinuxNamespaceType::User)
+        );
+        let map = &linux.uid_mappings().as_ref().unwrap()[0];
+        assert_eq!(
+            (map.container_id(), map.host_id(), map.size()),
+            (0, 1000, 1)
+        );
+        assert!(linux.resources().is_none());
+    }
+
+    #[test]
+    fn allow_lists_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan(dir.path());
+        plan.network = NetworkRules::AllowTcp { ports: vec![443] };
+        assert!(matches!(
+            spec_for(&plan, HostIdentity::Root),
+            Err(BundleError::AllowList { .. })
+        ));
+    }
+
+    #[test]
+    fn rlimits_are_clamped_to_the_helpers_hard_limits() {
+        let process = command_process(&ContainerCommand {
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            env: vec![],
+            limits: CommandLimits {
+                cpu_seconds: Some(5),
+                file_size_bytes: None,
+                open_files: Some(u64::MAX),
+            },
+            stdin: None,
+            timeout: std::time::Duration::from_secs(1),
+            output_limit: 1,
+        })
+        .unwrap();
+        let rlimits = process.rlimits().as_ref().unwrap();
+        let nofile = rlimits
+            .iter()
+            .find(|r| r.typ() == PosixRlimitType::RlimitNofile)
+            .unwrap();
+        assert_eq!(nofile.hard(), current_hard_limit(libc::RLIMIT_NOFILE));
+        assert_eq!(nofile.soft(), nofile.hard());
+        assert!(
+            rlimits
+                .iter()
+                .any(|r| r.typ() == PosixRlimitType::RlimitCore && r.hard() == 0)
+        );
+        assert!(
+            !rlimits
+                .iter()
+                .any(|r| r.typ() == PosixRlimitType::RlimitFsize)
+        );
     }
 }

@@ -263,13 +263,12 @@ fn supervise_inner(
             stdin = None;
         }
         if ready(3) && exit.is_none() {
+            // The command has exited but is not reaped yet, so its pid (and process group)
+            // cannot have been reused: its leftovers go now, and the pipes reach end of file.
+            kill_rest();
             exit = sys::waitpid(pid, false)?;
-            if exit.is_some() {
-                // The command is done; its leftovers go, so the pipes reach end of file.
-                kill_rest();
-                stdin = None;
-                drain_deadline = Some(Instant::now() + DRAIN_GRACE);
-            }
+            stdin = None;
+            drain_deadline = Some(Instant::now() + DRAIN_GRACE);
         }
     }
     let exit = match exit {

@@ -192,9 +192,13 @@ fn start(container: &mut Container, plan: &ContainerPlan) -> Result<libc::pid_t,
     Ok(pid)
 }
 
-/// Delete a container whose first process `pid` is our child: kill and reap it, then delete.
-fn delete(container: &mut Container, pid: libc::pid_t) {
-    if !sys::kill_and_reap(pid, KILL_PATIENCE) {
+/// Delete a container. `unreaped` is its first process when that is our child and has not been
+/// reaped yet: it is killed and reaped first. (A reaped pid is never signalled: it may belong to
+/// someone else by now.)
+fn delete(container: &mut Container, unreaped: Option<libc::pid_t>) {
+    if let Some(pid) = unreaped
+        && !sys::kill_and_reap(pid, KILL_PATIENCE)
+    {
         tracing::warn!(id = %container.id(), pid, "the container's first process did not die");
     }
     if let Err(e) = container.delete(true) {
@@ -210,6 +214,8 @@ pub struct SessionContainer {
     prepared: Prepared,
     container: Container,
     init: libc::pid_t,
+    /// Set once the init has been reaped: its pid must not be signalled any more.
+    init_reaped: bool,
     pid_namespace: u64,
 }
 
@@ -252,12 +258,12 @@ impl SessionContainer {
                 prepared,
                 container,
                 init,
+                init_reaped: false,
                 pid_namespace,
             }),
             Err(e) => {
-                if let Some(pid) = container.pid() {
-                    delete(&mut container, pid.as_raw());
-                }
+                let pid = container.pid().map(|p| p.as_raw());
+                delete(&mut container, pid);
                 prepared.remove();
                 Err(e)
             }
@@ -280,10 +286,15 @@ impl SessionContainer {
         self.init
     }
 
-    /// Whether the init is still running (it dies only when killed from outside).
-    #[must_use]
-    pub fn is_alive(&self) -> bool {
-        matches!(sys::waitpid(self.init, false), Ok(None))
+    /// Whether the init is still running (it dies only when killed from outside, or by the
+    /// OOM killer). Reaps it when it is not.
+    pub fn is_alive(&mut self) -> bool {
+        if self.init_reaped {
+            return false;
+        }
+        let alive = matches!(sys::waitpid(self.init, false), Ok(None));
+        self.init_reaped = !alive;
+        alive
     }
 
     /// Run `command` in the container and wait for it (see [`capture::supervise`]). Every
@@ -354,8 +365,13 @@ impl SessionContainer {
 
     /// Kill everything in the container, delete it, and remove its bundle and placeholders.
     pub fn destroy(mut self) {
-        procs::kill_all_but(self.pid_namespace, self.init, KILL_PATIENCE);
-        delete(&mut self.container, self.init);
+        if self.init_reaped {
+            // The PID namespace died with its init; libcontainer removes the cgroups.
+            delete(&mut self.container, None);
+        } else {
+            procs::kill_all_but(self.pid_namespace, self.init, KILL_PATIENCE);
+            delete(&mut self.container, Some(self.init));
+        }
         self.prepared.remove();
     }
 }
@@ -400,7 +416,8 @@ pub fn run_fresh(
             return Err(e);
         }
     };
-    let result = start(&mut container, plan).and_then(|pid| {
+    let started = start(&mut container, plan);
+    let result = started.and_then(|pid| {
         // The command is PID 1 of its namespace: killing it ends every process in there.
         let mut kill_rest = move || sys::kill(pid, libc::SIGKILL);
         capture::supervise(
@@ -413,9 +430,15 @@ pub fn run_fresh(
         )
         .map_err(io_err("supervise the command"))
     });
-    if let Some(pid) = container.pid() {
-        delete(&mut container, pid.as_raw());
-    }
+    // supervise() reaps the command whatever happens; if it never ran, it is still ours to reap.
+    let unreaped = match &result {
+        Ok(_) => None,
+        Err(_) => container
+            .pid()
+            .map(|p| p.as_raw())
+            .filter(|pid| matches!(sys::waitpid(*pid, false), Ok(None))),
+    };
+    delete(&mut container, unreaped);
     prepared.remove();
     result
 }

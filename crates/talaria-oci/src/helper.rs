@@ -221,7 +221,7 @@ impl Server<'_> {
         }
         let reusable = self
             .session
-            .as_ref()
+            .as_mut()
             .is_some_and(|s| s.plan() == &run.container && s.is_alive());
         let mut used = ContainerUse::Reused;
         if !reusable {

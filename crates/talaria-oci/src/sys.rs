@@ -82,9 +82,10 @@ pub(crate) fn waitpid(pid: libc::pid_t, block: bool) -> io::Result<Option<ExitSt
     }
 }
 
-/// Reap every child of this process that is a zombie, except `keep` (whose status someone is
-/// waiting for). libcontainer can leave its intermediate processes unreaped when it fails, and
-/// an unreaped process of a container's PID namespace keeps that namespace's init from dying.
+/// Reap the zombie children that libcontainer left: its intermediate processes (named
+/// `youki:[…]`) are not always waited for when it fails, and an unreaped process of a container's
+/// PID namespace keeps that namespace's init from dying. Other children are left alone: their
+/// owners reap them and must know when their pid is free.
 pub(crate) fn reap_zombie_children(keep: &[libc::pid_t]) {
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -106,7 +107,10 @@ pub(crate) fn reap_zombie_children(keep: &[libc::pid_t]) {
         let (Some(state), Some(ppid)) = (fields.next(), fields.next()) else {
             continue;
         };
-        if state == "Z" && ppid.parse::<u32>().ok() == Some(me) {
+        let libcontainers = stat
+            .find('(')
+            .is_some_and(|start| stat[start + 1..].starts_with("youki:"));
+        if state == "Z" && libcontainers && ppid.parse::<u32>().ok() == Some(me) {
             let _ = waitpid(pid, false);
         }
     }
