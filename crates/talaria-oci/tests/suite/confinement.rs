@@ -159,7 +159,9 @@ fn loopback_network_reaches_only_the_container_itself() {
     let ran = helper.run(
         &plan,
         &fx.sh(&format!(
-            "nc -l -p 7777 > /tmp/got & sleep 0.3; echo over-loopback | nc -w 2 127.0.0.1 7777; sleep 0.3; cat /tmp/got; \
+            "nc -l -p 7777 > /tmp/got & \
+             for i in $(seq 50); do echo over-loopback | nc -w 2 127.0.0.1 7777 2>/dev/null && break; sleep 0.1; done; \
+             for i in $(seq 50); do [ -s /tmp/got ] && break; sleep 0.1; done; cat /tmp/got; \
              echo hi | nc -w 2 127.0.0.1 {host_port} && echo reached-host"
         )),
     );

@@ -249,4 +249,8 @@ async fn cancelling_a_command_stops_it() {
         .await
         .unwrap();
     assert_eq!(outcome.finished.stdout, "again\n");
+    // Stop the helper before the fixture's directories go away under it.
+    executor.end_session("sess-1");
+    let state = fx.state_root.join("sess-1");
+    assert!(eventually(Duration::from_secs(10), || !state.exists()));
 }
