@@ -40,6 +40,13 @@
 //!   sets `RLIMIT_AS` per process); `limits.tasks` counts the container's processes plus its init.
 //! * **Placeholders** for missing protected paths exist on the host (as empty directories) for
 //!   as long as the session container does.
+//! * **Mount points** for roots that the image lacks (`/home/u/project`) are created in the root
+//!   filesystem directory on the host, as runc does; the image's files are never changed.
+//! * **A helper killed with SIGKILL** leaves its container's state and cgroups until the next
+//!   helper starts on the same state root; its init dies with it (`PR_SET_PDEATHSIG`), except
+//!   in the instant between the init's creation and its `prctl`.
+//! * **The OOM killer** may pick the container's init when a command exhausts the memory limit;
+//!   the next command then gets a new container (and an empty `/tmp`).
 
 pub mod bundle;
 pub mod capture;
