@@ -12,6 +12,6 @@ pub mod service;
 pub use background::{BackgroundError, LogChunk, ProcessId, ProcessInfo, ProcessTable};
 pub use process::{ExitKind, Finished, ProcessError, run_to_completion};
 pub use service::{
-    EXIT_SANDBOX_REFUSED, Executor, ExecutorConfig, ExecutorError, HelperCommand, Prepared,
-    RunOutcome, RunRequest,
+    EXIT_SANDBOX_REFUSED, Executor, ExecutorConfig, ExecutorError, HelperCommand, OciBackend,
+    Prepared, RunOutcome, RunRequest,
 };

@@ -76,6 +76,37 @@ enum Stop {
     OutputClosed,
 }
 
+/// The helper's whole command line, for `talaria-oci-helper` and for multi-call binaries
+/// (`talaria __oci-helper …`): parse `args` (without the program name), serve, and return the
+/// exit status (2 for usage errors, 125 when the helper cannot serve). Call it before any thread
+/// or async runtime exists: containers are created by forking.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    // stdout is the protocol; logs go to stderr only. libcgroups warns about every cgroup v1
+    // controller the host lacks, on every container.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TALARIA_OCI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libcgroups=error")),
+        )
+        .try_init();
+    let args = match HelperArgs::parse(args) {
+        Ok(args) => args,
+        Err(usage) => {
+            eprintln!("talaria-oci-helper: {usage}");
+            return 2;
+        }
+    };
+    match serve(&args) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("talaria-oci-helper: {e}");
+            125
+        }
+    }
+}
+
 /// Serve requests on stdin until told to stop, then clean up. Returns the exit code.
 ///
 /// # Errors

@@ -46,6 +46,11 @@ pub fn main() -> ExitCode {
         let code = talaria_sandbox::main_with_args(&args[2..]);
         return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
     }
+    if args.get(1).is_some_and(|a| a == sandboxed::OCI_HELPER_ARG) {
+        return ExitCode::from(talaria_oci::helper::main_with_args(
+            args.into_iter().skip(2),
+        ));
+    }
     let cli = cli::Cli::parse();
     // A one-shot answer is read by scripts: its stderr carries the one line that matters
     // (retries and other warnings only with -v).

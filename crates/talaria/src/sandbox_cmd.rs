@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use talaria_executor::{Executor, RunRequest};
-use talaria_policy::Surface;
+use talaria_policy::{Backend, Surface};
 
 use crate::Exit;
 use crate::cli::SandboxCommand;
@@ -71,6 +71,9 @@ async fn run_inherited(executor: &Executor, request: &RunRequest) -> anyhow::Res
     let prepared = executor
         .prepare(request)
         .map_err(|e| setup_failed(e.to_string()))?;
+    if prepared.backend == Backend::Oci {
+        return run_captured(executor, request).await;
+    }
     let limit = request.timeout.map_or(prepared.resolved.wall_time, |t| {
         t.min(prepared.resolved.wall_time)
     });
@@ -112,4 +115,45 @@ async fn run_inherited(executor: &Executor, request: &RunRequest) -> anyhow::Res
             Ok(130)
         }
     }
+}
+
+/// Run in the session's container (the OCI helper captures output rather than sharing the
+/// terminal), then replay the output and report the status.
+async fn run_captured(executor: &Executor, request: &RunRequest) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let trigger = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            trigger.cancel();
+        }
+    });
+    let result = executor.run(request.clone(), &cancel).await;
+    watcher.abort();
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(talaria_executor::ExecutorError::Process(
+            talaria_executor::ProcessError::Cancelled,
+        )) => {
+            return Ok(130);
+        }
+        Err(e) => {
+            return Err(Exit {
+                code: EXIT_SETUP,
+                message: Some(e.to_string()),
+            }
+            .into());
+        }
+    };
+    let finished = outcome.finished;
+    std::io::stdout().write_all(finished.stdout.as_bytes())?;
+    std::io::stderr().write_all(finished.stderr.as_bytes())?;
+    if finished.timed_out {
+        eprintln!("talaria: the command ran too long and was killed");
+        return Ok(EXIT_TIMEOUT);
+    }
+    Ok(match finished.exit {
+        talaria_executor::ExitKind::Code(code) => u8::try_from(code).unwrap_or(1),
+        talaria_executor::ExitKind::Signal(sig) => u8::try_from(128 + sig).unwrap_or(1),
+    })
 }

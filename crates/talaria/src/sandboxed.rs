@@ -13,8 +13,8 @@ use talaria_agent::exec::{
 };
 use talaria_core::SessionId;
 use talaria_executor::{
-    Executor, ExecutorConfig, ExecutorError, HelperCommand, ProcessError, ProcessId, ProcessInfo,
-    RunRequest,
+    Executor, ExecutorConfig, ExecutorError, HelperCommand, OciBackend, ProcessError, ProcessId,
+    ProcessInfo, RunRequest,
 };
 use talaria_policy::{PolicySet, PolicySource, Surface};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 /// The hidden first argument that turns the `talaria` binary into the sandbox helper. The
 /// helper runs before any thread or runtime exists, so it may fork.
 pub const HELPER_ARG: &str = "__sandbox";
+
+/// The hidden first argument that turns the `talaria` binary into a session's OCI container
+/// helper (single-threaded, like the sandbox helper).
+pub const OCI_HELPER_ARG: &str = "__oci-helper";
 
 /// Load the policies (shipped, `/etc/talaria/policies`, `$TALARIA_HOME/policies`).
 ///
@@ -42,15 +46,23 @@ pub fn executor(home: &TalariaHome) -> anyhow::Result<Executor> {
         .context("cannot find the talaria binary to use as the sandbox helper")?;
     // SAFETY: getuid(2) cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
-    Ok(Executor::new(ExecutorConfig {
+    let executor = Executor::new(ExecutorConfig {
         policies,
         helper: HelperCommand {
-            program,
+            program: program.clone(),
             args: vec![HELPER_ARG.into()],
         },
         talaria_home: home.root().to_owned(),
         scratch_root: std::env::temp_dir().join(format!("talaria-{uid}")),
         caller_env: std::env::vars().collect(),
+    });
+    // Container state lives in the Talaria home, which no sandbox can reach.
+    Ok(executor.with_oci(OciBackend {
+        helper: HelperCommand {
+            program,
+            args: vec![OCI_HELPER_ARG.into()],
+        },
+        state_root: home.root().join("oci"),
     }))
 }
 

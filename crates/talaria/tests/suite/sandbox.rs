@@ -429,3 +429,58 @@ async fn the_owner_at_the_chat_approves_or_refuses_prompted_commands() {
         "refused: {second}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_run_on_an_oci_profile_uses_a_container() {
+    if !std::path::Path::new("/bin/busybox").exists() {
+        eprintln!("skipped: busybox-static is not installed (./test.sh installs it)");
+        return;
+    }
+    let env = Env::new().await;
+    let rootfs = tempfile::tempdir().unwrap();
+    for dir in ["bin", "proc", "dev", "tmp", "etc", "sys"] {
+        std::fs::create_dir_all(rootfs.path().join(dir)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.path().join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", rootfs.path().join("bin").join(applet)).unwrap();
+    }
+    std::fs::create_dir_all(env.home_path().join("policies")).unwrap();
+    std::fs::write(
+        env.home_path().join("policies/box.toml"),
+        format!(
+            "inherits = \"oci\"\ndescription = \"busybox\"\n[oci]\nrootfs = \"{}\"\n",
+            rootfs.path().display()
+        ),
+    )
+    .unwrap();
+    let out = env
+        .run(&[
+            "sandbox",
+            "run",
+            "--policy",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "echo made > made.txt; ls /; echo x > /bin/evil; exit 4",
+        ])
+        .await;
+    assert_eq!(out.code(), Some(4), "{}", out.stderr());
+    assert_eq!(
+        std::fs::read_to_string(env.work.path().join("made.txt")).unwrap(),
+        "made\n",
+        "the workspace is mounted"
+    );
+    let listing = out.stdout();
+    assert!(
+        listing.contains("bin") && !listing.contains("home") && !listing.contains("root"),
+        "only the image: {listing}"
+    );
+    assert!(
+        out.stderr().contains("Read-only file system"),
+        "{}",
+        out.stderr()
+    );
+    assert!(!rootfs.path().join("bin/evil").exists());
+}
