@@ -1,0 +1,218 @@
+//! Privilege: setuid programs, `no_new_privs`, capabilities, the parent process (ptrace, its
+//! memory, signals), the terminal, inherited descriptors, and what the environment carries.
+//!
+//! The right reasons: a setuid program runs with the caller's ids and no capabilities
+//! (`nosuid` mounts and `no_new_privs`; nothing to show as an errno); ptrace,
+//! `process_vm_*` and `TIOCSTI` are refused by seccomp (`EPERM`, never the kernel's own
+//! `ENOTTY` or `EFAULT`, which would mean the call got through); a host process is not in the
+//! sandbox's PID namespace (`ESRCH`) or not signalable from its Landlock domain (`EPERM`); a
+//! leaked descriptor was closed (`EBADF`); secrets were never put in the environment.
+
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::Path;
+
+use super::{arg, args};
+use crate::suite::case::{Case, Errnos, Expect, both};
+use crate::suite::host::{LEAKED_FD, leak_fd};
+use crate::suite::world::{Backend, Profile, World};
+
+const SECCOMP: Errnos = both(&["EPERM"]);
+
+/// A copy of the probe at `path`, owned by `uid`, with `mode`.
+fn probe_copy(w: &World, path: &Path, uid: u32, mode: u32) {
+    std::fs::copy(&w.probe, path).unwrap();
+    chown(path, Some(uid), Some(uid)).unwrap();
+    // chown clears the setuid bits, so the mode comes after it.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A user that is neither root nor the caller.
+const OTHER_UID: u32 = 4242;
+
+pub fn setuid_root_binary() -> Case {
+    Case::new(Expect::Held, |w| {
+        probe_copy(w, &w.ws.join("suid-root"), 0, 0o4755);
+        args(&["exec-gains", &w.ws("suid-root")])
+    })
+}
+
+pub fn setuid_other_user_binary() -> Case {
+    // The control run shows that the same program, run unconfined, does change its ids.
+    Case::new(Expect::Held, |w| {
+        probe_copy(w, &w.ws.join("suid-other"), OTHER_UID, 0o6755);
+        args(&["exec-gains", &w.ws("suid-other")])
+    })
+    .control(&[])
+}
+
+pub fn setuid_binary_in_system_dir() -> Case {
+    // Not in the workspace but in a read root: the image's /bin for the container, the
+    // skills directory (the one read root a test may write to on the host) locally.
+    Case::new(Expect::Held, |w| {
+        let (host_path, inside) = match w.backend {
+            Backend::Local => {
+                let path = w.skills.join("suid-other");
+                (path.clone(), arg(&path))
+            }
+            Backend::Oci => (
+                w.rootfs.join("bin/suid-other"),
+                "/bin/suid-other".to_owned(),
+            ),
+        };
+        probe_copy(w, &host_path, OTHER_UID, 0o6755);
+        args(&["exec-gains", &inside])
+    })
+}
+
+pub fn exec_plain_copy() -> Case {
+    Case::new(Expect::Succeeds, |w| {
+        probe_copy(w, &w.ws.join("plain"), 0, 0o755);
+        args(&["exec-same", &w.ws("plain")])
+    })
+}
+
+pub fn no_new_privs() -> Case {
+    Case::new(Expect::Held, |_| args(&["no-new-privs"]))
+        .profile(Profile::ProcVisible)
+        .control(&[])
+        .check(|_, ran| {
+            let detail = &ran.verdict().detail;
+            assert!(
+                detail.contains("prctl(PR_GET_NO_NEW_PRIVS) = 1")
+                    && detail.contains("status: NoNewPrivs: 1"),
+                "{detail}"
+            );
+        })
+}
+
+pub fn no_capabilities() -> Case {
+    // The control run (as root on the host) shows the probe does see capabilities.
+    Case::new(Expect::Held, |_| args(&["capabilities"])).control(&[])
+}
+
+pub fn capset_raise() -> Case {
+    Case::new(Expect::Denied(SECCOMP), |_| args(&["capset-raise"]))
+}
+
+pub fn ptrace_parent() -> Case {
+    Case::new(Expect::Denied(SECCOMP), |_| args(&["ptrace-attach"]))
+}
+
+pub fn process_vm_writev_parent() -> Case {
+    // Unconfined, the write reaches the parent's (unmapped) address: EFAULT, reported as done.
+    Case::new(Expect::Denied(SECCOMP), |_| args(&["process-vm-write"])).control(&[])
+}
+
+pub fn process_vm_readv_parent() -> Case {
+    Case::new(Expect::Denied(SECCOMP), |_| args(&["process-vm-read"])).control(&[])
+}
+
+pub fn parent_mem_write() -> Case {
+    // The parent's memory through /proc: the parent, else PID 1.
+    Case::new(Expect::Denied(both(&["EACCES", "EPERM", "ENOENT"])), |_| {
+        args(&["parent-mem"])
+    })
+    .profile(Profile::ProcVisible)
+    .control(&[])
+}
+
+pub fn signal_host_process() -> Case {
+    // The test process itself: the executor's caller.
+    Case::new(Expect::Denied(both(&["ESRCH", "EPERM"])), |_| {
+        args(&["kill", &std::process::id().to_string()])
+    })
+    .control(&[])
+}
+
+pub fn signal_own_group() -> Case {
+    Case::new(Expect::Succeeds, |_| args(&["kill", "0"]))
+}
+
+pub fn tiocsti_stdin() -> Case {
+    Case::new(Expect::Denied(SECCOMP), |_| args(&["tiocsti", "0"]))
+}
+
+pub fn tiocsti_stdout() -> Case {
+    Case::new(Expect::Denied(SECCOMP), |_| args(&["tiocsti", "1"]))
+}
+
+pub fn ioctl_allowed() -> Case {
+    Case::new(Expect::Succeeds, |_| args(&["ioctl-fionread"]))
+}
+
+pub fn open_controlling_tty() -> Case {
+    // No controlling terminal (ENXIO), or no /dev/tty in the view at all (ENOENT, EACCES).
+    Case::new(Expect::Denied(both(&["ENXIO", "ENOENT", "EACCES"])), |_| {
+        args(&["open-write", "/dev/tty"])
+    })
+}
+
+pub fn inherited_descriptor() -> Case {
+    Case::new(Expect::Denied(both(&["EBADF"])), |w| {
+        std::fs::write(w.outside.join("secret"), "s3cret").unwrap();
+        let leaked = leak_fd(&w.outside.join("secret"));
+        w.leaked.push(leaked);
+        args(&["open-fd", &LEAKED_FD.to_string()])
+    })
+    // Unconfined, the probe does find the leaked descriptor.
+    .control(&[])
+}
+
+pub fn stdio_open() -> Case {
+    Case::new(Expect::Succeeds, |_| args(&["stdio"]))
+}
+
+/// Secrets a careless caller's environment holds.
+const SECRETS: &[(&str, &str)] = &[
+    ("TALARIA_ESCAPE_SECRET", "sk-escape-do-not-leak"),
+    ("OPENAI_API_KEY", "sk-openai-do-not-leak"),
+    ("ANTHROPIC_API_KEY", "sk-ant-do-not-leak"),
+    ("GITHUB_TOKEN", "ghp_do_not_leak"),
+    ("AWS_SECRET_ACCESS_KEY", "aws-do-not-leak"),
+];
+
+pub fn secrets_in_environment() -> Case {
+    Case::new(Expect::Held, |w| {
+        for (name, value) in SECRETS {
+            w.set_caller_env(name, value);
+        }
+        let mut argv = vec!["env-absent".to_owned()];
+        argv.extend(SECRETS.iter().map(|(n, _)| (*n).to_owned()));
+        argv
+    })
+}
+
+pub fn ld_preload_not_inherited() -> Case {
+    Case::new(Expect::Held, |w| {
+        let preload = w.ws("evil.so");
+        w.set_caller_env("LD_PRELOAD", &preload);
+        w.set_caller_env("LD_LIBRARY_PATH", &w.ws(""));
+        w.set_caller_env("LD_AUDIT", &preload);
+        args(&["env-absent", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"])
+    })
+}
+
+pub fn passed_environment() -> Case {
+    Case::new(Expect::Succeeds, |w| {
+        w.set_caller_env("LANG", "C.UTF-8");
+        args(&["env-is", "LANG", "C.UTF-8"])
+    })
+}
+
+pub fn secret_in_proc_environ() -> Case {
+    // Every environ the sandbox can read (its own, its parent's, …) is free of the secret.
+    Case::new(Expect::Held, |w| {
+        for (name, value) in SECRETS {
+            w.set_caller_env(name, value);
+        }
+        args(&["scan-environ", "do-not-leak"])
+    })
+    .profile(Profile::ProcVisible)
+    .check(|_, ran| {
+        assert!(
+            ran.count() >= 1,
+            "read no environ at all: {:?}",
+            ran.verdict()
+        )
+    })
+}
