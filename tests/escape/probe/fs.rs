@@ -485,6 +485,46 @@ pub fn open_by_handle(_args: &Args) -> Result<Report, String> {
     })
 }
 
+pub fn proc_exe_write(_args: &Args) -> Result<Report, String> {
+    // The runc CVE-2019-5736 shape: a runtime process in the sandbox's PID namespace whose
+    // /proc/<pid>/exe is a host binary (the container's init runs the helper's own code).
+    let own = std::process::id().to_string();
+    let entries = match fs::read_dir("/proc") {
+        Ok(entries) => entries,
+        Err(e) => return Ok(Report::failed(&e, format!("cannot list /proc: {e}"))),
+    };
+    let pids: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()) && *name != own)
+        .collect();
+    if pids.is_empty() {
+        return Ok(Report::held("no other process is visible in /proc"));
+    }
+    let mut report = Report::held("");
+    let mut tried = Vec::new();
+    for pid in &pids {
+        let path = format!("/proc/{pid}/exe");
+        // Opening for writing is the escape; nothing is written.
+        match sys::open_raw(&path, sys::O_WRONLY) {
+            Ok(fd) => {
+                sys::close_fd(fd);
+                return Ok(Report::done(format!(
+                    "opened {path} (the binary of pid {pid}) for writing (nothing written)"
+                )));
+            }
+            Err(e) => {
+                if report.errno.is_none() {
+                    report.errno = Some(sys::error_name(&e));
+                }
+                report.note(&e);
+                tried.push(format!("{path}: {}", sys::error_name(&e)));
+            }
+        }
+    }
+    report.detail = tried.join("; ");
+    Ok(report)
+}
+
 pub fn open_write(args: &Args) -> Result<Report, String> {
     let path = args.str(0, "path")?;
     // Opening for writing is the escape; nothing is written.

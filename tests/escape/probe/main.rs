@@ -55,6 +55,7 @@ const PROBES: &[Probe] = &[
     ("mknod-block", "PATH", fs::mknod_block),
     ("open-by-handle", "", fs::open_by_handle),
     ("open-write", "PATH", fs::open_write),
+    ("proc-exe-write", "", fs::proc_exe_write),
     // Network.
     ("tcp-connect", "ADDRESS:PORT", net::tcp_connect),
     ("tcp-listen", "ADDRESS:PORT", net::tcp_listen),

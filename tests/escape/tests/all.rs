@@ -140,6 +140,7 @@ escape_cases! {
     process_vm_writev_parent,
     process_vm_readv_parent,
     parent_mem_write,
+    runtime_binary_overwrite,
     signal_host_process,
     signal_own_group,
     tiocsti_stdin,
@@ -165,6 +166,7 @@ escape_cases! {
     sysctl_core_pattern,
     sysfs_uevent_helper,
     cgroup_escape,
+    sysrq_trigger,
     kmsg_inject,
     dev_null_write,
     // Resources.

@@ -289,6 +289,15 @@ read = [
         self.outside.join(relative).display().to_string()
     }
 
+    /// A name unique to this case run (the temporary directory's), for host-wide names such
+    /// as abstract sockets: under `cargo test` every case shares one process.
+    pub fn unique(&self) -> String {
+        self.base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// `${tmp}` of the session.
     pub fn tmp(&self) -> PathBuf {
         self.scratch_root.join(SESSION)

@@ -127,14 +127,14 @@ pub fn unix_socket_own() -> Case {
     Case::new(Expect::Succeeds, |_| args(&["socket", "unix"]))
 }
 
-/// A name for an abstract socket unique to this process and purpose.
-fn abstract_name(purpose: &str) -> String {
-    format!("talaria-escape-{}-{purpose}", std::process::id())
+/// A name for an abstract socket unique to this case run and purpose.
+fn abstract_name(w: &World, purpose: &str) -> String {
+    format!("{}-{purpose}", w.unique())
 }
 
 pub fn unix_abstract_host() -> Case {
     Case::new(Expect::Denied(HOST_ABSTRACT_SOCKET), |w| {
-        let name = abstract_name("host");
+        let name = abstract_name(w, "host");
         let address = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let listener = UnixListener::bind_addr(&address).unwrap();
         w.watch(Watch::Unix(listener, None));
@@ -143,8 +143,8 @@ pub fn unix_abstract_host() -> Case {
 }
 
 pub fn unix_abstract_own() -> Case {
-    Case::new(Expect::Succeeds, |_| {
-        args(&["unix-own-abstract", &abstract_name("own")])
+    Case::new(Expect::Succeeds, |w| {
+        args(&["unix-own-abstract", &abstract_name(w, "own")])
     })
 }
 
@@ -163,19 +163,19 @@ pub fn unix_pathname_host() -> Case {
 }
 
 /// Where a host service keeps its socket: next to the system bus when `/run/dbus` exists.
-fn run_socket() -> PathBuf {
+fn run_socket(w: &World) -> PathBuf {
     let dir = if Path::new("/run/dbus").is_dir() {
         Path::new("/run/dbus")
     } else {
         Path::new("/run")
     };
-    dir.join(format!("talaria-escape-{}.sock", std::process::id()))
+    dir.join(format!("{}.sock", w.unique()))
 }
 
 pub fn unix_host_service() -> Case {
     // A stand-in for a host daemon's socket in /run (D-Bus, docker, …).
     Case::new(Expect::Denied(HOST_PATH_SOCKET), |w| {
-        let path = run_socket();
+        let path = run_socket(w);
         path_listener(w, &path);
         args(&["unix-connect", &path.display().to_string()])
     })

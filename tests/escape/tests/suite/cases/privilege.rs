@@ -116,6 +116,15 @@ pub fn parent_mem_write() -> Case {
     .control(&[])
 }
 
+pub fn runtime_binary_overwrite() -> Case {
+    // Open the binary of every other visible process for writing through /proc/<pid>/exe.
+    // ETXTBSY (the binary is running) would be luck, not a boundary, so it is not accepted.
+    Case::new(Expect::Denied(both(&["EACCES", "EPERM"])), |_| {
+        args(&["proc-exe-write"])
+    })
+    .profile(Profile::ProcVisible)
+}
+
 pub fn signal_host_process() -> Case {
     // The test process itself: the executor's caller.
     Case::new(Expect::Denied(both(&["ESRCH", "EPERM"])), |_| {

@@ -92,6 +92,16 @@ pub fn cgroup_escape() -> Case {
     .control(&[])
 }
 
+pub fn sysrq_trigger() -> Case {
+    // Opened for writing only: one byte there could crash or reboot the host.
+    Case::new(Expect::Denied(HOST_KNOB), |_| {
+        args(&["open-write", "/proc/sysrq-trigger"])
+    })
+    .profile(Profile::ProcVisible)
+    // Without CONFIG_MAGIC_SYSRQ the file does not exist on the host either.
+    .control(&["ENOENT"])
+}
+
 pub fn kmsg_inject() -> Case {
     Case::new(Expect::Denied(HOST_KNOB), |_| {
         args(&["open-write", "/dev/kmsg"])
