@@ -7,8 +7,9 @@
 //! static start-up code that crashes), and a `.cargo/config.toml` would change every crate. The
 //! probe uses std alone, so plain `rustc` builds it in well under a second.
 //!
-//! Never fails the build: a host without static C libraries gets a warning, and the container
-//! cases fail with that message instead.
+//! Never fails the build: a host without static C libraries gets a warning; the local backend's
+//! cases then use the dynamically linked `escape-probe`, and the container cases fail saying
+//! why.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -68,11 +68,13 @@ impl Drop for SocketFile {
     }
 }
 
-/// An exclusive lock on `path` (created if needed), held until the file is dropped.
-pub fn exclusive(path: &str) -> std::fs::File {
-    let file = std::fs::File::create(path).unwrap();
+/// An exclusive `flock` on `path` (an existing file or directory, so nothing is left behind),
+/// held until the returned file is dropped.
+pub fn exclusive(path: &Path) -> std::fs::File {
+    let file = std::fs::File::open(path).unwrap();
     // SAFETY: flock on a descriptor this function owns.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "cannot lock {}", path.display());
     file
 }
 
@@ -198,10 +200,8 @@ pub const LEAKED_FD: i32 = 901;
 pub fn leak_fd(path: &Path) -> OwnedFd {
     let file = std::fs::File::open(path).unwrap();
     // SAFETY: fcntl only queries whether the number is in use.
-    assert!(
-        unsafe { libc::fcntl(LEAKED_FD, libc::F_GETFD) } < 0,
-        "descriptor {LEAKED_FD} is already in use"
-    );
+    let in_use = unsafe { libc::fcntl(LEAKED_FD, libc::F_GETFD) } >= 0;
+    assert!(!in_use, "descriptor {LEAKED_FD} is already in use");
     // SAFETY: dup2 onto a free number this test owns; the copy has no CLOEXEC flag.
     let fd = unsafe { libc::dup2(file.as_raw_fd(), LEAKED_FD) };
     assert_eq!(fd, LEAKED_FD);

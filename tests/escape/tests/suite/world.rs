@@ -16,10 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::host::Watch;
 
-/// The probe, statically linked by build.rs so it also runs in a root holding only busybox.
-/// (`CARGO_BIN_EXE_escape-probe` is the same program linked dynamically; it would not start
-/// in the container.)
-pub const PROBE: &str = env!("ESCAPE_PROBE_STATIC");
+/// The probe, statically linked by build.rs so it also runs in a root holding only busybox;
+/// empty when the host could not link it statically.
+const STATIC_PROBE: &str = env!("ESCAPE_PROBE_STATIC");
+/// The same program linked dynamically: enough for the local backend, whose sandbox reads the
+/// host's libraries, but it would not start in the container.
+const DYNAMIC_PROBE: &str = env!("CARGO_BIN_EXE_escape-probe");
 pub const LOCAL_HELPER: &str = env!("CARGO_BIN_EXE_escape-suite-sandbox");
 pub const OCI_HELPER: &str = env!("CARGO_BIN_EXE_escape-suite-oci-helper");
 const BUSYBOX: &str = "/bin/busybox";
@@ -174,10 +176,13 @@ pub struct World {
 
 impl World {
     pub fn new(backend: Backend) -> Self {
-        assert!(
-            !PROBE.is_empty(),
-            "build.rs could not link the escape probe statically (see the build warning); a host with static C libraries (libc6-dev) is needed"
-        );
+        let probe_binary = match (STATIC_PROBE.is_empty(), backend) {
+            (false, _) => STATIC_PROBE,
+            (true, Backend::Local) => DYNAMIC_PROBE,
+            (true, Backend::Oci) => panic!(
+                "build.rs could not link the escape probe statically (see the build warning), and the container's busybox root cannot run a dynamic one: install glibc's static libraries (libc6-dev)"
+            ),
+        };
         // Not under /tmp: the container has a private /tmp of its own, so a path there would
         // name a different directory inside and out, and a write the probe reports as done
         // could land in the container's tmpfs instead of failing.
@@ -206,7 +211,7 @@ impl World {
         std::fs::write(home.join("state.db"), "SQLite format 3\0secret sessions").unwrap();
         std::fs::write(home.join("config.toml"), "api_key = \"sk-home\"\n").unwrap();
         let probe = ws.join("escape-probe");
-        std::fs::copy(PROBE, &probe).unwrap();
+        std::fs::copy(probe_binary, &probe).unwrap();
         std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
         if backend == Backend::Oci {
             build_busybox_rootfs(&rootfs);
@@ -375,32 +380,32 @@ read = [
 
     /// End the session: the OCI helper deletes the container and its placeholders.
     pub fn end_session(&mut self) {
-        if let Some(executor) = self.executor.take() {
-            executor.end_session(SESSION);
-            let state = self.state_root.join(SESSION);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while state.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert!(
-                !state.exists(),
-                "the OCI helper's state survived the end of the session"
-            );
+        assert!(
+            self.stop_session(),
+            "the OCI helper's state survived the end of the session"
+        );
+    }
+
+    /// Ask the executor to end the session and wait (bounded) for the OCI helper's state to
+    /// go; false if it is still there.
+    fn stop_session(&mut self) -> bool {
+        let Some(executor) = self.executor.take() else {
+            return true;
+        };
+        executor.end_session(SESSION);
+        let state = self.state_root.join(SESSION);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while state.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        !state.exists()
     }
 }
 
 impl Drop for World {
     fn drop(&mut self) {
         // A failed case still stops its helper before the directories go away.
-        if let Some(executor) = self.executor.take() {
-            executor.end_session(SESSION);
-            let state = self.state_root.join(SESSION);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while state.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        let _ = self.stop_session();
     }
 }
 
@@ -430,8 +435,8 @@ fn build_busybox_rootfs(root: &Path) {
         "{BUSYBOX} must be a static busybox for the container's root: install busybox-static (scripts/prereqs.sh does)"
     );
     assert!(
-        is_static_elf(Path::new(PROBE)),
-        "{PROBE} is not statically linked"
+        is_static_elf(Path::new(STATIC_PROBE)),
+        "{STATIC_PROBE} is not statically linked"
     );
     for dir in ["bin", "proc", "dev", "sys", "tmp", "etc", "root"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();

@@ -189,7 +189,7 @@ pub fn unix_dbus_system_bus() -> Case {
         // The real bus when there is one; otherwise a stand-in at its path for the length of
         // the case (serialised with a lock, as both backends' cases may run at once).
         if !Path::new(SYSTEM_BUS).exists() && Path::new("/run/dbus").is_dir() {
-            w.hold(exclusive("/run/dbus/.talaria-escape.lock"));
+            w.hold(exclusive(Path::new("/run/dbus")));
             if !Path::new(SYSTEM_BUS).exists() {
                 path_listener(w, Path::new(SYSTEM_BUS));
             }
