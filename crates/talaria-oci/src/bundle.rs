@@ -72,6 +72,13 @@ pub enum BundleError {
     RootlessLimits { profile: String },
     #[error("path {path} is not absolute")]
     Relative { path: PathBuf },
+    #[error(
+        "cannot protect {protected}: {symlink} is a symlink inside a writable root, and a container cannot pin a symlink in place (a command could swap it); make it a real directory or use the landlock backend"
+    )]
+    SymlinkedAncestor {
+        protected: PathBuf,
+        symlink: PathBuf,
+    },
     #[error("cannot inspect {path}: {source}")]
     Inspect {
         path: PathBuf,
@@ -113,6 +120,11 @@ pub struct Bind {
 pub struct MountLayout {
     /// Roots of the policy, parents before children.
     pub roots: Vec<Bind>,
+    /// Directories between a writable root and a protected path, bind-mounted onto themselves
+    /// (still writable) so that a command cannot rename or replace them: a mount point cannot be
+    /// moved (EBUSY). Without this, `mv .git .git.old` would carry the protected mounts away and
+    /// let a command put its own `.git` (with hooks) in place, on the host.
+    pub pinned: Vec<PathBuf>,
     /// Read-only mounts over protected paths (existing ones and placeholders).
     pub protected: Vec<PathBuf>,
     /// Placeholder directories to create before the container starts and remove after.
@@ -174,6 +186,7 @@ impl MountLayout {
 
         let mut protected: BTreeSet<PathBuf> = BTreeSet::new();
         let mut placeholders: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut pinned: BTreeSet<PathBuf> = BTreeSet::new();
         for path in &fs.protected {
             let covering = kept
                 .iter()
@@ -183,20 +196,39 @@ impl MountLayout {
                 // Not visible, or read-only already.
                 continue;
             };
-            match first_missing(path, &root.path)? {
-                None => {
-                    protected.insert(path.clone());
-                }
+            let covered = match first_missing(path, &root.path)? {
+                None => path.clone(),
                 Some(missing) => {
-                    protected.insert(missing.clone());
-                    placeholders.insert(missing);
+                    placeholders.insert(missing.clone());
+                    missing
                 }
+            };
+            for ancestor in covered.ancestors().skip(1) {
+                if ancestor == root.path || !ancestor.starts_with(&root.path) {
+                    break;
+                }
+                let meta =
+                    std::fs::symlink_metadata(ancestor).map_err(|source| BundleError::Inspect {
+                        path: ancestor.to_owned(),
+                        source,
+                    })?;
+                if meta.file_type().is_symlink() {
+                    return Err(BundleError::SymlinkedAncestor {
+                        protected: path.clone(),
+                        symlink: ancestor.to_owned(),
+                    });
+                }
+                pinned.insert(ancestor.to_owned());
             }
+            protected.insert(covered);
         }
+        let mut pinned: Vec<PathBuf> = pinned.into_iter().collect();
+        pinned.sort_by(|a, b| depth_then_path(a, b));
         let mut protected: Vec<PathBuf> = protected.into_iter().collect();
         protected.sort_by(|a, b| depth_then_path(a, b));
         Ok(Self {
             roots: kept,
+            pinned,
             protected,
             placeholders: placeholders.into_iter().collect(),
         })
@@ -208,6 +240,9 @@ impl MountLayout {
         for root in &self.roots {
             let mode = if root.writable { "rw" } else { "ro" };
             mounts.push(bind(&root.path, &["rbind", mode, "nosuid", "nodev"])?);
+        }
+        for path in &self.pinned {
+            mounts.push(bind(path, &["bind", "rw", "nosuid", "nodev"])?);
         }
         for path in &self.protected {
             mounts.push(bind(path, &["bind", "ro", "nosuid", "nodev"])?);
