@@ -170,6 +170,7 @@ impl PidsCgroup {
         };
         // A directory left by a crashed helper that had the same pid is empty by now.
         let _ = std::fs::remove_dir(&path);
+        sweep_stale(&hierarchy.parent);
         std::fs::create_dir(&path).map_err(err)?;
         let setup = || -> io::Result<File> {
             std::fs::write(path.join("pids.max"), max.to_string())?;
@@ -216,9 +217,46 @@ impl PidsCgroup {
     }
 }
 
+/// Removes the cgroups of helpers that are gone: a helper killed with its whole process group
+/// (a wall-clock timeout) cannot remove its own. `rmdir` only succeeds on an empty cgroup, so a
+/// live sandbox's cgroup is never touched even if its pid were misread.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("talaria-sandbox-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_cgroups_of_dead_helpers_are_swept() {
+        let parent = tempfile::tempdir().unwrap();
+        let dead = parent.path().join("talaria-sandbox-4000000000");
+        let alive = parent.path().join("talaria-sandbox-1");
+        let other = parent.path().join("something-else-4000000000");
+        for dir in [&dead, &alive, &other] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        sweep_stale(parent.path());
+        assert!(!dead.exists(), "a dead helper's empty cgroup is removed");
+        assert!(alive.exists(), "pid 1 is alive: kept");
+        assert!(other.exists(), "not ours: kept");
+    }
 
     const MOUNTINFO: &str = "\
 35 25 0:30 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
