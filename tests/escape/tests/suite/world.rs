@@ -186,9 +186,16 @@ impl World {
         // Not under /tmp: the container has a private /tmp of its own, so a path there would
         // name a different directory inside and out, and a write the probe reports as done
         // could land in the container's tmpfs instead of failing.
+        // CARGO_TARGET_DIR itself may be under /tmp (CI often puts it there); then /var/tmp.
+        let target_tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let parent = match target_tmp.canonicalize() {
+            Ok(p) if !p.starts_with("/tmp") => p,
+            _ => std::path::PathBuf::from("/var/tmp"),
+        };
+        std::fs::create_dir_all(&parent).unwrap();
         let dir = tempfile::Builder::new()
             .prefix("talaria-escape-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in(&parent)
             .unwrap();
         let base = dir.path().canonicalize().unwrap();
         let ws = base.join("ws");
