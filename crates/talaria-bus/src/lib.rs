@@ -1,0 +1,310 @@
+//! Talaria's D-Bus contracts: the well-known names, object paths, argument types and client
+//! proxies through which the four units — gateway, agent, scheduler and executor — talk.
+//!
+//! This crate owns the *shape* of the bus API and nothing else. The introspection XML checked in
+//! under `interfaces/` is the reviewed contract; the suite serves a mirror of every interface and
+//! fails when the code and the XML disagree.
+//!
+//! It must never depend on platform SDKs, chat-service clients, container or sandbox code: every
+//! unit links it, and the executor's attack surface must not grow because a contract did.
+//!
+//! # Authorization
+//!
+//! Servers authorize every call from the bus's view of the caller — the unique name's
+//! `org.freedesktop.DBus.GetConnectionCredentials` (Unix uid, pid, security label) — never from a
+//! session key, turn id or any other id carried in the payload, which the caller chooses.
+//! Bus policy files additionally restrict who may send to each name (the executor accepts only
+//! the agent unit). Servers register their objects before requesting the well-known name so a
+//! call that triggered activation never reaches a name without its object.
+//!
+//! # Wire conventions
+//!
+//! Arguments are typed where the shape is fixed; JSON strings appear only for model-defined
+//! payloads (tool arguments, turn-event payloads). Extensible requests and reports are
+//! `a{sv}` dictionaries ([`VariantDict`]). Long output travels as file descriptors, not in
+//! message bodies.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use zbus::{OwnedFd, OwnedVariant, Type, proxy};
+
+/// An extensible `a{sv}` dictionary: options, requests and reports whose keys may grow.
+pub type VariantDict = HashMap<String, OwnedVariant>;
+
+/// Well-known bus names, one per unit. The trailing `1` is the interface version.
+pub mod names {
+    /// The agent unit: sessions and turns.
+    pub const AGENT: &str = "org.talaria.Agent1";
+    /// The executor unit: runs commands in a sandbox on the agent's behalf.
+    pub const EXECUTOR: &str = "org.talaria.Executor1";
+    /// The scheduler unit: timed jobs.
+    pub const SCHEDULER: &str = "org.talaria.Scheduler1";
+    /// The gateway unit: delivery to chat platforms.
+    pub const GATEWAY: &str = "org.talaria.Gateway1";
+}
+
+/// Object paths at which each unit serves its interface.
+pub mod paths {
+    /// Where `org.talaria.Agent1` is served.
+    pub const AGENT: &str = "/org/talaria/Agent1";
+    /// Where `org.talaria.Executor1` is served.
+    pub const EXECUTOR: &str = "/org/talaria/Executor1";
+    /// Where `org.talaria.Scheduler1` is served.
+    pub const SCHEDULER: &str = "/org/talaria/Scheduler1";
+    /// Where `org.talaria.Gateway1` is served.
+    pub const GATEWAY: &str = "/org/talaria/Gateway1";
+}
+
+/// One session in `Agent1.ListSessions`: `(sssxt)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SessionSummary {
+    /// The session key.
+    pub id: String,
+    /// Human-readable title (may be empty).
+    pub title: String,
+    /// The model the session last used.
+    pub model: String,
+    /// Last update, milliseconds since the Unix epoch.
+    pub updated_at_ms: i64,
+    /// Number of stored messages.
+    pub message_count: u64,
+}
+
+/// One hit in `Agent1.SearchSessions`: `(ssxs)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SessionMatch {
+    /// The session key.
+    pub session_id: String,
+    /// The session's title.
+    pub title: String,
+    /// When the matching message was written, milliseconds since the Unix epoch.
+    pub updated_at_ms: i64,
+    /// A short excerpt around the match.
+    pub snippet: String,
+}
+
+/// The kinds of `Agent1.TurnEvent`; on the wire the `kind` argument is [`Self::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TurnEventKind {
+    /// A piece of assistant text; payload `{"text": …}`.
+    TextDelta,
+    /// A tool call began; payload carries the tool name and its (model-defined) arguments.
+    ToolStarted,
+    /// A tool call ended; payload carries its result summary.
+    ToolFinished,
+    /// The turn completed; no more events follow for this turn id.
+    Done,
+    /// The turn failed; payload `{"message": …}`; no more events follow.
+    Error,
+}
+
+impl TurnEventKind {
+    /// Every kind, in wire order.
+    pub const ALL: [Self; 5] = [
+        Self::TextDelta,
+        Self::ToolStarted,
+        Self::ToolFinished,
+        Self::Done,
+        Self::Error,
+    ];
+
+    /// The wire spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TextDelta => "text_delta",
+            Self::ToolStarted => "tool_started",
+            Self::ToolFinished => "tool_finished",
+            Self::Done => "done",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for TurnEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `TurnEvent` kind that this version of the contract does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTurnEventKind(pub String);
+
+impl fmt::Display for UnknownTurnEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown turn event kind {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownTurnEventKind {}
+
+impl FromStr for TurnEventKind {
+    type Err = UnknownTurnEventKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownTurnEventKind(s.to_owned()))
+    }
+}
+
+/// The reply of `Executor1.Run`: `(iibhhss)`, sent as seven out arguments.
+#[derive(Debug, Serialize, Deserialize, Type)]
+pub struct RunOutcome {
+    /// Exit status, or `-1` when the process was killed by a signal.
+    pub exit_code: i32,
+    /// The terminating signal, `0` when the process exited.
+    pub signal: i32,
+    /// Whether the executor killed the process for exceeding its time limit.
+    pub timed_out: bool,
+    /// Captured standard output, readable from the start.
+    pub stdout: OwnedFd,
+    /// Captured standard error, readable from the start.
+    pub stderr: OwnedFd,
+    /// The policy profile the command ran under.
+    pub profile: String,
+    /// The sandbox backend that ran it (for example `bwrap` or `oci`).
+    pub backend: String,
+}
+
+/// The reply of `Executor1.ReadLog`: `(stt)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct LogChunk {
+    /// Decoded log text starting at the requested offset.
+    pub text: String,
+    /// The offset to pass to the next `ReadLog`.
+    pub next_offset: u64,
+    /// Bytes that had already been discarded from the ring before the requested offset.
+    pub dropped: u64,
+}
+
+/// One job in `Scheduler1.ListJobs`: `(ssss)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct JobSummary {
+    /// The job id.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// The schedule as written in the spec (cron expression or interval).
+    pub schedule: String,
+    /// Next run as RFC 3339, empty when the job is paused or finished.
+    pub next_run: String,
+}
+
+/// `org.talaria.Agent1`: sessions and turns, served by the agent unit.
+///
+/// Callers: the gateway and scheduler units and local clients of the human user. The agent
+/// authorizes by the caller's credentials and checks that the session key belongs to a surface
+/// that caller may speak for.
+#[proxy(
+    interface = "org.talaria.Agent1",
+    default_service = "org.talaria.Agent1",
+    default_path = "/org/talaria/Agent1"
+)]
+pub trait Agent {
+    /// Starts a turn: `text` as the user's message in session `session_key`. Returns at once
+    /// with the turn id; progress arrives as `TurnEvent` signals carrying that id.
+    ///
+    /// `options` keys (all optional): `model` (s), `max_tool_calls` (u).
+    fn submit_turn(
+        &self,
+        session_key: &str,
+        text: &str,
+        options: &VariantDict,
+    ) -> zbus::Result<String>;
+
+    /// Asks a running turn to stop; a `TurnEvent` of kind `error` or `done` follows. Only the
+    /// connection that submitted the turn (or the same uid) may cancel it.
+    fn cancel_turn(&self, turn_id: &str) -> zbus::Result<()>;
+
+    /// The most recently updated sessions, newest first, at most `limit`.
+    fn list_sessions(&self, limit: u32) -> zbus::Result<Vec<SessionSummary>>;
+
+    /// Full-text search over stored messages, best match first, at most `limit`.
+    fn search_sessions(&self, query: &str, limit: u32) -> zbus::Result<Vec<SessionMatch>>;
+
+    /// Progress of a turn. `kind` is a [`TurnEventKind`] spelling; `payload` is JSON whose
+    /// shape depends on the kind (tool arguments inside it are model-defined).
+    #[zbus(signal)]
+    fn turn_event(&self, turn_id: &str, kind: &str, payload: &str) -> zbus::Result<()>;
+}
+
+/// `org.talaria.Executor1`: runs commands under a policy profile, served by the executor unit.
+///
+/// Callers: the agent unit's identity **only**. The executor checks the caller's uid from
+/// `GetConnectionCredentials` on every call (bus policy enforces the same, defence in depth) and
+/// ignores any identity claimed in `request`.
+#[proxy(
+    interface = "org.talaria.Executor1",
+    default_service = "org.talaria.Executor1",
+    default_path = "/org/talaria/Executor1"
+)]
+pub trait Executor {
+    /// Runs a command to completion with `stdin` as its standard input and returns its status;
+    /// output comes back as file descriptors so large output never enters a message body.
+    ///
+    /// `request` keys: `argv` (as), `cwd` (s), `env` (a{ss}), `profile` (s), `timeout_ms` (t).
+    fn run(&self, request: &VariantDict, stdin: zbus::Fd<'_>) -> zbus::Result<RunOutcome>;
+
+    /// Starts a command in the background (same `request` keys as `Run`); returns its id.
+    fn start_background(&self, request: &VariantDict) -> zbus::Result<String>;
+
+    /// Reports a background process: `running` (b), `exit_code` (i), `signal` (i), `pid` (u).
+    fn poll(&self, process_id: &str) -> zbus::Result<VariantDict>;
+
+    /// Reads up to `limit` bytes of a background process's combined output from `offset`.
+    fn read_log(&self, process_id: &str, offset: u64, limit: u32) -> zbus::Result<LogChunk>;
+
+    /// Writes `data` to a background process's standard input, then closes it if `close`.
+    fn write_stdin(&self, process_id: &str, data: &[u8], close: bool) -> zbus::Result<()>;
+
+    /// Kills a background process's whole group and reports its final state (as `Poll`).
+    fn kill(&self, process_id: &str) -> zbus::Result<VariantDict>;
+}
+
+/// `org.talaria.Scheduler1`: timed jobs, served by the scheduler unit.
+///
+/// Callers: the agent unit (jobs the model creates) and the human user's local clients; a job
+/// records its creator's uid from the bus credentials, and only that uid may remove it.
+#[proxy(
+    interface = "org.talaria.Scheduler1",
+    default_service = "org.talaria.Scheduler1",
+    default_path = "/org/talaria/Scheduler1"
+)]
+pub trait Scheduler {
+    /// Creates a job; returns its id. `spec` keys: `name` (s), `schedule` (s), `prompt` (s),
+    /// `deliver_to` (s).
+    fn create_job(&self, spec: &VariantDict) -> zbus::Result<String>;
+
+    /// Every job, in creation order.
+    fn list_jobs(&self) -> zbus::Result<Vec<JobSummary>>;
+
+    /// Removes a job; running instances finish.
+    fn remove_job(&self, job_id: &str) -> zbus::Result<()>;
+
+    /// Starts a job immediately, outside its schedule; returns the run id.
+    fn run_now(&self, job_id: &str) -> zbus::Result<String>;
+}
+
+/// `org.talaria.Gateway1`: delivery to chat platforms, served by the gateway unit.
+///
+/// Callers: the agent and scheduler units. The gateway checks the caller's uid and that the
+/// target is one its configuration allows that caller to reach.
+#[proxy(
+    interface = "org.talaria.Gateway1",
+    default_service = "org.talaria.Gateway1",
+    default_path = "/org/talaria/Gateway1"
+)]
+pub trait Gateway {
+    /// Sends `text` to `target` (`platform:chat-id`); returns the delivery id. `options` keys:
+    /// `reply_to` (s), `silent` (b).
+    fn deliver(&self, target: &str, text: &str, options: &VariantDict) -> zbus::Result<String>;
+
+    /// Connection state per platform, for example `telegram` → `connected` (s).
+    fn status(&self) -> zbus::Result<VariantDict>;
+}

@@ -1,0 +1,5 @@
+mod contract;
+mod introspection;
+mod mirror;
+mod private_bus;
+mod round_trip;
