@@ -168,6 +168,32 @@ impl Prepared {
             .map_err(runtime_err("set up the container builder"))
     }
 
+    /// Create (not start) the container with this stdio. When that fails, clean up what the
+    /// attempt left: libcontainer's intermediate processes, the state entry and the bundle.
+    fn build(
+        &self,
+        store: &StateDir,
+        workload: Workload,
+        stdio: [OwnedFd; 3],
+    ) -> Result<Container, ContainerError> {
+        let [stdin, stdout, stderr] = stdio;
+        let built = self.builder(store, workload).and_then(|b| {
+            b.with_stdin(stdin)
+                .with_stdout(stdout)
+                .with_stderr(stderr)
+                .as_init(&self.bundle)
+                .with_systemd(false)
+                .with_detach(false)
+                .build()
+                .map_err(runtime_err("create the container"))
+        });
+        built.inspect_err(|_| {
+            sys::reap_zombie_children(&[]);
+            forget(store, &self.id);
+            self.remove();
+        })
+    }
+
     /// Remove the placeholders (if still empty) and the bundle.
     fn remove(&self) {
         state::remove_placeholders(&self.bundle);
@@ -227,26 +253,16 @@ impl SessionContainer {
     /// Any failure to prepare the image, the bundle or the container; nothing is left behind.
     pub fn create(store: &StateDir, plan: &ContainerPlan) -> Result<Self, ContainerError> {
         let prepared = Prepared::new(store, plan, bundle::init_process()?)?;
-        let built = prepared.builder(store, Workload::Init).and_then(|b| {
-            let null = || sys::dev_null().map_err(io_err("open /dev/null"));
-            b.with_stdin(null()?)
-                .with_stdout(null()?)
-                .with_stderr(null()?)
-                .as_init(&prepared.bundle)
-                .with_systemd(false)
-                .with_detach(false)
-                .build()
-                .map_err(runtime_err("create the container"))
-        });
-        let mut container = match built {
-            Ok(c) => c,
-            Err(e) => {
-                sys::reap_zombie_children(&[]);
+        let null = || sys::dev_null().map_err(io_err("open /dev/null"));
+        let stdio = match (null(), null(), null()) {
+            (Ok(a), Ok(b), Ok(c)) => [a, b, c],
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 forget(store, &prepared.id);
                 prepared.remove();
                 return Err(e);
             }
         };
+        let mut container = prepared.build(store, Workload::Init, stdio)?;
         let started = start(&mut container, plan).and_then(|pid| {
             procs::pid_namespace(pid)
                 .map(|ns| (pid, ns))
@@ -390,32 +406,13 @@ pub fn run_fresh(
     check_command(command)?;
     let prepared = Prepared::new(store, plan, bundle::command_process(command)?)?;
     let (stdin, (pipes, (stdout_w, stderr_w))) = command_pipes(command)?;
-    let built = prepared
-        .builder(
-            store,
-            Workload::Command {
-                seccomp: prepared.seccomp.clone(),
-            },
-        )
-        .and_then(|b| {
-            b.with_stdin(stdin)
-                .with_stdout(stdout_w)
-                .with_stderr(stderr_w)
-                .as_init(&prepared.bundle)
-                .with_systemd(false)
-                .with_detach(false)
-                .build()
-                .map_err(runtime_err("create the container"))
-        });
-    let mut container = match built {
-        Ok(c) => c,
-        Err(e) => {
-            sys::reap_zombie_children(&[]);
-            forget(store, &prepared.id);
-            prepared.remove();
-            return Err(e);
-        }
-    };
+    let mut container = prepared.build(
+        store,
+        Workload::Command {
+            seccomp: prepared.seccomp.clone(),
+        },
+        [stdin, stdout_w, stderr_w],
+    )?;
     let started = start(&mut container, plan);
     let result = started.and_then(|pid| {
         // The command is PID 1 of its namespace: killing it ends every process in there.
