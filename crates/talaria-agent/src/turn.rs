@@ -242,22 +242,20 @@ impl Agent {
         let messages: Vec<(i64, Message)> =
             stored.into_iter().map(|m| (m.seq, m.message)).collect();
         let plain: Vec<Message> = messages.iter().map(|(_, m)| m.clone()).collect();
-        let cwd = PathBuf::from(&record.cwd);
+        // A workspace that has since disappeared falls back to where talaria runs now.
+        let stored = PathBuf::from(&record.cwd);
+        let workspace = if stored.is_dir() {
+            stored
+        } else {
+            std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+        };
         let mut session = Session {
             id: record.id,
             model: record.model,
             todos: TodoList::from_transcript(&plain),
             messages,
-            workspace: if cwd.is_dir() {
-                cwd.clone()
-            } else {
-                std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
-            },
-            cwd: if cwd.is_dir() {
-                cwd
-            } else {
-                std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
-            },
+            workspace: workspace.clone(),
+            cwd: workspace,
             usage: record.usage,
         };
         let repairs = missing_results(&plain, ABANDONED_RESULT);
