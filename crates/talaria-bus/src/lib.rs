@@ -29,6 +29,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use zbus::DBusError;
 use zbus::{OwnedFd, OwnedVariant, Type, proxy};
 
 /// An extensible `a{sv}` dictionary: options, requests and reports whose keys may grow.
@@ -153,7 +154,7 @@ impl FromStr for TurnEventKind {
     }
 }
 
-/// The reply of `Executor1.Run`: `(iibhhss)`, sent as seven out arguments.
+/// The reply of `Executor1.Run`: `(iibhhsstt)`, sent as nine out arguments.
 #[derive(Debug, Serialize, Deserialize, Type)]
 pub struct RunOutcome {
     /// Exit status, or `-1` when the process was killed by a signal.
@@ -162,25 +163,19 @@ pub struct RunOutcome {
     pub signal: i32,
     /// Whether the executor killed the process for exceeding its time limit.
     pub timed_out: bool,
-    /// Captured standard output, readable from the start.
+    /// Captured standard output (head and tail within the output limit), readable from the
+    /// start.
     pub stdout: OwnedFd,
-    /// Captured standard error, readable from the start.
+    /// Captured standard error, likewise.
     pub stderr: OwnedFd,
     /// The policy profile the command ran under.
     pub profile: String,
-    /// The sandbox backend that ran it (for example `bwrap` or `oci`).
+    /// The sandbox backend that ran it (`landlock` or `oci`).
     pub backend: String,
-}
-
-/// The reply of `Executor1.ReadLog`: `(stt)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
-pub struct LogChunk {
-    /// Decoded log text starting at the requested offset.
-    pub text: String,
-    /// The offset to pass to the next `ReadLog`.
-    pub next_offset: u64,
-    /// Bytes that had already been discarded from the ring before the requested offset.
-    pub dropped: u64,
+    /// Bytes dropped from the middle of stdout and stderr to stay within the output limit.
+    pub dropped_bytes: u64,
+    /// Wall time of the command, milliseconds.
+    pub duration_ms: u64,
 }
 
 /// One job in `Scheduler1.ListJobs`: `(ssss)`.
@@ -210,7 +205,15 @@ pub trait Agent {
     /// Starts a turn: `text` as the user's message in session `session_key`. Returns at once
     /// with the turn id; progress arrives as `TurnEvent` signals carrying that id.
     ///
-    /// `options` keys (all optional): `model` (s), `max_tool_calls` (u).
+    /// `options` keys (all optional): `request_id` (s, `[A-Za-z0-9_.:-]{1,128}`): the
+    /// idempotency key, which is also the turn id — submitting it again never runs it twice:
+    /// a finished turn re-emits its `done`, a running one sends its remaining events to the
+    /// new submitter, one a crash interrupted is resumed; `create` (b): start the session if
+    /// the key is new (otherwise an unknown key is `org.talaria.Error.UnknownSession`);
+    /// `model` (s).
+    ///
+    /// A session key belongs to the uid that created it; `TurnEvent` signals go to the
+    /// submitting connection only.
     fn submit_turn(
         &self,
         session_key: &str,
@@ -222,23 +225,33 @@ pub trait Agent {
     /// connection that submitted the turn (or the same uid) may cancel it.
     fn cancel_turn(&self, turn_id: &str) -> zbus::Result<()>;
 
-    /// The most recently updated sessions, newest first, at most `limit`.
+    /// The caller's most recently updated sessions, newest first, at most `limit`.
     fn list_sessions(&self, limit: u32) -> zbus::Result<Vec<SessionSummary>>;
 
-    /// Full-text search over stored messages, best match first, at most `limit`.
+    /// Full-text search over the caller's stored messages, best match first, at most `limit`.
     fn search_sessions(&self, query: &str, limit: u32) -> zbus::Result<Vec<SessionMatch>>;
 
-    /// Progress of a turn. `kind` is a [`TurnEventKind`] spelling; `payload` is JSON whose
-    /// shape depends on the kind (tool arguments inside it are model-defined).
+    /// Progress of a turn, sent to the submitter only. `kind` is a [`TurnEventKind`] spelling;
+    /// `payload` is JSON: `text_delta {text}`, `tool_started {summary}`, `tool_finished
+    /// {summary, ok, duration_ms}`, `done {text, stop, session_key}`, `error {message, kind}`.
     #[zbus(signal)]
     fn turn_event(&self, turn_id: &str, kind: &str, payload: &str) -> zbus::Result<()>;
 }
 
-/// `org.talaria.Executor1`: runs commands under a policy profile, served by the executor unit.
+/// `org.talaria.Executor1`: runs tool commands under a policy profile, served by the executor
+/// unit.
 ///
 /// Callers: the agent unit's identity **only**. The executor checks the caller's uid from
-/// `GetConnectionCredentials` on every call (bus policy enforces the same, defence in depth) and
-/// ignores any identity claimed in `request`.
+/// `GetConnectionCredentials` on every call (bus policy enforces the same, defence in depth).
+/// Which tool, session and workspace a request is for is the agent's word — the agent is the
+/// only caller — but the policy that confines it is the executor's.
+///
+/// Request keys (`a{sv}`) shared by `Run`, `StartBackground` and `WriteFile`: `tool` (s, the
+/// tool whose policy applies), `session` (s), `workspace` (s, the policy's `${workspace}`),
+/// `surface` (s: `owner`, `allowlisted` or `webhook`; narrows the profile), and optionally
+/// `profile` (s, an explicit profile, still narrowed). Commands add `argv` (as), `cwd` (s),
+/// `command_line` (s, what approval rules match), `timeout_ms` (t), `output_limit` (t) and
+/// `run_id` (s, for `Cancel`). Refusals are `org.talaria.Error.Refused` with the reason.
 #[proxy(
     interface = "org.talaria.Executor1",
     default_service = "org.talaria.Executor1",
@@ -247,24 +260,27 @@ pub trait Agent {
 pub trait Executor {
     /// Runs a command to completion with `stdin` as its standard input and returns its status;
     /// output comes back as file descriptors so large output never enters a message body.
-    ///
-    /// `request` keys: `argv` (as), `cwd` (s), `env` (a{ss}), `profile` (s), `timeout_ms` (t).
     fn run(&self, request: &VariantDict, stdin: zbus::Fd<'_>) -> zbus::Result<RunOutcome>;
 
-    /// Starts a command in the background (same `request` keys as `Run`); returns its id.
+    /// Kills the command started with this `run_id` (its `Run` then returns); unknown ids are
+    /// ignored, since the command may have just finished.
+    fn cancel(&self, run_id: &str) -> zbus::Result<()>;
+
+    /// Creates or replaces the file at `request["path"]` (s) with the bytes read from
+    /// `contents`, inside the sandbox the tool's policy describes.
+    fn write_file(&self, request: &VariantDict, contents: zbus::Fd<'_>) -> zbus::Result<()>;
+
+    /// Starts a command in the background; returns its id (`proc_N`).
     fn start_background(&self, request: &VariantDict) -> zbus::Result<String>;
 
-    /// Reports a background process: `running` (b), `exit_code` (i), `signal` (i), `pid` (u).
-    fn poll(&self, process_id: &str) -> zbus::Result<VariantDict>;
+    /// An operation on a background process of `session`: `action` is `list`, `poll`, `log`,
+    /// `wait`, `kill` or `write`; `args` carries `id` (s), `offset` (t), `limit` (t),
+    /// `timeout_ms` (t), `data` (s) and `close` (b) as the action needs. Returns the report
+    /// for the model as JSON. Another session's process is "unknown".
+    fn process(&self, session: &str, action: &str, args: &VariantDict) -> zbus::Result<String>;
 
-    /// Reads up to `limit` bytes of a background process's combined output from `offset`.
-    fn read_log(&self, process_id: &str, offset: u64, limit: u32) -> zbus::Result<LogChunk>;
-
-    /// Writes `data` to a background process's standard input, then closes it if `close`.
-    fn write_stdin(&self, process_id: &str, data: &[u8], close: bool) -> zbus::Result<()>;
-
-    /// Kills a background process's whole group and reports its final state (as `Poll`).
-    fn kill(&self, process_id: &str) -> zbus::Result<VariantDict>;
+    /// The session is over: kill its background processes and release its containers.
+    fn end_session(&self, session: &str) -> zbus::Result<()>;
 }
 
 /// `org.talaria.Scheduler1`: timed jobs, served by the scheduler unit.
@@ -308,3 +324,46 @@ pub trait Gateway {
     /// Connection state per platform, for example `telegram` → `connected` (s).
     fn status(&self) -> zbus::Result<VariantDict>;
 }
+
+/// Errors the Talaria services return, as D-Bus error names `org.talaria.Error.<Variant>`.
+/// Access checks use the standard `org.freedesktop.DBus.Error.AccessDenied` and argument
+/// problems `org.freedesktop.DBus.Error.InvalidArgs` (through the `ZBus` variant).
+#[derive(Debug, DBusError)]
+#[zbus(prefix = "org.talaria.Error")]
+pub enum Error {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The session key is unknown (and `create` was not set).
+    UnknownSession(String),
+    /// Policy or sandbox refused the request; the message says why.
+    Refused(String),
+    /// The working directory does not exist or is not a directory.
+    BadWorkdir(String),
+    /// The command could not be started or its output not read.
+    Failed(String),
+    /// The request was cancelled before it finished.
+    Cancelled(String),
+}
+
+impl From<zbus::fdo::Error> for Error {
+    fn from(error: zbus::fdo::Error) -> Self {
+        Self::ZBus(zbus::Error::FDO(Box::new(error)))
+    }
+}
+
+/// A `BadWorkdir`/`Refused`/… error as it arrives at a client: its D-Bus name and message.
+pub fn error_parts(error: &zbus::Error) -> Option<(String, String)> {
+    match error {
+        zbus::Error::MethodError(name, message, _) => Some((
+            name.as_str().to_owned(),
+            message.clone().unwrap_or_default(),
+        )),
+        zbus::Error::FDO(fdo) => Some((
+            fdo.name().to_string(),
+            fdo.description().unwrap_or_default().to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+pub mod introspection;

@@ -79,16 +79,9 @@ fn file_with(contents: &[u8]) -> fdo::Result<OwnedFd> {
     Ok(std::os::fd::OwnedFd::from(file).into())
 }
 
-fn state(running: bool) -> VariantDict {
-    VariantDict::from([
-        ("running".to_owned(), OwnedVariant::from(running)),
-        ("exit_code".to_owned(), OwnedVariant::from(0i32)),
-    ])
-}
-
 #[interface(name = "org.talaria.Executor1")]
 impl ExecutorMirror {
-    /// Echoes stdin to stdout with a prefix; argv[0] to stderr.
+    /// Echoes stdin to stdout with a prefix; argv to stderr.
     #[zbus(out_args(
         "exit_code",
         "signal",
@@ -96,13 +89,16 @@ impl ExecutorMirror {
         "stdout",
         "stderr",
         "profile",
-        "backend"
+        "backend",
+        "dropped_bytes",
+        "duration_ms"
     ))]
+    #[allow(clippy::type_complexity)]
     async fn run(
         &self,
         request: VariantDict,
         stdin: OwnedFd,
-    ) -> fdo::Result<(i32, i32, bool, OwnedFd, OwnedFd, String, String)> {
+    ) -> fdo::Result<(i32, i32, bool, OwnedFd, OwnedFd, String, String, u64, u64)> {
         let argv: Vec<String> = request
             .get("argv")
             .and_then(|v| Vec::<String>::try_from(v.try_clone().ok()?).ok())
@@ -121,37 +117,43 @@ impl ExecutorMirror {
             file_with(argv.join(" ").as_bytes())?,
             "default".into(),
             "mirror".into(),
+            0,
+            12,
         ))
+    }
+
+    async fn cancel(&self, run_id: String) {
+        let _ = run_id;
+    }
+
+    async fn write_file(&self, request: VariantDict, contents: OwnedFd) -> fdo::Result<()> {
+        let _ = (request, contents);
+        Ok(())
     }
 
     #[zbus(out_args("process_id"))]
     async fn start_background(&self, request: VariantDict) -> String {
-        format!("p{}", request.len())
+        format!("proc_{}", request.len())
     }
 
-    #[zbus(out_args("state"))]
-    async fn poll(&self, process_id: String) -> VariantDict {
-        state(!process_id.is_empty())
-    }
-
-    #[zbus(out_args("text", "next_offset", "dropped"))]
-    async fn read_log(&self, process_id: String, offset: u64, limit: u32) -> (String, u64, u64) {
-        (process_id, offset + u64::from(limit), 3)
-    }
-
-    async fn write_stdin(&self, process_id: String, data: Vec<u8>, close: bool) -> fdo::Result<()> {
-        if data.is_empty() && !close {
-            return Err(fdo::Error::InvalidArgs(format!(
-                "nothing to do for {process_id}"
-            )));
+    #[zbus(out_args("report"))]
+    async fn process(
+        &self,
+        session: String,
+        action: String,
+        args: VariantDict,
+    ) -> fdo::Result<String> {
+        if action == "nope" {
+            return Err(fdo::Error::InvalidArgs(format!("unknown action {action}")));
         }
-        Ok(())
+        Ok(format!(
+            r#"{{"session":"{session}","action":"{action}","args":{}}}"#,
+            args.len()
+        ))
     }
 
-    #[zbus(out_args("state"))]
-    async fn kill(&self, process_id: String) -> VariantDict {
-        let _ = process_id;
-        state(false)
+    async fn end_session(&self, session: String) {
+        let _ = session;
     }
 }
 

@@ -5,8 +5,7 @@ use std::io::{Read, Seek, Write};
 
 use futures_util::StreamExt;
 use talaria_bus::{
-    AgentProxy, ExecutorProxy, GatewayProxy, JobSummary, LogChunk, SchedulerProxy, TurnEventKind,
-    VariantDict,
+    AgentProxy, ExecutorProxy, GatewayProxy, JobSummary, SchedulerProxy, TurnEventKind, VariantDict,
 };
 use zbus::OwnedVariant;
 
@@ -88,21 +87,30 @@ async fn executor_run_passes_stdin_and_returns_output_as_fds() {
     let missing_argv = executor.run(&VariantDict::new(), (&stdin).into()).await;
     assert!(missing_argv.unwrap_err().to_string().contains("argv"));
 
-    assert_eq!(executor.start_background(&request).await.unwrap(), "p1");
-    let polled = executor.poll("p1").await.unwrap();
-    assert!(bool::try_from(&polled["running"]).unwrap());
-    assert_eq!(
-        executor.read_log("p1", 10, 5).await.unwrap(),
-        LogChunk {
-            text: "p1".into(),
-            next_offset: 15,
-            dropped: 3
-        }
-    );
-    executor.write_stdin("p1", b"more", true).await.unwrap();
-    assert!(executor.write_stdin("p1", b"", false).await.is_err());
-    let killed = executor.kill("p1").await.unwrap();
-    assert!(!bool::try_from(&killed["running"]).unwrap());
+    assert_eq!(outcome.duration_ms, 12);
+
+    assert_eq!(executor.start_background(&request).await.unwrap(), "proc_1");
+    let report = executor
+        .process(
+            "s1",
+            "poll",
+            &VariantDict::from([(
+                "id".to_owned(),
+                OwnedVariant::from(zbus::Str::from("proc_1")),
+            )]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report, r#"{"session":"s1","action":"poll","args":1}"#);
+    let error = executor
+        .process("s1", "nope", &VariantDict::new())
+        .await
+        .unwrap_err();
+    let (name, message) = talaria_bus::error_parts(&error).unwrap();
+    assert_eq!(name, "org.freedesktop.DBus.Error.InvalidArgs");
+    assert_eq!(message, "unknown action nope");
+    executor.cancel("r1").await.unwrap();
+    executor.end_session("s1").await.unwrap();
 }
 
 #[tokio::test]
