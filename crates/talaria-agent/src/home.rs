@@ -38,6 +38,22 @@ impl TalariaHome {
         self.root.join("config.toml")
     }
 
+    /// The configuration file's contents, or defaults when it does not exist.
+    ///
+    /// # Errors
+    /// An unreadable or invalid file, with the key and line at fault.
+    pub fn load_config(&self) -> Result<talaria_core::Config, String> {
+        let path = self.config_file();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => talaria_core::Config::from_toml_str(&text, &path.display().to_string())
+                .map_err(|e| e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(talaria_core::Config::default())
+            }
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
     pub fn database(&self) -> PathBuf {
         self.root.join("state.db")
     }

@@ -6,6 +6,9 @@
 //! resumes cleanly. It must never run a side-effecting tool itself: commands and file writes go
 //! to the executor.
 
+pub mod bus;
+pub mod daemon;
+pub mod endpoint;
 pub mod exec;
 pub mod home;
 pub mod memory;

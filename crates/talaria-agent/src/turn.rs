@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use talaria_core::{Config, Message, Role, SessionId, ToolCall, Usage};
 use talaria_llm::{ChatProvider, ChatRequest, LlmError, StreamEvent};
-use talaria_store::{NewSession, Store, StoreError};
+use talaria_store::{NewSession, Store, StoreError, TurnRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::exec::ToolExecutor;
@@ -331,6 +331,63 @@ impl Agent {
         cancel: &CancellationToken,
     ) -> Result<TurnOutcome, AgentError> {
         self.persist(session, vec![Message::user(input)]).await?;
+        self.drive(session, on_event, cancel).await
+    }
+
+    /// Run a turn submitted as a request (over the bus): the request is recorded as running
+    /// and its user message stored in one transaction, so a crash after this point resumes the
+    /// turn ([`Self::resume_request`]) instead of losing or repeating it.
+    ///
+    /// # Errors
+    /// As [`Self::run_turn`]; also a request id that was already used.
+    pub async fn run_request(
+        &self,
+        session: &mut Session,
+        request: TurnRequest,
+        on_event: &(dyn Fn(TurnEvent) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<TurnOutcome, AgentError> {
+        let text = request.text.clone();
+        let seq = self.store.start_request(request).await?;
+        session.messages.push((seq, Message::user(text)));
+        self.drive(session, on_event, cancel).await
+    }
+
+    /// Carry on with a request whose turn a crash or stop interrupted. `session` comes from
+    /// [`Self::resume_session`], which closed the tool calls left open. When the model had
+    /// already answered, that answer is the outcome and nothing is sent to the model.
+    ///
+    /// # Errors
+    /// As [`Self::run_turn`].
+    pub async fn resume_request(
+        &self,
+        session: &mut Session,
+        on_event: &(dyn Fn(TurnEvent) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<TurnOutcome, AgentError> {
+        if let Some(last) = session.messages().next_back()
+            && last.role == Role::Assistant
+            && last.tool_calls.is_empty()
+        {
+            return Ok(TurnOutcome {
+                text: last.content.clone(),
+                stop: TurnStop::Completed,
+                usage: Usage::default(),
+                tool_calls: 0,
+                model_calls: 0,
+            });
+        }
+        self.drive(session, on_event, cancel).await
+    }
+
+    /// Model calls and tool calls until the model answers, the budget is spent or `cancel`
+    /// fires; the user's message is already in `session`.
+    async fn drive(
+        &self,
+        session: &mut Session,
+        on_event: &(dyn Fn(TurnEvent) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<TurnOutcome, AgentError> {
         let mut outcome = TurnOutcome {
             text: String::new(),
             stop: TurnStop::Completed,

@@ -366,4 +366,5 @@ pub fn error_parts(error: &zbus::Error) -> Option<(String, String)> {
     }
 }
 
+pub mod fd;
 pub mod introspection;

@@ -51,6 +51,32 @@ impl DaemonArgs {
     }
 }
 
+/// Where a daemon keeps its state when no flag says: the first directory of the unit's
+/// `StateDirectory=` (`$STATE_DIRECTORY`), else `$TALARIA_HOME/<subdir>`, else
+/// `~/.talaria/<subdir>` (an empty `subdir` means the home itself).
+pub fn default_state_dir(subdir: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(dirs) = std::env::var_os("STATE_DIRECTORY")
+        && let Some(first) = std::env::split_paths(&dirs).next()
+        && !first.as_os_str().is_empty()
+    {
+        return Some(first);
+    }
+    let home = std::env::var_os("TALARIA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".talaria"))
+        })?;
+    Some(if subdir.is_empty() {
+        home
+    } else {
+        home.join(subdir)
+    })
+}
+
 /// Which bus a daemon connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusTarget {

@@ -6,11 +6,16 @@
 //! run unconfined.
 
 pub mod background;
+pub mod bus;
+pub mod daemon;
 pub mod process;
+pub mod report;
 pub mod service;
+pub mod setup;
 
 pub use background::{BackgroundError, LogChunk, ProcessId, ProcessInfo, ProcessTable};
 pub use process::{ExitKind, Finished, ProcessError, run_to_completion};
+pub use report::{ProcessOp, process_report};
 pub use service::{
     EXIT_SANDBOX_REFUSED, Executor, ExecutorConfig, ExecutorError, HelperCommand, OciBackend,
     Prepared, RunOutcome, RunRequest,

@@ -10,6 +10,7 @@
 mod error;
 pub mod migrations;
 mod open;
+mod requests;
 mod search;
 mod sessions;
 mod store;
@@ -17,6 +18,7 @@ mod store;
 pub use error::StoreError;
 pub use migrations::{SCHEMA_VERSION, migrate_to};
 pub use open::OpenOptions;
+pub use requests::{RequestState, SessionKey, TurnRequest};
 pub use search::SearchHit;
 pub use sessions::{NewSession, SessionRecord, StoredMessage};
 pub use store::Store;

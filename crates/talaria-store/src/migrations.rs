@@ -15,6 +15,8 @@
 //! - v2: `messages.tool_names` (space-separated tool names, backfilled) and the external-content
 //!   FTS5 table `messages_fts` over (content, tool_names), kept in step by triggers.
 //! - v3: `sessions.source` and `sessions.cwd`, and the `usage` table of per-call token counts.
+//! - v4: `session_keys` (a caller's name for a session, owned by a uid) and `turn_requests`
+//!   (submitted turns by idempotency id: running, done with the answer, or failed).
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +26,7 @@ use talaria_core::ToolCall;
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
@@ -47,6 +49,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 3,
         apply: v3_usage_and_session_origin,
+    },
+    Migration {
+        version: 4,
+        apply: v4_session_keys_and_turn_requests,
     },
 ];
 
@@ -119,6 +125,32 @@ fn v2_full_text_search(conn: &Connection) -> rusqlite::Result<()> {
              VALUES (new.id, new.content, new.tool_names);
          END;
          INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');",
+    )
+}
+
+fn v4_session_keys_and_turn_requests(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE session_keys (
+             key        TEXT PRIMARY KEY NOT NULL,
+             owner_uid  INTEGER NOT NULL,
+             session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+             created_at INTEGER NOT NULL
+         ) STRICT;
+         CREATE INDEX session_keys_by_owner ON session_keys (owner_uid);
+
+         CREATE TABLE turn_requests (
+             request_id  TEXT PRIMARY KEY NOT NULL,
+             owner_uid   INTEGER NOT NULL,
+             session_key TEXT NOT NULL,
+             session_id  TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+             text        TEXT NOT NULL,
+             state       TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+             answer      TEXT,
+             error       TEXT,
+             created_at  INTEGER NOT NULL,
+             finished_at INTEGER
+         ) STRICT;
+         CREATE INDEX turn_requests_running ON turn_requests (state) WHERE state = 'running';",
     )
 }
 

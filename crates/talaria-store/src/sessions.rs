@@ -56,7 +56,11 @@ pub struct StoredMessage {
 /// Longest title derived from a user message, in characters.
 const TITLE_MAX_CHARS: usize = 60;
 
-const SESSION_COLUMNS: &str = "SELECT s.id, s.title, s.model, s.source, s.cwd, s.created_at,
+/// How many columns [`SESSION_COLUMNS`] selects.
+pub(crate) const SESSION_COLUMN_COUNT: usize = 11;
+
+pub(crate) const SESSION_COLUMNS: &str =
+    "SELECT s.id, s.title, s.model, s.source, s.cwd, s.created_at,
         s.updated_at,
         (SELECT count(*) FROM messages WHERE session_id = s.id),
         (SELECT coalesce(sum(prompt_tokens), 0) FROM usage WHERE session_id = s.id),
@@ -121,60 +125,67 @@ pub(crate) fn append_messages(
     id: &SessionId,
     messages: &[Message],
 ) -> Result<Vec<i64>, StoreError> {
-    write(conn, |tx| {
-        let title: Option<String> = tx
-            .query_row(
-                "SELECT title FROM sessions WHERE id = ?1",
-                [id.as_str()],
-                |row| row.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NoSuchSession(id.to_string()))?;
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
-        let first_seq: i64 = tx.query_row(
-            "SELECT coalesce(max(seq) + 1, 0) FROM messages WHERE session_id = ?1",
+    write(conn, |tx| append_in(tx, id, messages))
+}
+
+/// Appends `messages` inside the caller's transaction.
+pub(crate) fn append_in(
+    tx: &Transaction<'_>,
+    id: &SessionId,
+    messages: &[Message],
+) -> Result<Vec<i64>, StoreError> {
+    let title: Option<String> = tx
+        .query_row(
+            "SELECT title FROM sessions WHERE id = ?1",
             [id.as_str()],
             |row| row.get(0),
-        )?;
-        let now = now_ms();
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO messages
-                 (session_id, seq, role, content, tool_calls, tool_call_id, name, tool_names,
-                  created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        let mut seqs = Vec::with_capacity(messages.len());
-        for (seq, message) in (first_seq..).zip(messages) {
-            insert.execute(params![
-                id.as_str(),
-                seq,
-                message.role.as_str(),
-                message.content,
-                encode_tool_calls(&message.tool_calls)?,
-                message.tool_call_id,
-                message.name,
-                message.tool_names().join(" "),
-                now,
-            ])?;
-            seqs.push(seq);
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NoSuchSession(id.to_string()))?;
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first_seq: i64 = tx.query_row(
+        "SELECT coalesce(max(seq) + 1, 0) FROM messages WHERE session_id = ?1",
+        [id.as_str()],
+        |row| row.get(0),
+    )?;
+    let now = now_ms();
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO messages
+             (session_id, seq, role, content, tool_calls, tool_call_id, name, tool_names,
+              created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut seqs = Vec::with_capacity(messages.len());
+    for (seq, message) in (first_seq..).zip(messages) {
+        insert.execute(params![
+            id.as_str(),
+            seq,
+            message.role.as_str(),
+            message.content,
+            encode_tool_calls(&message.tool_calls)?,
+            message.tool_call_id,
+            message.name,
+            message.tool_names().join(" "),
+            now,
+        ])?;
+        seqs.push(seq);
+    }
+    if title.is_none() {
+        let title = messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .find_map(|m| title_from(&m.content));
+        if let Some(title) = title {
+            tx.execute(
+                "UPDATE sessions SET title = ?2 WHERE id = ?1",
+                params![id.as_str(), title],
+            )?;
         }
-        if title.is_none() {
-            let title = messages
-                .iter()
-                .filter(|m| m.role == Role::User)
-                .find_map(|m| title_from(&m.content));
-            if let Some(title) = title {
-                tx.execute(
-                    "UPDATE sessions SET title = ?2 WHERE id = ?1",
-                    params![id.as_str(), title],
-                )?;
-            }
-        }
-        touch(tx, id)?;
-        Ok(seqs)
-    })
+    }
+    touch(tx, id)?;
+    Ok(seqs)
 }
 
 pub(crate) fn messages(
@@ -312,7 +323,7 @@ pub(crate) fn integrity_check(conn: &Connection) -> Result<Vec<String>, StoreErr
 }
 
 /// Run `f` in a `BEGIN IMMEDIATE` transaction, committing if it succeeds.
-fn write<T>(
+pub(crate) fn write<T>(
     conn: &mut Connection,
     f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -349,7 +360,7 @@ fn touch(tx: &Transaction<'_>, id: &SessionId) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -405,7 +416,7 @@ pub(crate) fn session_id(row: &Row<'_>, idx: usize) -> rusqlite::Result<SessionI
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
 }
 
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
         id: session_id(row, 0)?,
         title: row.get(1)?,

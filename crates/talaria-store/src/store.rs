@@ -9,6 +9,7 @@ use talaria_core::{Message, SessionId, Usage};
 
 use crate::error::StoreError;
 use crate::open::{self, OpenOptions};
+use crate::requests::{SessionKey, TurnRequest};
 use crate::search::{self, SearchHit};
 use crate::sessions::{self, NewSession, SessionRecord, StoredMessage};
 
@@ -181,6 +182,83 @@ impl Store {
     /// If the checks themselves cannot run.
     pub async fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         self.run(|conn| sessions::integrity_check(conn)).await
+    }
+
+    /// Name a session for a caller: `key` now means `session_id`, owned by `owner_uid`.
+    ///
+    /// # Errors
+    /// [`StoreError::SessionExists`] when the key is taken.
+    pub async fn bind_session_key(&self, key: SessionKey) -> Result<(), StoreError> {
+        self.run(move |conn| crate::requests::bind_session_key(conn, &key))
+            .await
+    }
+
+    /// What a session key names, if anything.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn session_key(&self, key: &str) -> Result<Option<SessionKey>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |conn| crate::requests::session_key(conn, &key))
+            .await
+    }
+
+    /// The sessions keyed for `owner_uid`, most recently updated first, with their keys.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn owned_sessions(
+        &self,
+        owner_uid: u32,
+        limit: usize,
+    ) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+        self.run(move |conn| crate::requests::owned_sessions(conn, owner_uid, limit))
+            .await
+    }
+
+    /// Record a turn request as running and store its user message, in one transaction.
+    /// Returns the message's seq.
+    ///
+    /// # Errors
+    /// A request id already used, an unknown session, or a database failure.
+    pub async fn start_request(&self, request: TurnRequest) -> Result<i64, StoreError> {
+        self.run(move |conn| crate::requests::start_request(conn, &request))
+            .await
+    }
+
+    /// A turn request by id.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn turn_request(&self, request_id: &str) -> Result<Option<TurnRequest>, StoreError> {
+        let id = request_id.to_owned();
+        self.run(move |conn| crate::requests::turn_request(conn, &id))
+            .await
+    }
+
+    /// Requests still running (after a crash: the ones to resume), oldest first.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn running_requests(&self) -> Result<Vec<TurnRequest>, StoreError> {
+        self.run(|conn| crate::requests::running_requests(conn))
+            .await
+    }
+
+    /// Mark a request done with its answer, or failed with its error.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn finish_request(
+        &self,
+        request_id: &str,
+        outcome: Result<String, String>,
+    ) -> Result<(), StoreError> {
+        let id = request_id.to_owned();
+        self.run(move |conn| {
+            crate::requests::finish_request(conn, &id, outcome.as_deref().map_err(String::as_str))
+        })
+        .await
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::Exit;
 use crate::cli::ChatArgs;
 use crate::context;
-use crate::endpoint;
 use crate::sandboxed::{self, SandboxedTools, TerminalApprover};
+use talaria_agent::endpoint;
 use talaria_policy::Surface;
 
 const SLASH_COMMANDS: &[(&str, &str)] = &[

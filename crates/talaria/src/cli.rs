@@ -87,18 +87,7 @@ pub enum PolicyCommand {
 
 /// Where the model is. Flags win over TALARIA_* variables, which win over OPENAI_* variables,
 /// which win over the config file.
-#[derive(Debug, Args, Clone, Default)]
-pub struct EndpointArgs {
-    /// OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 [env: TALARIA_BASE_URL, OPENAI_BASE_URL]
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
-    /// Model name [env: TALARIA_MODEL]
-    #[arg(long, value_name = "NAME")]
-    pub model: Option<String>,
-    /// API key [env: TALARIA_API_KEY, OPENAI_API_KEY]; prefer the variable, flags show up in `ps`
-    #[arg(long, value_name = "KEY")]
-    pub api_key: Option<String>,
-}
+pub use talaria_agent::endpoint::EndpointArgs;
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {

@@ -14,12 +14,7 @@ pub fn home() -> anyhow::Result<TalariaHome> {
 /// # Errors
 /// An unreadable or invalid file, with the key and line at fault.
 pub fn load_config(home: &TalariaHome) -> anyhow::Result<Config> {
-    let path = home.config_file();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Config::from_toml_str(&text, &path.display().to_string())?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+    home.load_config().map_err(anyhow::Error::msg)
 }
 
 /// Open (creating if needed) the home and its database.

@@ -9,7 +9,7 @@ use talaria_llm::ChatProvider;
 use crate::Exit;
 use crate::cli::EndpointArgs;
 use crate::context;
-use crate::endpoint;
+use talaria_agent::endpoint;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {

@@ -9,7 +9,6 @@ mod cli;
 mod config_cmd;
 mod context;
 mod doctor;
-mod endpoint;
 mod export;
 mod policy_cmd;
 mod sandbox_cmd;
@@ -42,14 +41,8 @@ impl std::error::Error for Exit {}
 pub fn main() -> ExitCode {
     // The sandbox helper mode must run before any thread exists: it forks.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == sandboxed::HELPER_ARG) {
-        let code = talaria_sandbox::main_with_args(&args[2..]);
-        return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
-    }
-    if args.get(1).is_some_and(|a| a == sandboxed::OCI_HELPER_ARG) {
-        return ExitCode::from(talaria_oci::helper::main_with_args(
-            args.into_iter().skip(2),
-        ));
+    if let Some(code) = talaria_executor::setup::run_helper_mode(&args) {
+        return ExitCode::from(code);
     }
     let cli = cli::Cli::parse();
     // A one-shot answer is read by scripts: its stderr carries the one line that matters

@@ -6,34 +6,25 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use serde_json::json;
 use talaria_agent::TalariaHome;
 use talaria_agent::exec::{
     CommandOutcome, CommandSpec, ExecError, ExecOrigin, ExitKind, ProcessAction, ToolExecutor,
 };
 use talaria_core::SessionId;
 use talaria_executor::{
-    Executor, ExecutorConfig, ExecutorError, HelperCommand, OciBackend, ProcessError, ProcessId,
-    ProcessInfo, RunRequest,
+    Executor, ExecutorError, ProcessError, ProcessOp, RunRequest, process_report,
 };
-use talaria_policy::{PolicySet, PolicySource, Surface};
+use talaria_policy::{PolicySet, Surface};
 use tokio_util::sync::CancellationToken;
 
-/// The hidden first argument that turns the `talaria` binary into the sandbox helper. The
-/// helper runs before any thread or runtime exists, so it may fork.
-pub const HELPER_ARG: &str = "__sandbox";
-
-/// The hidden first argument that turns the `talaria` binary into a session's OCI container
-/// helper (single-threaded, like the sandbox helper).
-pub const OCI_HELPER_ARG: &str = "__oci-helper";
+pub use talaria_executor::setup::HELPER_ARG;
 
 /// Load the policies (shipped, `/etc/talaria/policies`, `$TALARIA_HOME/policies`).
 ///
 /// # Errors
 /// Every problem in every policy file, each with file, line and key.
 pub fn load_policies(home: &TalariaHome) -> anyhow::Result<PolicySet> {
-    PolicySet::load(&PolicySource::standard(home.root()))
-        .map_err(|errors| anyhow::anyhow!("the sandbox policies do not load:\n{errors}"))
+    talaria_executor::setup::load_policies(home.root()).map_err(anyhow::Error::msg)
 }
 
 /// The executor, with this binary as the sandbox helper.
@@ -41,26 +32,9 @@ pub fn load_policies(home: &TalariaHome) -> anyhow::Result<PolicySet> {
 /// # Errors
 /// Policies that do not load, or an unknown path to this binary.
 pub fn executor(home: &TalariaHome) -> anyhow::Result<Executor> {
-    let policies = load_policies(home)?;
     let program = std::env::current_exe()
         .context("cannot find the talaria binary to use as the sandbox helper")?;
-    // SAFETY: getuid(2) cannot fail and touches no memory.
-    let uid = unsafe { libc::getuid() };
-    let executor = Executor::new(ExecutorConfig {
-        policies,
-        helper: sandbox_helper(&program),
-        talaria_home: home.root().to_owned(),
-        scratch_root: std::env::temp_dir().join(format!("talaria-{uid}")),
-        caller_env: std::env::vars().collect(),
-    });
-    // Container state lives in the Talaria home, which no sandbox can reach.
-    Ok(executor.with_oci(OciBackend {
-        helper: HelperCommand {
-            program,
-            args: vec![OCI_HELPER_ARG.into()],
-        },
-        state_root: home.root().join("oci"),
-    }))
+    talaria_executor::setup::standard(home.root(), &program).map_err(anyhow::Error::msg)
 }
 
 /// Asks a person whether a command that a `prompt` approval rule caught may run.
@@ -95,23 +69,6 @@ impl Approver for TerminalApprover {
 /// The sandbox helper to start for every tool command: `TALARIA_SANDBOX_HELPER` if set, else a
 /// `talaria-sandbox` installed next to this binary (it starts about 0.8 ms faster than this
 /// much larger binary), else this binary in its helper mode. All three run the same code.
-fn sandbox_helper(this_binary: &Path) -> HelperCommand {
-    let standalone = |program: std::path::PathBuf| HelperCommand {
-        program,
-        args: Vec::new(),
-    };
-    if let Some(path) = std::env::var_os("TALARIA_SANDBOX_HELPER").filter(|p| !p.is_empty()) {
-        return standalone(path.into());
-    }
-    match this_binary.parent().map(|dir| dir.join("talaria-sandbox")) {
-        Some(sibling) if sibling.is_file() => standalone(sibling),
-        _ => HelperCommand {
-            program: this_binary.to_owned(),
-            args: vec![HELPER_ARG.into()],
-        },
-    }
-}
-
 /// [`ToolExecutor`] over the sandboxing executor, for requests from `surface`. With an
 /// approver, commands caught by a `prompt` rule are put to a person instead of refused.
 #[derive(Debug)]
@@ -260,78 +217,22 @@ impl ToolExecutor for SandboxedTools {
         origin: &ExecOrigin,
         action: ProcessAction,
     ) -> Result<String, ExecError> {
-        let table = self.executor.background();
-        let session = origin.session.as_str();
-        // Ids are per executor; a session only ever sees its own processes.
-        let own = |id: &str| -> Result<ProcessId, ExecError> {
-            let unknown = || ExecError::Refused {
-                message: format!("no background process {id} in this session"),
-            };
-            let n: u64 = id
-                .strip_prefix("proc_")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(unknown)?;
-            let pid = ProcessId(n);
-            match table.poll(pid) {
-                Ok(info) if info.session == session => Ok(pid),
-                _ => Err(unknown()),
-            }
+        let op = match action {
+            ProcessAction::List => ProcessOp::List,
+            ProcessAction::Poll { id } => ProcessOp::Poll { id },
+            ProcessAction::Log { id, offset, limit } => ProcessOp::Log { id, offset, limit },
+            ProcessAction::Wait { id, timeout } => ProcessOp::Wait { id, timeout },
+            ProcessAction::Kill { id } => ProcessOp::Kill { id },
+            ProcessAction::Write { id, data, close } => ProcessOp::Write { id, data, close },
         };
-        let failed = |e: talaria_executor::BackgroundError| ExecError::Refused {
-            message: e.to_string(),
-        };
-        let with_tail = |info: ProcessInfo| -> serde_json::Value {
-            let start = info.output_bytes.saturating_sub(2000);
-            let tail = table
-                .read_log(info.id, start, 2000)
-                .map(|c| c.text)
-                .unwrap_or_default();
-            let mut v = describe(&info);
-            v["recent_output"] = json!(tail);
-            v
-        };
-        let value = match action {
-            ProcessAction::List => {
-                json!({ "processes": table.list(Some(session)).iter().map(describe).collect::<Vec<_>>() })
-            }
-            ProcessAction::Poll { id } => with_tail(table.poll(own(&id)?).map_err(failed)?),
-            ProcessAction::Log { id, offset, limit } => {
-                let chunk = table.read_log(own(&id)?, offset, limit).map_err(failed)?;
-                json!({ "process_id": id, "output": chunk.text, "next_offset": chunk.next_offset, "dropped_bytes": chunk.dropped })
-            }
-            ProcessAction::Wait { id, timeout } => {
-                with_tail(table.wait(own(&id)?, timeout).await.map_err(failed)?)
-            }
-            ProcessAction::Kill { id } => describe(&table.kill(own(&id)?).await.map_err(failed)?),
-            ProcessAction::Write { id, data, close } => {
-                table
-                    .write_stdin(own(&id)?, data.as_bytes(), close)
-                    .await
-                    .map_err(failed)?;
-                json!({ "process_id": id, "written_bytes": data.len(), "stdin_closed": close })
-            }
-        };
-        Ok(value.to_string())
+        process_report(self.executor.background(), origin.session.as_str(), op)
+            .await
+            .map_err(|e| ExecError::Refused {
+                message: e.to_string(),
+            })
     }
 
     fn end_session(&self, session: &SessionId) {
         self.executor.end_session(session.as_str());
     }
-}
-
-fn describe(info: &ProcessInfo) -> serde_json::Value {
-    let (status, exit_code, signal) = match info.exit {
-        None => ("running", None, None),
-        Some(talaria_executor::ExitKind::Code(c)) => ("exited", Some(c), None),
-        Some(talaria_executor::ExitKind::Signal(s)) => ("killed", None, Some(s)),
-    };
-    json!({
-        "process_id": info.id.to_string(),
-        "command": info.label,
-        "status": status,
-        "exit_code": exit_code,
-        "signal": signal,
-        "running_for_secs": info.running_for.as_secs(),
-        "output_bytes": info.output_bytes,
-    })
 }

@@ -1,4 +1,5 @@
-//! Which model endpoint to talk to, from flags, environment and configuration.
+//! Which model endpoint to talk to, from flags, environment, credentials and configuration.
+//! The CLI and the agent unit take the same flags ([`EndpointArgs`]).
 
 use std::time::Duration;
 
@@ -6,7 +7,19 @@ use anyhow::{Context, bail};
 use talaria_core::{Config, Secret};
 use talaria_llm::{ChatProvider, EndpointConfig, OpenAiCompatible, RetryPolicy};
 
-use crate::cli::EndpointArgs;
+/// Where the model is: flags shared by `talaria chat` and `talaria-agentd`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EndpointArgs {
+    /// OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 [env: TALARIA_BASE_URL, OPENAI_BASE_URL]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Model name [env: TALARIA_MODEL]
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// API key [env: TALARIA_API_KEY, OPENAI_API_KEY]; prefer the variable, flags show up in `ps`
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+}
 
 #[derive(Debug)]
 pub struct Endpoint {
@@ -52,6 +65,7 @@ pub fn resolve(
         .api_key
         .clone()
         .or_else(|| env("TALARIA_API_KEY"))
+        .or_else(credential_key)
         .or_else(|| config.model.api_key_env.as_deref().and_then(env))
         .or_else(|| env("OPENAI_API_KEY"))
         .map(Secret::new)
@@ -62,6 +76,14 @@ pub fn resolve(
         model,
         api_key,
     })
+}
+
+/// The model key systemd passed as the credential `model-api-key` (`LoadCredential=`), so a
+/// unit never needs it in its environment.
+fn credential_key() -> Option<String> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let key = std::fs::read_to_string(std::path::Path::new(&dir).join("model-api-key")).ok()?;
+    Some(key.trim().to_owned()).filter(|k| !k.is_empty())
 }
 
 /// A client for the endpoint, with timeouts and retries from configuration.

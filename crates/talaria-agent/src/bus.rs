@@ -1,0 +1,791 @@
+//! The agent unit on the bus: [`AgentService`] serves `org.talaria.Agent1` over the same
+//! [`Agent`] loop `talaria chat` runs, and [`BusTools`] sends every side-effecting tool call to
+//! the executor unit (`org.talaria.Executor1`).
+//!
+//! Turns are requests with idempotency ids. Starting one stores its user message in the same
+//! transaction that records it as running; the loop stores every step; the answer is stored
+//! before it is announced. So a caller that submits the same id again — after its own restart
+//! or the agent's — gets the running turn's remaining events, the stored answer, or the
+//! resumed turn, and a turn is never run twice.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use talaria_bus::{Error, ExecutorProxy, SessionMatch, SessionSummary, VariantDict};
+use talaria_core::SessionId;
+use talaria_daemon::{Activity, Callers};
+use talaria_store::{RequestState, SessionKey, TurnRequest};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+use zbus::message::Header;
+use zbus::names::{BusName, OwnedUniqueName};
+use zbus::object_server::SignalEmitter;
+use zbus::{Connection, OwnedVariant, fdo, interface};
+
+use crate::exec::{
+    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ExitKind, ProcessAction, ToolExecutor,
+};
+use crate::turn::{Agent, Session, TurnEvent, TurnOutcome, TurnStop};
+
+/// Output bytes read back from the executor per stream, at most.
+const MAX_OUTPUT_BYTES: u64 = 64 << 20;
+
+/// [`ToolExecutor`] over `org.talaria.Executor1`: the agent unit never runs a tool itself.
+#[derive(Debug, Clone)]
+pub struct BusTools {
+    executor: ExecutorProxy<'static>,
+    /// The inbound surface the executor narrows profiles for (`owner` for now).
+    surface: &'static str,
+}
+
+impl BusTools {
+    /// Tools over the executor reachable on `connection`.
+    ///
+    /// # Errors
+    /// A proxy that cannot be set up.
+    pub async fn new(connection: &Connection) -> zbus::Result<Self> {
+        Ok(Self {
+            executor: ExecutorProxy::new(connection).await?,
+            surface: "owner",
+        })
+    }
+
+    fn request(&self, origin: &ExecOrigin) -> VariantDict {
+        let mut dict = VariantDict::new();
+        put_str(&mut dict, "tool", &origin.tool);
+        put_str(&mut dict, "session", origin.session.as_str());
+        put_str(&mut dict, "workspace", &origin.workspace.to_string_lossy());
+        put_str(&mut dict, "surface", self.surface);
+        dict
+    }
+
+    fn command_request(&self, origin: &ExecOrigin, spec: &CommandSpec) -> VariantDict {
+        let mut dict = self.request(origin);
+        let mut argv = vec![spec.program.clone()];
+        argv.extend(spec.args.iter().cloned());
+        if let Ok(argv) = OwnedVariant::try_from(zbus::Variant::from(argv)) {
+            dict.insert("argv".into(), argv);
+        }
+        put_str(&mut dict, "cwd", &spec.cwd.to_string_lossy());
+        put_str(&mut dict, "command_line", &spec.command_line);
+        let timeout_ms = u64::try_from(spec.timeout.as_millis()).unwrap_or(u64::MAX);
+        dict.insert("timeout_ms".into(), OwnedVariant::from(timeout_ms));
+        dict
+    }
+}
+
+fn put_str(dict: &mut VariantDict, key: &str, value: &str) {
+    dict.insert(
+        key.into(),
+        OwnedVariant::from(zbus::Str::from(value.to_owned())),
+    );
+}
+
+/// A bus error from the executor as the tool sees it.
+fn exec_error(program: &str, cwd: &Path, error: &zbus::Error) -> ExecError {
+    let Some((name, message)) = talaria_bus::error_parts(error) else {
+        return ExecError::Failed {
+            program: program.to_owned(),
+            message: format!("the executor unit failed: {error}"),
+        };
+    };
+    match name.rsplit('.').next().unwrap_or_default() {
+        "Refused" | "AccessDenied" => ExecError::Refused { message },
+        "BadWorkdir" => ExecError::BadWorkdir {
+            path: cwd.to_owned(),
+        },
+        "Cancelled" => ExecError::Cancelled,
+        "ServiceUnknown" | "NameHasNoOwner" | "NoReply" | "Disconnected" => ExecError::Failed {
+            program: program.to_owned(),
+            message: format!("the executor unit is not reachable ({name}: {message})"),
+        },
+        _ => ExecError::Failed {
+            program: program.to_owned(),
+            message: format!("{name}: {message}"),
+        },
+    }
+}
+
+#[async_trait]
+impl ToolExecutor for BusTools {
+    async fn run(
+        &self,
+        origin: &ExecOrigin,
+        spec: CommandSpec,
+        cancel: &CancellationToken,
+    ) -> Result<CommandOutcome, ExecError> {
+        let run_id = format!("{}-{:016x}", origin.session, fastrand::u64(..));
+        let mut request = self.command_request(origin, &spec);
+        put_str(&mut request, "run_id", &run_id);
+        let failed = |message: String| ExecError::Failed {
+            program: spec.program.clone(),
+            message,
+        };
+        let stdin = talaria_bus::fd::memory_file("stdin", spec.stdin.as_deref().unwrap_or(&[]))
+            .map_err(|e| failed(format!("cannot pass stdin to the executor: {e}")))?;
+        let call = self.executor.run(&request, (&stdin).into());
+        let outcome = tokio::select! {
+            outcome = call => outcome,
+            () = cancel.cancelled() => {
+                if let Err(e) = self.executor.cancel(&run_id).await {
+                    tracing::warn!(error = %e, %run_id, "could not cancel the command in the executor");
+                }
+                return Err(ExecError::Cancelled);
+            }
+        }
+        .map_err(|e| exec_error(&spec.program, &spec.cwd, &e))?;
+        let text = |fd| -> Result<String, ExecError> {
+            let bytes = talaria_bus::fd::read_all(fd, MAX_OUTPUT_BYTES)
+                .map_err(|e| failed(format!("cannot read the command's output: {e}")))?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        Ok(CommandOutcome {
+            stdout: text(outcome.stdout)?,
+            stderr: text(outcome.stderr)?,
+            exit: if outcome.signal != 0 {
+                ExitKind::Signal(outcome.signal)
+            } else {
+                ExitKind::Code(outcome.exit_code)
+            },
+            timed_out: outcome.timed_out,
+            dropped_bytes: outcome.dropped_bytes,
+            duration: Duration::from_millis(outcome.duration_ms),
+        })
+    }
+
+    async fn write_file(
+        &self,
+        origin: &ExecOrigin,
+        path: &Path,
+        contents: &[u8],
+        cancel: &CancellationToken,
+    ) -> Result<(), ExecError> {
+        let mut request = self.request(origin);
+        put_str(&mut request, "path", &path.to_string_lossy());
+        let fd =
+            talaria_bus::fd::memory_file("contents", contents).map_err(|e| ExecError::Failed {
+                program: "write_file".into(),
+                message: format!("cannot pass the file to the executor: {e}"),
+            })?;
+        tokio::select! {
+            result = self.executor.write_file(&request, (&fd).into()) => {
+                result.map_err(|e| exec_error("write_file", &origin.workspace, &e))
+            }
+            () = cancel.cancelled() => Err(ExecError::Cancelled),
+        }
+    }
+
+    async fn start_background(
+        &self,
+        origin: &ExecOrigin,
+        spec: CommandSpec,
+    ) -> Result<String, ExecError> {
+        let request = self.command_request(origin, &spec);
+        self.executor
+            .start_background(&request)
+            .await
+            .map_err(|e| exec_error(&spec.program, &spec.cwd, &e))
+    }
+
+    async fn process(
+        &self,
+        origin: &ExecOrigin,
+        action: ProcessAction,
+    ) -> Result<String, ExecError> {
+        let mut args = VariantDict::new();
+        let ms = |d: Duration| OwnedVariant::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let name = match action {
+            ProcessAction::List => "list",
+            ProcessAction::Poll { id } => {
+                put_str(&mut args, "id", &id);
+                "poll"
+            }
+            ProcessAction::Log { id, offset, limit } => {
+                put_str(&mut args, "id", &id);
+                args.insert("offset".into(), OwnedVariant::from(offset));
+                args.insert("limit".into(), OwnedVariant::from(limit as u64));
+                "log"
+            }
+            ProcessAction::Wait { id, timeout } => {
+                put_str(&mut args, "id", &id);
+                args.insert("timeout_ms".into(), ms(timeout));
+                "wait"
+            }
+            ProcessAction::Kill { id } => {
+                put_str(&mut args, "id", &id);
+                "kill"
+            }
+            ProcessAction::Write { id, data, close } => {
+                put_str(&mut args, "id", &id);
+                put_str(&mut args, "data", &data);
+                args.insert("close".into(), OwnedVariant::from(close));
+                "write"
+            }
+        };
+        self.executor
+            .process(origin.session.as_str(), name, &args)
+            .await
+            .map_err(|e| exec_error("process", &origin.workspace, &e))
+    }
+
+    fn end_session(&self, session: &SessionId) {
+        let executor = self.executor.clone();
+        let session = session.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = executor.end_session(&session).await {
+                tracing::debug!(error = %e, %session, "executor did not release the session");
+            }
+        });
+    }
+}
+
+/// What the service is configured with.
+#[derive(Debug, Clone)]
+pub struct AgentServiceConfig {
+    /// The model for new sessions (a submit's `model` option overrides it).
+    pub default_model: String,
+    /// The directory new bus sessions work in (the policies' `${workspace}`).
+    pub workspace: PathBuf,
+    /// Who may call: see [`Callers`].
+    pub callers: Callers,
+}
+
+/// Serves `org.talaria.Agent1` over an [`Agent`].
+#[derive(Debug, Clone)]
+pub struct AgentService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    agent: Agent,
+    config: AgentServiceConfig,
+    activity: Activity,
+    /// Turns running in this process, by request id.
+    turns: Mutex<HashMap<String, Arc<RunningTurn>>>,
+    /// One turn at a time per session: a conversation is a sequence.
+    session_locks: Mutex<HashMap<SessionId, Arc<Mutex<()>>>>,
+}
+
+#[derive(Debug)]
+struct RunningTurn {
+    owner_uid: u32,
+    cancel: CancellationToken,
+    /// Who gets the events: the connection that last submitted this request id.
+    destination: std::sync::Mutex<Option<OwnedUniqueName>>,
+}
+
+/// A turn's progress on its way to the bus, in order.
+#[derive(Debug)]
+enum Outgoing {
+    Event(&'static str, serde_json::Value),
+}
+
+const VALID_ID: &str = "1 to 128 of A-Z a-z 0-9 _ . : -";
+
+fn valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    fdo::Error::InvalidArgs(message.into()).into()
+}
+
+fn internal(error: impl std::fmt::Display) -> Error {
+    fdo::Error::Failed(error.to_string()).into()
+}
+
+fn option<T: TryFrom<OwnedVariant>>(
+    options: &VariantDict,
+    key: &str,
+    signature: &str,
+) -> Result<Option<T>, Error> {
+    let Some(value) = options.get(key) else {
+        return Ok(None);
+    };
+    let wrong = || invalid(format!("option {key} must be of type {signature}"));
+    let owned = value.try_clone().map_err(|_| wrong())?;
+    T::try_from(owned).map(Some).map_err(|_| wrong())
+}
+
+impl AgentService {
+    pub fn new(agent: Agent, config: AgentServiceConfig, activity: Activity) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                agent,
+                config,
+                activity,
+                turns: Mutex::new(HashMap::new()),
+                session_locks: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Resume every request a crash or stop left running. Their events go nowhere until the
+    /// caller submits the id again; their answers are stored either way.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn resume_interrupted(&self, connection: &Connection) -> Result<usize, String> {
+        let running = self
+            .inner
+            .agent
+            .store()
+            .running_requests()
+            .await
+            .map_err(|e| e.to_string())?;
+        let count = running.len();
+        let mut turns = self.inner.turns.lock().await;
+        for request in running {
+            tracing::info!(request_id = %request.request_id, session_key = %request.session_key, "resuming a turn interrupted by a stop or crash");
+            let handle = self.spawn_turn(connection, request, None, true);
+            turns.insert(handle.0, handle.1);
+        }
+        Ok(count)
+    }
+
+    /// Start the turn task; returns the request id and its handle.
+    fn spawn_turn(
+        &self,
+        connection: &Connection,
+        request: TurnRequest,
+        destination: Option<OwnedUniqueName>,
+        resume: bool,
+    ) -> (String, Arc<RunningTurn>) {
+        let running = Arc::new(RunningTurn {
+            owner_uid: request.owner_uid,
+            cancel: CancellationToken::new(),
+            destination: std::sync::Mutex::new(destination),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let request_id = request.request_id.clone();
+        tokio::spawn(forward_events(
+            connection.clone(),
+            request_id.clone(),
+            running.clone(),
+            rx,
+        ));
+        let service = self.clone();
+        let task_running = running.clone();
+        let busy = self.inner.activity.busy();
+        tokio::spawn(async move {
+            let _busy = busy;
+            let request_id = request.request_id.clone();
+            let session_key = request.session_key.clone();
+            let result = service
+                .run_turn_task(request, resume, &task_running.cancel, &tx)
+                .await;
+            let stored = match &result {
+                Ok(outcome) => (Ok(outcome.text.clone()), outcome.stop),
+                Err(message) => (Err(message.clone()), TurnStop::Completed),
+            };
+            if let Err(e) = service
+                .inner
+                .agent
+                .store()
+                .finish_request(&request_id, stored.0)
+                .await
+            {
+                tracing::error!(error = %e, %request_id, "cannot store the turn's result; it will be resumed");
+                let _ = tx.send(Outgoing::Event(
+                    "error",
+                    json!({"message": format!("the agent could not store the answer: {e}"), "kind": "store"}),
+                ));
+            } else {
+                let _ = tx.send(match result {
+                    Ok(outcome) => Outgoing::Event(
+                        "done",
+                        json!({"text": outcome.text, "stop": stop_name(outcome.stop), "session_key": session_key}),
+                    ),
+                    Err(message) => {
+                        Outgoing::Event("error", json!({"message": message, "kind": "turn"}))
+                    }
+                });
+            }
+            drop(tx);
+            service.inner.turns.lock().await.remove(&request_id);
+        });
+        (request_id, running)
+    }
+
+    async fn run_turn_task(
+        &self,
+        request: TurnRequest,
+        resume: bool,
+        cancel: &CancellationToken,
+        events: &mpsc::UnboundedSender<Outgoing>,
+    ) -> Result<TurnOutcome, String> {
+        let agent = &self.inner.agent;
+        let lock = {
+            let mut locks = self.inner.session_locks.lock().await;
+            locks.entry(request.session_id.clone()).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().await;
+        let mut session: Session = agent
+            .resume_session(&request.session_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let on_event = |event: TurnEvent| {
+            let outgoing = match event {
+                TurnEvent::TextDelta(text) => Outgoing::Event("text_delta", json!({"text": text})),
+                TurnEvent::ToolStarted { summary } => {
+                    Outgoing::Event("tool_started", json!({"summary": summary}))
+                }
+                TurnEvent::ToolFinished {
+                    summary,
+                    ok,
+                    duration,
+                } => Outgoing::Event(
+                    "tool_finished",
+                    json!({"summary": summary, "ok": ok, "duration_ms": duration.as_millis() as u64}),
+                ),
+                TurnEvent::ModelCallDone => return,
+            };
+            let _ = events.send(outgoing);
+        };
+        let outcome = if resume {
+            agent.resume_request(&mut session, &on_event, cancel).await
+        } else {
+            agent
+                .run_request(&mut session, request, &on_event, cancel)
+                .await
+        };
+        agent.end_session(&session);
+        outcome.map_err(|e| e.to_string())
+    }
+
+    /// The session a key names for `uid`, created when `create` is set.
+    async fn session_for(
+        &self,
+        key: &str,
+        uid: u32,
+        create: bool,
+        model: Option<String>,
+    ) -> Result<SessionId, Error> {
+        let store = self.inner.agent.store();
+        if let Some(found) = store.session_key(key).await.map_err(internal)? {
+            if found.owner_uid != uid && uid != 0 {
+                return Err(fdo::Error::AccessDenied(format!(
+                    "session {key} belongs to another user"
+                ))
+                .into());
+            }
+            return Ok(found.session_id);
+        }
+        if !create {
+            return Err(Error::UnknownSession(format!(
+                "no session {key:?}; submit with create=true to start one"
+            )));
+        }
+        let workspace = &self.inner.config.workspace;
+        std::fs::create_dir_all(workspace).map_err(|e| {
+            internal(format!(
+                "cannot create the workspace {}: {e}",
+                workspace.display()
+            ))
+        })?;
+        let model = model.unwrap_or_else(|| self.inner.config.default_model.clone());
+        let session = self
+            .inner
+            .agent
+            .new_session(workspace.clone(), &model, "bus")
+            .await
+            .map_err(internal)?;
+        let bound = store
+            .bind_session_key(SessionKey {
+                key: key.to_owned(),
+                owner_uid: uid,
+                session_id: session.id.clone(),
+            })
+            .await;
+        match bound {
+            Ok(()) => Ok(session.id),
+            // Two callers raced to create the same key: use the winner's session.
+            Err(talaria_store::StoreError::SessionExists(_)) => {
+                let _ = store.delete_session(&session.id).await;
+                Box::pin(self.session_for(key, uid, false, None)).await
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+fn stop_name(stop: TurnStop) -> &'static str {
+    match stop {
+        TurnStop::Completed => "completed",
+        TurnStop::BudgetExhausted => "budget_exhausted",
+        TurnStop::Interrupted => "interrupted",
+    }
+}
+
+/// Sends a turn's events as unicast `TurnEvent` signals to whoever submitted it last.
+async fn forward_events(
+    connection: Connection,
+    turn_id: String,
+    running: Arc<RunningTurn>,
+    mut events: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    while let Some(Outgoing::Event(kind, payload)) = events.recv().await {
+        let destination = running.destination.lock().ok().and_then(|d| d.clone());
+        let Some(destination) = destination else {
+            continue;
+        };
+        let emitter = match SignalEmitter::new(&connection, talaria_bus::paths::AGENT) {
+            Ok(emitter) => emitter.set_destination(BusName::Unique(destination.into())),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot emit turn events");
+                continue;
+            }
+        };
+        if let Err(e) =
+            AgentService::turn_event(&emitter, &turn_id, kind, &payload.to_string()).await
+        {
+            tracing::debug!(error = %e, %turn_id, "turn event not delivered");
+        }
+    }
+}
+
+/// Re-announces a finished request's outcome to the caller who asked again.
+async fn replay(
+    connection: Connection,
+    turn_id: String,
+    destination: OwnedUniqueName,
+    request: TurnRequest,
+) {
+    let (kind, payload) = match request.state {
+        RequestState::Done => (
+            "done",
+            json!({"text": request.answer.unwrap_or_default(), "stop": "completed", "session_key": request.session_key}),
+        ),
+        _ => (
+            "error",
+            json!({"message": request.error.unwrap_or_default(), "kind": "turn"}),
+        ),
+    };
+    if let Ok(emitter) = SignalEmitter::new(&connection, talaria_bus::paths::AGENT) {
+        let emitter = emitter.set_destination(BusName::Unique(destination.into()));
+        let _ = AgentService::turn_event(&emitter, &turn_id, kind, &payload.to_string()).await;
+    }
+}
+
+#[interface(name = "org.talaria.Agent1")]
+impl AgentService {
+    #[zbus(out_args("turn_id"))]
+    async fn submit_turn(
+        &self,
+        session_key: String,
+        text: String,
+        options: VariantDict,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<String, Error> {
+        let _busy = self.inner.activity.busy();
+        let uid = self
+            .inner
+            .config
+            .callers
+            .check(connection, &header, "org.talaria.Agent1")
+            .await?;
+        let sender: Option<OwnedUniqueName> = header.sender().map(|s| s.to_owned().into());
+        let request_id = match option::<String>(&options, "request_id", "s")? {
+            Some(id) if valid_request_id(&id) => id,
+            Some(id) => {
+                return Err(invalid(format!(
+                    "request_id {id:?} is not {VALID_ID} characters"
+                )));
+            }
+            None => format!("turn-{:016x}", fastrand::u64(..)),
+        };
+        let create = option::<bool>(&options, "create", "b")?.unwrap_or(false);
+        let model = option::<String>(&options, "model", "s")?;
+        if session_key.trim().is_empty() || session_key.len() > 256 {
+            return Err(invalid("session_key must be 1 to 256 characters"));
+        }
+
+        let mut turns = self.inner.turns.lock().await;
+        if let Some(running) = turns.get(&request_id) {
+            if running.owner_uid != uid && uid != 0 {
+                return Err(fdo::Error::AccessDenied(format!(
+                    "request {request_id} belongs to another user"
+                ))
+                .into());
+            }
+            if let Ok(mut destination) = running.destination.lock() {
+                *destination = sender;
+            }
+            return Ok(request_id);
+        }
+        let store = self.inner.agent.store();
+        if let Some(existing) = store.turn_request(&request_id).await.map_err(internal)? {
+            if existing.owner_uid != uid && uid != 0 {
+                return Err(fdo::Error::AccessDenied(format!(
+                    "request {request_id} belongs to another user"
+                ))
+                .into());
+            }
+            if existing.state == RequestState::Running {
+                // Left running by a crash and not resumed yet (resume_interrupted races us).
+                let (id, handle) = self.spawn_turn(connection, existing, sender, true);
+                turns.insert(id, handle);
+            } else if let Some(destination) = sender {
+                tokio::spawn(replay(
+                    connection.clone(),
+                    request_id.clone(),
+                    destination,
+                    existing,
+                ));
+            }
+            return Ok(request_id);
+        }
+        if text.trim().is_empty() {
+            return Err(invalid("text is empty"));
+        }
+        let session_id = self
+            .session_for(&session_key, uid, create, model.clone())
+            .await?;
+        if let Some(model) = model {
+            let mut session = self
+                .inner
+                .agent
+                .resume_session(&session_id)
+                .await
+                .map_err(internal)?;
+            self.inner
+                .agent
+                .set_model(&mut session, &model)
+                .await
+                .map_err(internal)?;
+        }
+        let request = TurnRequest {
+            request_id: request_id.clone(),
+            owner_uid: uid,
+            session_key,
+            session_id,
+            text,
+            state: RequestState::Running,
+            answer: None,
+            error: None,
+        };
+        let (id, handle) = self.spawn_turn(connection, request, sender, false);
+        turns.insert(id, handle);
+        Ok(request_id)
+    }
+
+    async fn cancel_turn(
+        &self,
+        turn_id: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), Error> {
+        let uid = self
+            .inner
+            .config
+            .callers
+            .check(connection, &header, "org.talaria.Agent1")
+            .await?;
+        self.inner.activity.touch();
+        let turns = self.inner.turns.lock().await;
+        match turns.get(&turn_id) {
+            Some(running) if running.owner_uid == uid || uid == 0 => {
+                running.cancel.cancel();
+                Ok(())
+            }
+            Some(_) => Err(fdo::Error::AccessDenied(format!(
+                "turn {turn_id} belongs to another user"
+            ))
+            .into()),
+            None => Err(invalid(format!("no running turn {turn_id}"))),
+        }
+    }
+
+    #[zbus(out_args("sessions"))]
+    async fn list_sessions(
+        &self,
+        limit: u32,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<SessionSummary>, Error> {
+        let uid = self
+            .inner
+            .config
+            .callers
+            .check(connection, &header, "org.talaria.Agent1")
+            .await?;
+        self.inner.activity.touch();
+        let sessions = self
+            .inner
+            .agent
+            .store()
+            .owned_sessions(uid, limit as usize)
+            .await
+            .map_err(internal)?;
+        Ok(sessions
+            .into_iter()
+            .map(|(key, record)| SessionSummary {
+                id: key,
+                title: record.title.unwrap_or_default(),
+                model: record.model,
+                updated_at_ms: record.updated_at,
+                message_count: record.message_count,
+            })
+            .collect())
+    }
+
+    #[zbus(out_args("matches"))]
+    async fn search_sessions(
+        &self,
+        query: String,
+        limit: u32,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<SessionMatch>, Error> {
+        let uid = self
+            .inner
+            .config
+            .callers
+            .check(connection, &header, "org.talaria.Agent1")
+            .await?;
+        self.inner.activity.touch();
+        let store = self.inner.agent.store();
+        let owned: HashMap<SessionId, (String, String)> = store
+            .owned_sessions(uid, usize::MAX >> 1)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|(key, record)| (record.id, (key, record.title.unwrap_or_default())))
+            .collect();
+        // Search wide, then keep the caller's own sessions: others' never leave the agent.
+        let hits = store
+            .search(&query, (limit as usize).saturating_mul(8).max(64))
+            .await
+            .map_err(internal)?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|hit| {
+                let (key, title) = owned.get(&hit.session_id)?;
+                Some(SessionMatch {
+                    session_id: key.clone(),
+                    title: title.clone(),
+                    updated_at_ms: hit.updated_at,
+                    snippet: hit.snippet,
+                })
+            })
+            .take(limit as usize)
+            .collect())
+    }
+
+    #[zbus(signal)]
+    async fn turn_event(
+        emitter: &SignalEmitter<'_>,
+        turn_id: &str,
+        kind: &str,
+        payload: &str,
+    ) -> zbus::Result<()>;
+}

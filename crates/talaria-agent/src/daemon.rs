@@ -1,0 +1,156 @@
+//! `talaria-agentd`: hosts [`AgentService`] on a bus, with [`BusTools`] sending tool calls to
+//! the executor unit. The binary and the all-in-one `talaria serve` both go through [`serve`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use talaria_daemon::{Activity, Callers, DaemonArgs};
+
+use crate::bus::{AgentService, AgentServiceConfig, BusTools};
+use crate::endpoint::{self, EndpointArgs};
+use crate::home::TalariaHome;
+use crate::turn::{Agent, AgentSettings};
+
+/// How long turns in flight get to finish after SIGTERM; the rest resume on the next start.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// `talaria-agentd`'s command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "talaria-agentd",
+    version,
+    about = "Talaria's agent unit: the tool-calling loop, served as org.talaria.Agent1 over D-Bus"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+
+    /// The Talaria home (database, config.toml, memories, workspace). Default:
+    /// $STATE_DIRECTORY, else $TALARIA_HOME, else ~/.talaria.
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Another user (name or uid) allowed to call the agent, besides root and the agent's own
+    /// user; repeatable (the gateway's and the scheduler's users).
+    #[arg(long = "allow-user", value_name = "USER")]
+    pub allow_users: Vec<String>,
+}
+
+/// What [`serve`] needs.
+#[derive(Debug)]
+pub struct AgentUnit {
+    pub home: TalariaHome,
+    pub endpoint: EndpointArgs,
+    pub callers: Callers,
+}
+
+/// Builds the agent for `unit.home` and serves it on `bus` as `org.talaria.Agent1` (object
+/// registered before the name is requested), then resumes turns an earlier stop or crash
+/// interrupted. Tools go to `org.talaria.Executor1` on the same bus. The returned connection
+/// keeps serving until dropped.
+///
+/// # Errors
+/// A bad configuration or endpoint, a store that cannot open, or the bus refusing us.
+pub async fn serve(
+    unit: AgentUnit,
+    bus: zbus::connection::Builder<'static>,
+    activity: Activity,
+) -> Result<zbus::Connection, String> {
+    let home = unit.home;
+    home.ensure()
+        .map_err(|e| format!("cannot create {}: {e}", home.root().display()))?;
+    let config = home.load_config()?;
+    let endpoint = endpoint::resolve(&unit.endpoint, &config, &home.config_file())
+        .map_err(|e| format!("{e:#}"))?;
+    let provider = Arc::new(endpoint::provider(&endpoint, &config).map_err(|e| format!("{e:#}"))?);
+    let default_model = endpoint::choose_model(&endpoint, provider.as_ref())
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let store = talaria_store::Store::open(&home.database())
+        .await
+        .map_err(|e| e.to_string())?;
+    let connection = bus
+        .build()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let tools = BusTools::new(&connection)
+        .await
+        .map_err(|e| format!("cannot reach the executor's interface: {e}"))?;
+    let agent = Agent::new(
+        provider,
+        Arc::new(tools),
+        store,
+        home.clone(),
+        AgentSettings::from_config(&config),
+    );
+    let service = AgentService::new(
+        agent,
+        AgentServiceConfig {
+            default_model,
+            workspace: home.root().join("workspace"),
+            callers: unit.callers,
+        },
+        activity,
+    );
+    connection
+        .object_server()
+        .at(talaria_bus::paths::AGENT, service.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    connection
+        .request_name(talaria_bus::names::AGENT)
+        .await
+        .map_err(|e| format!("cannot own {}: {e}", talaria_bus::names::AGENT))?;
+    let resumed = service.resume_interrupted(&connection).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed interrupted turns");
+    }
+    Ok(connection)
+}
+
+/// The daemon: serve until SIGTERM or idle, then exit.
+///
+/// # Errors
+/// Anything that stops it from starting, as a message for stderr.
+pub async fn run(args: Args) -> Result<(), String> {
+    let home = args
+        .home
+        .or_else(|| talaria_daemon::default_state_dir(""))
+        .ok_or("no Talaria home: pass --home or set STATE_DIRECTORY or TALARIA_HOME")?;
+    let allowed = args
+        .allow_users
+        .iter()
+        .map(|user| talaria_daemon::resolve_user(user))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = args.daemon.bus_target();
+    let activity = Activity::default();
+    let builder = target.builder().map_err(|e| format!("{target}: {e}"))?;
+    let connection = serve(
+        AgentUnit {
+            home: TalariaHome::new(&home),
+            endpoint: args.endpoint,
+            callers: Callers::own_and(allowed),
+        },
+        builder,
+        activity.clone(),
+    )
+    .await
+    .map_err(|e| format!("{e} (on {target})"))?;
+    tracing::info!(home = %home.display(), bus = %target, "serving org.talaria.Agent1");
+    let (stop, drained) = talaria_daemon::run_until_stopped(
+        "agent",
+        &activity,
+        args.daemon.idle_exit(),
+        STOP_GRACE,
+        std::future::pending(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!(?stop, drained, "agent stopped");
+    drop(connection);
+    Ok(())
+}

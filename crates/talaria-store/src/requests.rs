@@ -1,0 +1,197 @@
+//! Session keys and turn requests: what lets the agent unit serve callers over the bus without
+//! losing or repeating a turn.
+//!
+//! A *session key* is the name a caller (the gateway, the scheduler) gives a conversation; it
+//! belongs to the uid that created it. A *turn request* is one submitted turn, keyed by the
+//! caller's idempotency id. Starting a request and storing its user message happen in one
+//! transaction, so after a crash a request is either unknown (submit it again) or has its
+//! message stored (resume it) — never half-started.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use talaria_core::{Message, SessionId};
+
+use crate::error::StoreError;
+use crate::sessions::{
+    SESSION_COLUMN_COUNT, SESSION_COLUMNS, SessionRecord, append_in, now_ms, session_from_row,
+    session_id, write,
+};
+
+/// A caller's name for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    pub key: String,
+    pub owner_uid: u32,
+    pub session_id: SessionId,
+}
+
+/// Where a turn request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// Started; its user message is stored. After a crash it is resumed.
+    Running,
+    /// Answered; `answer` holds the final text.
+    Done,
+    /// Ended with an error; `error` says why.
+    Failed,
+}
+
+impl RequestState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One submitted turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnRequest {
+    pub request_id: String,
+    pub owner_uid: u32,
+    pub session_key: String,
+    pub session_id: SessionId,
+    pub text: String,
+    pub state: RequestState,
+    pub answer: Option<String>,
+    pub error: Option<String>,
+}
+
+pub(crate) fn bind_session_key(conn: &mut Connection, key: &SessionKey) -> Result<(), StoreError> {
+    write(conn, |tx| {
+        let inserted = tx.execute(
+            "INSERT INTO session_keys (key, owner_uid, session_id, created_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO NOTHING",
+            params![key.key, key.owner_uid, key.session_id.as_str(), now_ms()],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::SessionExists(key.key.clone()));
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn session_key(conn: &Connection, key: &str) -> Result<Option<SessionKey>, StoreError> {
+    let found = conn
+        .prepare_cached("SELECT key, owner_uid, session_id FROM session_keys WHERE key = ?1")?
+        .query_row([key], |row| {
+            Ok(SessionKey {
+                key: row.get(0)?,
+                owner_uid: row.get(1)?,
+                session_id: session_id(row, 2)?,
+            })
+        })
+        .optional()?;
+    Ok(found)
+}
+
+/// The owner's keyed sessions, most recently updated first.
+pub(crate) fn owned_sessions(
+    conn: &Connection,
+    owner_uid: u32,
+    limit: usize,
+) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+    // The key comes after the session columns, so `session_from_row` reads the row as is.
+    let sql = format!(
+        "SELECT q.*, k.key FROM session_keys k JOIN ({SESSION_COLUMNS}) q ON q.id = k.session_id
+         WHERE k.owner_uid = ?1 ORDER BY q.updated_at DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(
+            params![owner_uid, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| {
+                let record = session_from_row(row)?;
+                let key: String = row.get(SESSION_COLUMN_COUNT)?;
+                Ok((key, record))
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub(crate) fn start_request(
+    conn: &mut Connection,
+    request: &TurnRequest,
+) -> Result<i64, StoreError> {
+    write(conn, |tx| {
+        tx.execute(
+            "INSERT INTO turn_requests
+                 (request_id, owner_uid, session_key, session_id, text, state, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
+            params![
+                request.request_id,
+                request.owner_uid,
+                request.session_key,
+                request.session_id.as_str(),
+                request.text,
+                now_ms()
+            ],
+        )?;
+        let seqs = append_in(tx, &request.session_id, &[Message::user(&request.text)])?;
+        Ok(seqs.first().copied().unwrap_or_default())
+    })
+}
+
+pub(crate) fn turn_request(
+    conn: &Connection,
+    request_id: &str,
+) -> Result<Option<TurnRequest>, StoreError> {
+    let found = conn
+        .prepare_cached(&format!("{REQUEST_COLUMNS} WHERE request_id = ?1"))?
+        .query_row([request_id], request_from_row)
+        .optional()?;
+    Ok(found)
+}
+
+pub(crate) fn running_requests(conn: &Connection) -> Result<Vec<TurnRequest>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{REQUEST_COLUMNS} WHERE state = 'running' ORDER BY created_at"
+    ))?;
+    let rows = stmt
+        .query_map([], request_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub(crate) fn finish_request(
+    conn: &mut Connection,
+    request_id: &str,
+    outcome: Result<&str, &str>,
+) -> Result<(), StoreError> {
+    let (state, answer, error) = match outcome {
+        Ok(answer) => (RequestState::Done, Some(answer), None),
+        Err(error) => (RequestState::Failed, None, Some(error)),
+    };
+    write(conn, |tx| {
+        tx.execute(
+            "UPDATE turn_requests SET state = ?2, answer = ?3, error = ?4, finished_at = ?5
+             WHERE request_id = ?1",
+            params![request_id, state.as_str(), answer, error, now_ms()],
+        )?;
+        Ok(())
+    })
+}
+
+const REQUEST_COLUMNS: &str = "SELECT request_id, owner_uid, session_key, session_id, text, state,
+        answer, error FROM turn_requests";
+
+fn request_from_row(row: &Row<'_>) -> rusqlite::Result<TurnRequest> {
+    let state: String = row.get(5)?;
+    let state = match state.as_str() {
+        "done" => RequestState::Done,
+        "failed" => RequestState::Failed,
+        _ => RequestState::Running,
+    };
+    Ok(TurnRequest {
+        request_id: row.get(0)?,
+        owner_uid: row.get(1)?,
+        session_key: row.get(2)?,
+        session_id: session_id(row, 3)?,
+        text: row.get(4)?,
+        state,
+        answer: row.get(6)?,
+        error: row.get(7)?,
+    })
+}
