@@ -29,10 +29,16 @@ pub struct Args {
     #[command(flatten)]
     pub endpoint: EndpointArgs,
 
-    /// The Talaria home (database, config.toml, memories, workspace). Default:
-    /// $STATE_DIRECTORY, else $TALARIA_HOME, else ~/.talaria.
+    /// The Talaria home (database, config.toml, memories). Default: $STATE_DIRECTORY/home,
+    /// else $TALARIA_HOME, else ~/.talaria.
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
+
+    /// Where sessions started over the bus work (the policies' `${workspace}`); must be
+    /// outside the home. Default: $STATE_DIRECTORY/workspace, else talaria-workspace next to
+    /// the home.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
 
     /// Another user (name or uid) allowed to call the agent, besides root and the agent's own
     /// user; repeatable (the gateway's and the scheduler's users).
@@ -44,6 +50,7 @@ pub struct Args {
 #[derive(Debug)]
 pub struct AgentUnit {
     pub home: TalariaHome,
+    pub workspace: PathBuf,
     pub endpoint: EndpointArgs,
     pub callers: Callers,
 }
@@ -91,7 +98,7 @@ pub async fn serve(
         agent,
         AgentServiceConfig {
             default_model,
-            workspace: home.root().join("workspace"),
+            workspace: unit.workspace,
             callers: unit.callers,
         },
         activity,
@@ -119,8 +126,11 @@ pub async fn serve(
 pub async fn run(args: Args) -> Result<(), String> {
     let home = args
         .home
-        .or_else(|| talaria_daemon::default_state_dir(""))
+        .or_else(talaria_daemon::unit_home)
         .ok_or("no Talaria home: pass --home or set STATE_DIRECTORY or TALARIA_HOME")?;
+    let workspace = args
+        .workspace
+        .unwrap_or_else(|| talaria_daemon::unit_workspace(&home));
     let allowed = args
         .allow_users
         .iter()
@@ -132,6 +142,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let connection = serve(
         AgentUnit {
             home: TalariaHome::new(&home),
+            workspace,
             endpoint: args.endpoint,
             callers: Callers::own_and(allowed),
         },
@@ -146,7 +157,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         &activity,
         args.daemon.idle_exit(),
         STOP_GRACE,
-        std::future::pending(),
+        talaria_daemon::bus_closed(&connection),
     )
     .await
     .map_err(|e| e.to_string())?;

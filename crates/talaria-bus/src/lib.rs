@@ -325,14 +325,18 @@ pub trait Gateway {
     fn status(&self) -> zbus::Result<VariantDict>;
 }
 
-/// Errors the Talaria services return, as D-Bus error names `org.talaria.Error.<Variant>`.
-/// Access checks use the standard `org.freedesktop.DBus.Error.AccessDenied` and argument
-/// problems `org.freedesktop.DBus.Error.InvalidArgs` (through the `ZBus` variant).
+/// Errors the Talaria services return, as D-Bus error names `org.talaria.Error.<Variant>`
+/// (`org.talaria.Error.AccessDenied`, `org.talaria.Error.InvalidArgs`, …). A refusal by the
+/// bus daemon itself (its policy) arrives as `org.freedesktop.DBus.Error.AccessDenied`.
 #[derive(Debug, DBusError)]
 #[zbus(prefix = "org.talaria.Error")]
 pub enum Error {
     #[zbus(error)]
     ZBus(zbus::Error),
+    /// The caller's uid may not make this call (or not for this session or job).
+    AccessDenied(String),
+    /// An argument is missing, of the wrong type or out of range; the message names it.
+    InvalidArgs(String),
     /// The session key is unknown (and `create` was not set).
     UnknownSession(String),
     /// Policy or sandbox refused the request; the message says why.
@@ -347,7 +351,12 @@ pub enum Error {
 
 impl From<zbus::fdo::Error> for Error {
     fn from(error: zbus::fdo::Error) -> Self {
-        Self::ZBus(zbus::Error::FDO(Box::new(error)))
+        match error {
+            zbus::fdo::Error::AccessDenied(message) => Self::AccessDenied(message),
+            zbus::fdo::Error::InvalidArgs(message) => Self::InvalidArgs(message),
+            zbus::fdo::Error::ZBus(inner) => Self::ZBus(inner),
+            other => Self::Failed(other.to_string()),
+        }
     }
 }
 

@@ -24,8 +24,9 @@ use zbus::{Connection, fdo};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DaemonArgs {
     /// The bus to serve on: `system`, `session` or a D-Bus address (`unix:path=…`). Default:
-    /// the session bus when this process has a user session (`XDG_RUNTIME_DIR` or
-    /// `DBUS_SESSION_BUS_ADDRESS` set, as under `systemctl --user`), the system bus otherwise.
+    /// the bus that activated the daemon (`DBUS_STARTER_ADDRESS`), else the session bus when
+    /// this process has a user session (`XDG_RUNTIME_DIR` or `DBUS_SESSION_BUS_ADDRESS` set, as
+    /// under `systemctl --user`), else the system bus.
     #[arg(long, env = "TALARIA_BUS_ADDRESS", value_name = "ADDRESS")]
     pub bus: Option<String>,
 
@@ -51,15 +52,59 @@ impl DaemonArgs {
     }
 }
 
+/// The Talaria home of the agent and executor units when no flag says: `<state>/home` under
+/// the units' shared `StateDirectory=` (`$STATE_DIRECTORY`), else `$TALARIA_HOME`, else
+/// `~/.talaria` (the same home `talaria chat` uses).
+pub fn unit_home() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(state) = first_state_directory() {
+        return Some(state.join("home"));
+    }
+    std::env::var_os("TALARIA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".talaria"))
+        })
+}
+
+/// Where sessions started over the bus work (the policies' `${workspace}`) when no flag says:
+/// `<state>/workspace`, else `talaria-workspace` next to the home. Never inside the home,
+/// which no sandbox may write.
+pub fn unit_workspace(home: &std::path::Path) -> std::path::PathBuf {
+    first_state_directory().map_or_else(
+        || {
+            home.parent()
+                .unwrap_or(std::path::Path::new("/"))
+                .join("talaria-workspace")
+        },
+        |state| state.join("workspace"),
+    )
+}
+
+fn first_state_directory() -> Option<std::path::PathBuf> {
+    let dirs = std::env::var_os("STATE_DIRECTORY")?;
+    std::env::split_paths(&dirs)
+        .next()
+        .filter(|first| !first.as_os_str().is_empty())
+}
+
+/// Resolves once the bus connection is closed (the bus daemon went away): a unit without its
+/// bus has nothing left to do and exits, so the service manager can restart it.
+pub async fn bus_closed(connection: &Connection) {
+    use futures_util::StreamExt;
+    let mut messages = zbus::MessageStream::from(connection);
+    while messages.next().await.is_some() {}
+}
+
 /// Where a daemon keeps its state when no flag says: the first directory of the unit's
 /// `StateDirectory=` (`$STATE_DIRECTORY`), else `$TALARIA_HOME/<subdir>`, else
 /// `~/.talaria/<subdir>` (an empty `subdir` means the home itself).
 pub fn default_state_dir(subdir: &str) -> Option<std::path::PathBuf> {
     use std::path::PathBuf;
-    if let Some(dirs) = std::env::var_os("STATE_DIRECTORY")
-        && let Some(first) = std::env::split_paths(&dirs).next()
-        && !first.as_os_str().is_empty()
-    {
+    if let Some(first) = first_state_directory() {
         return Some(first);
     }
     let home = std::env::var_os("TALARIA_HOME")
@@ -86,9 +131,16 @@ pub enum BusTarget {
 }
 
 impl BusTarget {
-    /// System units have no user session; user units and people at a shell do.
+    /// The bus that activated this process (`DBUS_STARTER_ADDRESS`, set by a bus daemon that
+    /// started us for a name); otherwise: system units have no user session, user units and
+    /// people at a shell do.
     pub fn default_for_process() -> Self {
         let has = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        if let Ok(address) = std::env::var("DBUS_STARTER_ADDRESS")
+            && !address.is_empty()
+        {
+            return Self::Address(address);
+        }
         if has("DBUS_SESSION_BUS_ADDRESS") || has("XDG_RUNTIME_DIR") {
             Self::Session
         } else {
@@ -222,6 +274,8 @@ pub enum Stop {
     Signal(&'static str),
     /// `--idle-exit` elapsed with nothing in flight.
     Idle,
+    /// What the daemon served ended by itself (its bus connection closed).
+    Ended,
 }
 
 /// Tells the service manager we are ready and keeps its watchdog fed. Without `NOTIFY_SOCKET`
@@ -270,7 +324,8 @@ pub async fn wait_for_stop(activity: &Activity, idle_exit: Option<Duration>) -> 
     })
 }
 
-/// Runs `serve` until the daemon is told to stop, then gives work in flight `grace` to finish.
+/// Runs `serve` until the daemon is told to stop (or `serve` ends), then gives work in flight
+/// `grace` to finish.
 /// Returns why it stopped and whether everything finished in time.
 ///
 /// # Errors
@@ -289,7 +344,7 @@ where
     tracing::info!(unit, "ready");
     let stop = tokio::select! {
         stop = wait_for_stop(activity, idle_exit) => stop?,
-        () = serve => Stop::Signal("server end"),
+        () = serve => Stop::Ended,
     };
     notify_stopping(&format!("{unit} stopping"));
     let in_flight = activity.in_flight();

@@ -23,8 +23,8 @@ pub struct Args {
     #[command(flatten)]
     pub daemon: DaemonArgs,
 
-    /// The Talaria home (policies, workspace, container state). Default: $STATE_DIRECTORY,
-    /// else $TALARIA_HOME, else ~/.talaria.
+    /// The Talaria home (policies, container state), the agent's. Default:
+    /// $STATE_DIRECTORY/home, else $TALARIA_HOME, else ~/.talaria.
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
 
@@ -65,7 +65,7 @@ pub async fn serve(
 pub async fn run(args: Args) -> Result<(), String> {
     let home = args
         .home
-        .or_else(|| talaria_daemon::default_state_dir(""))
+        .or_else(talaria_daemon::unit_home)
         .ok_or("no Talaria home: pass --home or set STATE_DIRECTORY or TALARIA_HOME")?;
     let agent = match &args.agent_user {
         Some(user) => talaria_daemon::resolve_user(user)?,
@@ -91,7 +91,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         &activity,
         args.daemon.idle_exit(),
         STOP_GRACE,
-        std::future::pending(),
+        talaria_daemon::bus_closed(&connection),
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -1,0 +1,267 @@
+//! A private `dbus-daemon` with a test policy and activation files, and the unit daemons as
+//! child processes. Everything runs from a scratch directory outside `/tmp` (the sandbox gives
+//! tools a private `/tmp`), and every process started here is stopped by its pid on drop.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use talaria_bus::{AgentProxy, TurnEventKind, VariantDict};
+use zbus::OwnedVariant;
+
+/// A daemon binary built by the workspace, next to this test's executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the whole workspace first (`cargo nextest run --workspace` or `./test.sh` does)",
+        path.display()
+    );
+    path
+}
+
+/// A scratch directory under `/var/tmp` that other users may traverse (for the uid-switching
+/// tests), removed on drop.
+pub fn scratch() -> tempfile::TempDir {
+    let base = Path::new("/var/tmp");
+    let dir = tempfile::Builder::new()
+        .prefix("talaria-e2e-")
+        .tempdir_in(if base.is_dir() { base } else { Path::new(".") })
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Who may send to the executor's name on the test bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorPolicy {
+    /// Like the shipped policy: only the agent's user (root here) may call Executor1.
+    AgentOnly,
+    /// Anyone may: so the executor's own check is what refuses.
+    Open,
+}
+
+/// A private bus daemon; killed by pid on drop.
+pub struct Bus {
+    daemon: Child,
+    pub address: String,
+    pub services: PathBuf,
+}
+
+impl Bus {
+    /// Starts a bus whose activation files live in `<dir>/services`.
+    pub fn start(dir: &Path, policy: ExecutorPolicy) -> Self {
+        let socket = dir.join("bus.sock");
+        let services = dir.join("services");
+        std::fs::create_dir_all(&services).unwrap();
+        let executor_rule = match policy {
+            ExecutorPolicy::AgentOnly => {
+                r#"<deny send_destination="org.talaria.Executor1"/>
+  </policy>
+  <policy user="root">
+    <allow send_destination="org.talaria.Executor1"/>"#
+            }
+            ExecutorPolicy::Open => "",
+        };
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>custom</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>{services}</servicedir>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+    {executor_rule}
+  </policy>
+</busconfig>
+"#,
+                socket = socket.display(),
+                services = services.display(),
+            ),
+        )
+        .unwrap();
+        let mut daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon must be installed (see ENVIRONMENT.md)");
+        let mut line = String::new();
+        BufReader::new(daemon.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Self {
+            daemon,
+            address: line.trim().to_owned(),
+            services,
+        }
+    }
+
+    /// Makes `name` activatable: the bus starts `exec` when something calls it.
+    pub fn activatable(&self, name: &str, exec: &[&str]) {
+        std::fs::write(
+            self.services.join(format!("{name}.service")),
+            format!("[D-BUS Service]\nName={name}\nExec={}\n", exec.join(" ")),
+        )
+        .unwrap();
+    }
+
+    pub async fn connect(&self) -> zbus::Connection {
+        zbus::connection::Builder::address(self.address.as_str())
+            .build()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// A unit daemon started by the test; SIGKILLed on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+}
+
+impl Daemon {
+    pub fn spawn(name: &str, args: &[&str], bus: &Bus) -> Self {
+        let child = Command::new(bin(name))
+            .args(args)
+            .env("TALARIA_BUS_ADDRESS", &bus.address)
+            .env("TALARIA_LOG", "info")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Waits up to `timeout` for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn has_owner(connection: &zbus::Connection, name: &str) -> bool {
+    let dbus = zbus::fdo::DBusProxy::new(connection).await.unwrap();
+    dbus.name_has_owner(name.try_into().unwrap()).await.unwrap()
+}
+
+/// Waits until `name` has (or, with `present == false`, has lost) an owner.
+pub async fn wait_for_name(
+    connection: &zbus::Connection,
+    name: &str,
+    present: bool,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    while has_owner(connection, name).await != present {
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not {} within {timeout:?}",
+            if present { "appear" } else { "go away" }
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn options(pairs: &[(&str, OwnedVariant)]) -> VariantDict {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.try_clone().unwrap()))
+        .collect()
+}
+
+pub fn s(value: &str) -> OwnedVariant {
+    OwnedVariant::from(zbus::Str::from(value.to_owned()))
+}
+
+/// A turn's events as (kind, payload JSON), up to and including `done` or `error`.
+pub type Events = Vec<(TurnEventKind, serde_json::Value)>;
+
+/// Submits a turn and collects its events (subscribed before submitting).
+pub async fn run_turn(
+    agent: &AgentProxy<'_>,
+    session_key: &str,
+    text: &str,
+    options: &VariantDict,
+    timeout: Duration,
+) -> Result<Events, zbus::Error> {
+    let mut stream = agent.receive_turn_event().await?;
+    let turn_id = agent.submit_turn(session_key, text, options).await?;
+    collect(&mut stream, &turn_id, timeout).await
+}
+
+/// Reads events of `turn_id` until it ends.
+pub async fn collect(
+    stream: &mut talaria_bus::TurnEventStream,
+    turn_id: &str,
+    timeout: Duration,
+) -> Result<Events, zbus::Error> {
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let signal = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("turn {turn_id} did not finish in {timeout:?}: {events:?}"))
+            .expect("event stream ended");
+        let args = signal.args()?;
+        if *args.turn_id() != turn_id {
+            continue;
+        }
+        let kind: TurnEventKind = args.kind().parse().unwrap();
+        let payload: serde_json::Value = serde_json::from_str(args.payload()).unwrap();
+        events.push((kind, payload));
+        if matches!(kind, TurnEventKind::Done | TurnEventKind::Error) {
+            return Ok(events);
+        }
+    }
+}
+
+/// The `done` payload's text, failing the test on an `error` end.
+pub fn answer(events: &Events) -> String {
+    match events.last() {
+        Some((TurnEventKind::Done, payload)) => payload["text"].as_str().unwrap().to_owned(),
+        other => panic!("the turn did not finish with done: {other:?} (all: {events:?})"),
+    }
+}
