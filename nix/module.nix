@@ -139,9 +139,11 @@ in
       '';
       description = ''
         The agent's configuration (`talaria config keys` lists every key), written to
-        /etc/talaria/config.toml and linked as ${home}/config.toml. It is world-readable:
-        never put `model.api_key` here, use {option}`services.talaria.modelApiKeyFile`. Empty:
-        ${home}/config.toml is left alone.
+        /etc/talaria/config.toml and linked as ${home}/home/config.toml (the units' Talaria
+        home is `home/` under their state directory; sessions work in `workspace/`). It is
+        world-readable: never put `model.api_key` here, use
+        {option}`services.talaria.modelApiKeyFile`. Empty: ${home}/home/config.toml is left
+        alone.
       '';
     };
 
@@ -335,8 +337,8 @@ in
 
     (mkIf (cfg.settings != { }) {
       environment.etc."talaria/config.toml".source = configFile;
-      # The agent reads <home>/config.toml; "L+" replaces whatever is there with the link.
-      systemd.tmpfiles.rules = [ "L+ ${home}/config.toml - - - - /etc/talaria/config.toml" ];
+      # The agent reads <state>/home/config.toml; "L+" replaces whatever is there with the link.
+      systemd.tmpfiles.rules = [ "L+ ${home}/home/config.toml - - - - /etc/talaria/config.toml" ];
       systemd.services.talaria-agent.restartTriggers = [ configFile ];
     })
 

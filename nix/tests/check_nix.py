@@ -149,7 +149,7 @@ def check_module():
     expect(f["firewallTCP"] == [8642, 9000], f"full: openFirewall opens the TCP ports only, got {f['firewallTCP']}")
     expect(f["etc"] == {"talaria/config.toml": "talaria-config.toml", "talaria/policies/ci.toml": "talaria-policy-ci.toml",
                         "talaria/policies/site.toml": "/srv/talaria/site.toml"}, f"full: /etc/talaria files, got {f['etc']}")
-    expect(f["tmpfilesRules"] == ["L+ /var/lib/talaria/config.toml - - - - /etc/talaria/config.toml"],
+    expect(f["tmpfilesRules"] == ["L+ /var/lib/talaria/home/config.toml - - - - /etc/talaria/config.toml"],
            "full: config.toml linked into the agent's home")
     expect("talaria-config.toml" in f["services"]["talaria-agent"]["restartTriggers"]
            and "talaria-policy-ci.toml" in f["services"]["talaria-executor"]["restartTriggers"],

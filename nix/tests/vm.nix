@@ -68,7 +68,7 @@ in
         machine.wait_for_unit("talaria.target")
         machine.wait_for_unit("talaria-scheduler.service")
         machine.succeed("systemctl show -p Listen --value talaria-gateway.socket | grep -q '127.0.0.1:${toString gatewayPort}'")
-        machine.succeed("test -L /var/lib/talaria/config.toml")
+        machine.succeed("test -L /var/lib/talaria/home/config.toml")
         machine.succeed("grep -q 'base_url' /etc/talaria/config.toml")
 
     with subtest("secrets are created at runtime, outside the store"):
