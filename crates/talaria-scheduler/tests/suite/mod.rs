@@ -1,0 +1,9 @@
+mod authz;
+mod cron;
+mod daemon;
+mod doubles;
+mod end_to_end;
+mod interval;
+mod private_bus;
+mod spec;
+mod store;
