@@ -33,5 +33,14 @@ ensure_test_tools() {
     else
         [ -x /bin/busybox ] || missing+=(busybox-static)
     fi
-    [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+    # The bus and e2e suites start private dbus-daemons and call them with dbus-send; the
+    # gateway runs under systemd-socket-activate; the unit files are checked with
+    # systemd-analyze (PID 1 need not be systemd for any of these).
+    command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
+    # The scheduler's time-zone tests read the IANA database.
+    [ -e /usr/share/zoneinfo/Europe/Berlin ] || missing+=(tzdata)
+    command -v dbus-send >/dev/null 2>&1 || missing+=(dbus-bin)
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
+    [ ${#missing[@]} -eq 0 ] || apt_install $(printf '%s\n' "${missing[@]}" | sort -u)
 }
