@@ -1,0 +1,235 @@
+//! API keys for the HTTP API: where they come from, how a presented key is checked, and the
+//! id a key is known by in the database and the logs.
+//!
+//! A key itself is held only as its SHA-256 digest from the moment it is read; it is never
+//! logged, stored or echoed. Presented keys are hashed and compared with every configured
+//! digest in constant time, so neither the position of a mismatch nor which key matched leaks
+//! through timing.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Shortest key accepted: 32 characters, as long as a 128-bit random value in base64 (and
+/// more than any password a person would type).
+pub const MIN_KEY_LEN: usize = 32;
+
+/// The credential file systemd passes with `LoadCredential=gateway-key:…`.
+pub const CREDENTIAL_NAME: &str = "gateway-key";
+
+/// The environment variable that may carry a key (tests, containers without credentials).
+pub const KEY_ENV: &str = "TALARIA_GATEWAY_KEY";
+
+/// Why the configured keys are unusable; the gateway refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "no API key configured: put one or more keys (one per line, at least {MIN_KEY_LEN} characters) in the credential {CREDENTIAL_NAME:?} ($CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}) or in ${KEY_ENV}"
+    )]
+    Missing,
+    #[error(
+        "the API key on line {line} of {source_name} is {len} characters long; keys must have at least {MIN_KEY_LEN}"
+    )]
+    TooShort {
+        source_name: String,
+        line: usize,
+        len: usize,
+    },
+    #[error("cannot read API keys from {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// The id of an API key: the first 16 bytes of its SHA-256 digest, in hex. Safe to store and
+/// log; it cannot be turned back into the key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The keys that may use the HTTP API, as digests.
+#[derive(Clone)]
+pub struct ApiKeys {
+    digests: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} keys, redacted)", self.digests.len())
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}
+
+impl ApiKeys {
+    /// Keys from `text`, one per line; blank lines and lines starting with `#` are skipped.
+    /// `source_name` names where the text came from in errors.
+    ///
+    /// # Errors
+    /// A key shorter than [`MIN_KEY_LEN`], or no key at all.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, KeyError> {
+        let mut keys = Self {
+            digests: Vec::new(),
+        };
+        keys.add_lines(text, source_name)?;
+        if keys.digests.is_empty() {
+            return Err(KeyError::Missing);
+        }
+        Ok(keys)
+    }
+
+    fn add_lines(&mut self, text: &str, source_name: &str) -> Result<(), KeyError> {
+        for (index, line) in text.lines().enumerate() {
+            let key = line.trim();
+            if key.is_empty() || key.starts_with('#') {
+                continue;
+            }
+            let len = key.chars().count();
+            if len < MIN_KEY_LEN {
+                return Err(KeyError::TooShort {
+                    source_name: source_name.to_owned(),
+                    line: index + 1,
+                    len,
+                });
+            }
+            self.digests.push(digest(key));
+        }
+        Ok(())
+    }
+
+    /// Keys from the service manager's credential `gateway-key` (`$CREDENTIALS_DIRECTORY`)
+    /// and from `$TALARIA_GATEWAY_KEY`; both may be set and every key found is accepted.
+    ///
+    /// # Errors
+    /// An unreadable credential file, a key that is too short, or no key at all.
+    pub fn from_environment() -> Result<Self, KeyError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| Path::new(&dir).join(CREDENTIAL_NAME));
+        let env = std::env::var(KEY_ENV).ok();
+        Self::from_sources(credentials.as_deref(), env.as_deref())
+    }
+
+    /// Keys from a credential file (if it exists) and an environment value (if set).
+    ///
+    /// # Errors
+    /// As [`Self::from_environment`].
+    pub fn from_sources(credential: Option<&Path>, env: Option<&str>) -> Result<Self, KeyError> {
+        let mut keys = Self {
+            digests: Vec::new(),
+        };
+        if let Some(path) = credential {
+            match std::fs::read_to_string(path) {
+                Ok(text) => keys.add_lines(&text, &path.display().to_string())?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(KeyError::Read {
+                        path: path.to_owned(),
+                        error,
+                    });
+                }
+            }
+        }
+        if let Some(value) = env {
+            keys.add_lines(value, &format!("${KEY_ENV}"))?;
+        }
+        if keys.digests.is_empty() {
+            return Err(KeyError::Missing);
+        }
+        Ok(keys)
+    }
+
+    /// The id of the configured key equal to `presented`, if any. Every configured key is
+    /// compared, in constant time.
+    pub fn verify(&self, presented: &str) -> Option<KeyId> {
+        let presented = digest(presented);
+        let mut found: Option<[u8; 32]> = None;
+        for candidate in &self.digests {
+            if bool::from(candidate.ct_eq(&presented)) {
+                found = Some(*candidate);
+            }
+        }
+        found.map(|d| KeyId(hex(&d[..16])))
+    }
+
+    /// How many keys are configured.
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn keys_verify_and_ids_do_not_reveal_them() {
+        let keys = ApiKeys::parse(&format!("# comment\n\n{GOOD}\n{GOOD}-second\n"), "t").unwrap();
+        assert_eq!(keys.len(), 2);
+        let id = keys.verify(GOOD).unwrap();
+        assert_eq!(id.as_str().len(), 32);
+        assert!(!id.as_str().contains("0123456789abcdef0123"));
+        assert_ne!(keys.verify(&format!("{GOOD}-second")), Some(id));
+        assert_eq!(keys.verify("0123456789abcdef0123456789abcdeX"), None);
+        assert_eq!(keys.verify(""), None);
+        assert!(!format!("{keys:?}").contains(GOOD));
+    }
+
+    #[test]
+    fn short_or_missing_keys_refuse() {
+        let err = ApiKeys::parse(&format!("{GOOD}\nshort\n"), "the file").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the API key on line 2 of the file is 5 characters long; keys must have at least 32"
+        );
+        assert!(!err.to_string().contains("short\n"));
+        assert!(matches!(
+            ApiKeys::parse("\n# nothing\n", "t"),
+            Err(KeyError::Missing)
+        ));
+        assert!(matches!(
+            ApiKeys::from_sources(Some(Path::new("/nonexistent/gateway-key")), None),
+            Err(KeyError::Missing)
+        ));
+    }
+
+    #[test]
+    fn credential_file_and_environment_both_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CREDENTIAL_NAME);
+        std::fs::write(&file, format!("{GOOD}\n")).unwrap();
+        let other = "abcdefghijklmnopqrstuvwxyz0123456789";
+        let keys = ApiKeys::from_sources(Some(&file), Some(other)).unwrap();
+        assert!(keys.verify(GOOD).is_some());
+        assert!(keys.verify(other).is_some());
+    }
+}

@@ -1,0 +1,266 @@
+//! The OpenAI wire shapes the HTTP API speaks: the chat completion request (only the parts
+//! the gateway uses), completion objects and chunks, and OpenAI-style errors.
+//!
+//! The agent keeps each session's history itself, so of the `messages` array only the last
+//! `user` message is sent on; system prompts, earlier turns, `tools` and sampling parameters
+//! in the request are ignored rather than refused, so stock OpenAI clients work unchanged.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The fields of `POST /v1/chat/completions` the gateway reads.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+/// A message's content: a string, or an array of typed parts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl ChatRequest {
+    /// The text of the last `user` message: its string content, or its text parts joined by
+    /// newlines.
+    ///
+    /// # Errors
+    /// No messages, no user message, or a last user message without text.
+    pub fn user_text(&self) -> Result<String, ApiError> {
+        if self.messages.is_empty() {
+            return Err(ApiError::bad_request(
+                "missing_messages",
+                "`messages` is empty: send at least one message with role \"user\"",
+            ));
+        }
+        let Some(last) = self.messages.iter().rev().find(|m| m.role == "user") else {
+            return Err(ApiError::bad_request(
+                "no_user_message",
+                "`messages` has no message with role \"user\"",
+            ));
+        };
+        let text = match &last.content {
+            Some(Content::Text(text)) => text.clone(),
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .filter(|part| part.kind == "text")
+                .filter_map(|part| part.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => String::new(),
+        };
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "empty_user_message",
+                "the last message with role \"user\" has no text content",
+            ));
+        }
+        Ok(text)
+    }
+}
+
+/// An error response: `{"error": {"message", "type", "code", "param"}}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            message,
+        )
+    }
+
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            code,
+            message,
+        )
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            message,
+        )
+    }
+
+    pub fn server(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self::new(status, "server_error", code, message)
+    }
+
+    /// The JSON body, also used as the `data` of an error event in a stream.
+    pub fn body(&self) -> Value {
+        json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "code": self.code,
+                "param": null,
+            }
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!(%error, "database failure");
+        Self::server(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            "the gateway could not read or write its database",
+        )
+    }
+}
+
+/// The identity of one completion in responses.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub request_id: String,
+    pub session_key: String,
+    pub model: String,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+}
+
+impl Completion {
+    pub fn id(&self) -> String {
+        format!("chatcmpl-{}", self.request_id)
+    }
+
+    /// A whole `chat.completion` object.
+    pub fn object(&self, text: &str, finish_reason: &str) -> Value {
+        json!({
+            "id": self.id(),
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        })
+    }
+
+    /// One `chat.completion.chunk`.
+    pub fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Value {
+        json!({
+            "id": self.id(),
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "delta": delta,
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> ChatRequest {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn the_last_user_message_is_the_text() {
+        let request = parse(
+            r#"{"model":"talaria","messages":[
+                {"role":"system","content":"be brief"},
+                {"role":"user","content":"first"},
+                {"role":"assistant","content":"ok"},
+                {"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"b"}]}
+            ]}"#,
+        );
+        assert_eq!(request.user_text().unwrap(), "a\nb");
+        assert_eq!(
+            parse(r#"{"messages":[{"role":"user","content":"hi"}]}"#)
+                .user_text()
+                .unwrap(),
+            "hi"
+        );
+    }
+
+    #[test]
+    fn requests_without_user_text_are_refused_by_name() {
+        let code = |body: &str| parse(body).user_text().unwrap_err().code;
+        assert_eq!(code(r#"{"messages":[]}"#), "missing_messages");
+        assert_eq!(
+            code(r#"{"messages":[{"role":"system","content":"x"}]}"#),
+            "no_user_message"
+        );
+        assert_eq!(
+            code(r#"{"messages":[{"role":"user","content":"  "}]}"#),
+            "empty_user_message"
+        );
+        assert!(serde_json::from_str::<ChatRequest>(r#"{"model":"x"}"#).is_err());
+    }
+}

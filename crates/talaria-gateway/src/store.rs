@@ -1,0 +1,809 @@
+//! The gateway's own SQLite database (`<state-dir>/gateway.db`): the inbox of accepted
+//! requests, the outbox of their answers, which API key started which session, and the
+//! deliveries other units sent through `Gateway1.Deliver`.
+//!
+//! Durability rules the rest of the crate relies on: a request is in the inbox before it is
+//! submitted to the agent, and its answer is in the outbox before any of it is reported as
+//! final to a client. The outbox has one row per request (first answer wins), so a request
+//! is never answered twice even when the agent re-emits its `done`. No other process opens
+//! this file. Every call runs on the blocking pool, never on the async runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "gateway.db";
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE inbox (
+    request_id      TEXT PRIMARY KEY,
+    key_id          TEXT NOT NULL,
+    idempotency_key TEXT,
+    session_key     TEXT NOT NULL,
+    create_session  INTEGER NOT NULL,
+    text            TEXT NOT NULL,
+    model           TEXT,
+    state           TEXT NOT NULL
+        CHECK (state IN ('received', 'submitted', 'answered', 'failed')),
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX inbox_idempotency ON inbox (key_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX inbox_pending ON inbox (created_at) WHERE state IN ('received', 'submitted');
+
+CREATE TABLE outbox (
+    request_id    TEXT PRIMARY KEY REFERENCES inbox (request_id),
+    answer        TEXT,
+    finish_reason TEXT,
+    error_code    TEXT,
+    error_kind    TEXT,
+    error_message TEXT,
+    created_at    INTEGER NOT NULL,
+    delivered_at  INTEGER,
+    CHECK ((answer IS NULL) <> (error_code IS NULL))
+);
+
+CREATE TABLE sessions (
+    session_key TEXT PRIMARY KEY,
+    key_id      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE deliveries (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    target     TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    reply_to   TEXT,
+    silent     INTEGER NOT NULL,
+    caller_uid INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX deliveries_target ON deliveries (target, id);
+"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory {path}: {error}")]
+    StateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("database {path}: {error}")]
+    Open {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {version}; this gateway knows up to {known}")]
+    NewerSchema {
+        path: PathBuf,
+        version: i64,
+        known: usize,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database worker: {0}")]
+    Worker(String),
+    #[error("database row for request {request_id} has unknown {column} {value:?}")]
+    Corrupt {
+        request_id: String,
+        column: &'static str,
+        value: String,
+    },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// In the inbox, not yet accepted by the agent.
+    Received,
+    /// The agent accepted it (at least once); no answer yet.
+    Submitted,
+    /// The answer is in the outbox.
+    Answered,
+    /// A final failure is in the outbox.
+    Failed,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Submitted => "submitted",
+            Self::Answered => "answered",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Received,
+            Self::Submitted,
+            Self::Answered,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+
+    /// Still waiting for the agent.
+    pub fn is_pending(self) -> bool {
+        match self {
+            Self::Received | Self::Submitted => true,
+            Self::Answered | Self::Failed => false,
+        }
+    }
+}
+
+/// Why a request failed for good (these are stored; waiting too long is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCode {
+    /// The turn ran and the agent reported an error.
+    AgentError,
+    /// The session key is unknown to the agent.
+    UnknownSession,
+    /// The agent refused the caller (a session owned by another uid).
+    AccessDenied,
+    /// The agent rejected the arguments.
+    InvalidRequest,
+}
+
+impl FailureCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AgentError => "agent_error",
+            Self::UnknownSession => "unknown_session",
+            Self::AccessDenied => "access_denied",
+            Self::InvalidRequest => "invalid_request",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::AgentError,
+            Self::UnknownSession,
+            Self::AccessDenied,
+            Self::InvalidRequest,
+        ]
+        .into_iter()
+        .find(|code| code.as_str() == s)
+    }
+}
+
+/// A final failure as stored in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFailure {
+    pub code: FailureCode,
+    /// The agent's own error kind (`error` events carry one), if any.
+    pub kind: Option<String>,
+    pub message: String,
+}
+
+/// The final answer of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub text: String,
+    /// OpenAI's `finish_reason`: `stop` or `length`.
+    pub finish_reason: String,
+}
+
+/// What the outbox holds for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Answered(Answer),
+    Failed(StoredFailure),
+}
+
+/// A request to put in the inbox.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub request_id: String,
+    pub key_id: String,
+    pub idempotency_key: Option<String>,
+    pub session_key: String,
+    /// The session is new: the gateway created its key for this request.
+    pub create_session: bool,
+    pub text: String,
+    pub model: Option<String>,
+}
+
+/// An inbox row.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub request_id: String,
+    pub key_id: String,
+    pub idempotency_key: Option<String>,
+    pub session_key: String,
+    pub create_session: bool,
+    pub text: String,
+    pub model: Option<String>,
+    pub state: RequestState,
+    pub created_at_ms: i64,
+}
+
+/// An inbox row with its outbox row, if any.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub row: InboxRow,
+    pub outcome: Option<Outcome>,
+    pub answered_at_ms: Option<i64>,
+    pub delivered_at_ms: Option<i64>,
+}
+
+/// What [`Store::accept`] did.
+#[derive(Debug, Clone)]
+pub enum Accepted {
+    /// A new inbox row.
+    New(InboxRow),
+    /// The idempotency key was seen before (for this API key): that request.
+    Existing(RequestRecord),
+}
+
+/// One message sent to an `api:NAME` target through `Gateway1.Deliver`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub target: String,
+    pub text: String,
+    pub reply_to: Option<String>,
+    pub silent: bool,
+    pub created_at_ms: i64,
+}
+
+/// A delivery to store.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub target: String,
+    pub text: String,
+    pub reply_to: Option<String>,
+    pub silent: bool,
+    pub caller_uid: u32,
+}
+
+/// The database, shared by the HTTP API, the turn drivers and the bus service.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const INBOX_COLUMNS: &str = "inbox.request_id, inbox.key_id, inbox.idempotency_key, \
+    inbox.session_key, inbox.create_session, inbox.text, inbox.model, inbox.state, \
+    inbox.created_at";
+
+fn inbox_row(row: &Row<'_>) -> rusqlite::Result<(InboxRow, String)> {
+    let state: String = row.get(7)?;
+    Ok((
+        InboxRow {
+            request_id: row.get(0)?,
+            key_id: row.get(1)?,
+            idempotency_key: row.get(2)?,
+            session_key: row.get(3)?,
+            create_session: row.get(4)?,
+            text: row.get(5)?,
+            model: row.get(6)?,
+            state: RequestState::Received,
+            created_at_ms: row.get(8)?,
+        },
+        state,
+    ))
+}
+
+fn with_state((mut row, state): (InboxRow, String)) -> Result<InboxRow, StoreError> {
+    row.state = RequestState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+        request_id: row.request_id.clone(),
+        column: "state",
+        value: state,
+    })?;
+    Ok(row)
+}
+
+fn outcome_of(
+    request_id: &str,
+    answer: Option<String>,
+    finish_reason: Option<String>,
+    code: Option<String>,
+    kind: Option<String>,
+    message: Option<String>,
+) -> Result<Option<Outcome>, StoreError> {
+    if let Some(text) = answer {
+        return Ok(Some(Outcome::Answered(Answer {
+            text,
+            finish_reason: finish_reason.unwrap_or_else(|| "stop".into()),
+        })));
+    }
+    let Some(code) = code else {
+        return Ok(None);
+    };
+    let parsed = FailureCode::parse(&code).ok_or_else(|| StoreError::Corrupt {
+        request_id: request_id.to_owned(),
+        column: "error_code",
+        value: code,
+    })?;
+    Ok(Some(Outcome::Failed(StoredFailure {
+        code: parsed,
+        kind,
+        message: message.unwrap_or_default(),
+    })))
+}
+
+fn record(conn: &Connection, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {INBOX_COLUMNS}, outbox.answer, outbox.finish_reason, outbox.error_code, \
+         outbox.error_kind, outbox.error_message, outbox.created_at, outbox.delivered_at \
+         FROM inbox LEFT JOIN outbox USING (request_id) WHERE inbox.request_id = ?1"
+    );
+    let found = conn
+        .query_row(&sql, [request_id], |row| {
+            Ok((
+                inbox_row(row)?,
+                row.get::<_, Option<String>>(9)?,
+                row.get::<_, Option<String>>(10)?,
+                row.get::<_, Option<String>>(11)?,
+                row.get::<_, Option<String>>(12)?,
+                row.get::<_, Option<String>>(13)?,
+                row.get::<_, Option<i64>>(14)?,
+                row.get::<_, Option<i64>>(15)?,
+            ))
+        })
+        .optional()?;
+    let Some((row, answer, finish, code, kind, message, answered_at, delivered_at)) = found else {
+        return Ok(None);
+    };
+    let row = with_state(row)?;
+    let outcome = outcome_of(&row.request_id, answer, finish, code, kind, message)?;
+    Ok(Some(RequestRecord {
+        row,
+        outcome,
+        answered_at_ms: answered_at,
+        delivered_at_ms: delivered_at,
+    }))
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let done = usize::try_from(version).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        // A newer gateway wrote this file; guessing at its schema could lose requests.
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, migration) in (1_i64..).zip(MIGRATIONS).skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", index)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) `<state_dir>/gateway.db` and brings its schema up to date.
+    /// Blocking: call it from `spawn_blocking` or before the runtime serves anything.
+    ///
+    /// # Errors
+    /// The directory or database cannot be created, opened or migrated.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .map_err(|error| StoreError::StateDir {
+                    path: state_dir.to_owned(),
+                    error,
+                })?;
+        }
+        let path = state_dir.join(DB_FILE);
+        let open = |path: &Path| -> rusqlite::Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // FULL: an answer reported to a client must survive a power cut, not just a crash.
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(conn)
+        };
+        let mut conn = open(&path).map_err(|error| StoreError::Open {
+            path: path.clone(),
+            error,
+        })?;
+        migrate(&mut conn, &path)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| StoreError::Worker("database lock poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    /// Puts a request in the inbox, or finds the earlier request with the same idempotency
+    /// key for the same API key. A new session's key is recorded as belonging to the API key.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn accept(&self, request: NewRequest) -> Result<Accepted, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            if let Some(idem) = &request.idempotency_key {
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT request_id FROM inbox WHERE key_id = ?1 AND idempotency_key = ?2",
+                        params![request.key_id, idem],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if let Some(request_id) = existing {
+                    let found = record(&tx, &request_id)?;
+                    tx.commit()?;
+                    if let Some(found) = found {
+                        return Ok(Accepted::Existing(found));
+                    }
+                    return Err(StoreError::Worker(format!(
+                        "request {request_id} vanished while reading it"
+                    )));
+                }
+            }
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO inbox (request_id, key_id, idempotency_key, session_key, \
+                 create_session, text, model, state, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received', ?8, ?8)",
+                params![
+                    request.request_id,
+                    request.key_id,
+                    request.idempotency_key,
+                    request.session_key,
+                    request.create_session,
+                    request.text,
+                    request.model,
+                    now
+                ],
+            )?;
+            if request.create_session {
+                tx.execute(
+                    "INSERT OR IGNORE INTO sessions (session_key, key_id, created_at) \
+                     VALUES (?1, ?2, ?3)",
+                    params![request.session_key, request.key_id, now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Accepted::New(InboxRow {
+                request_id: request.request_id,
+                key_id: request.key_id,
+                idempotency_key: request.idempotency_key,
+                session_key: request.session_key,
+                create_session: request.create_session,
+                text: request.text,
+                model: request.model,
+                state: RequestState::Received,
+                created_at_ms: now,
+            }))
+        })
+        .await
+    }
+
+    /// The API key that started `session_key` through this gateway, if any.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn session_owner(&self, session_key: &str) -> Result<Option<String>, StoreError> {
+        let session_key = session_key.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT key_id FROM sessions WHERE session_key = ?1",
+                    [session_key],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    /// The agent accepted the request.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mark_submitted(&self, request_id: &str) -> Result<(), StoreError> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE inbox SET state = 'submitted', updated_at = ?2 \
+                 WHERE request_id = ?1 AND state = 'received'",
+                params![request_id, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records the final outcome of a request unless one is already recorded; returns the
+    /// outcome the outbox holds afterwards (the first one recorded wins). `None` when the
+    /// request is not in the inbox.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn finish(
+        &self,
+        request_id: &str,
+        outcome: Outcome,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let known: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM inbox WHERE request_id = ?1",
+                    [&request_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if known.is_none() {
+                return Ok(None);
+            }
+            let now = now_ms();
+            let (state, inserted) = match &outcome {
+                Outcome::Answered(answer) => (
+                    "answered",
+                    tx.execute(
+                        "INSERT OR IGNORE INTO outbox (request_id, answer, finish_reason, \
+                         created_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![request_id, answer.text, answer.finish_reason, now],
+                    )?,
+                ),
+                Outcome::Failed(failure) => (
+                    "failed",
+                    tx.execute(
+                        "INSERT OR IGNORE INTO outbox (request_id, error_code, error_kind, \
+                         error_message, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            request_id,
+                            failure.code.as_str(),
+                            failure.kind,
+                            failure.message,
+                            now
+                        ],
+                    )?,
+                ),
+            };
+            if inserted == 1 {
+                tx.execute(
+                    "UPDATE inbox SET state = ?2, updated_at = ?3 WHERE request_id = ?1",
+                    params![request_id, state, now],
+                )?;
+            }
+            let stored = record(&tx, &request_id)?.and_then(|r| r.outcome);
+            tx.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// The client has been handed the outcome (first time only).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mark_delivered(&self, request_id: &str) -> Result<(), StoreError> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE outbox SET delivered_at = ?2 \
+                 WHERE request_id = ?1 AND delivered_at IS NULL",
+                params![request_id, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A request with its outcome, if it is in the inbox.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| record(conn, &request_id)).await
+    }
+
+    /// Requests accepted but not yet answered, oldest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn pending(&self) -> Result<Vec<InboxRow>, StoreError> {
+        self.call(|conn| {
+            let sql = format!(
+                "SELECT {INBOX_COLUMNS} FROM inbox \
+                 WHERE state IN ('received', 'submitted') ORDER BY created_at"
+            );
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement
+                .query_map([], inbox_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(with_state).collect()
+        })
+        .await
+    }
+
+    /// Stores a delivery; returns its id.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn add_delivery(&self, delivery: NewDelivery) -> Result<i64, StoreError> {
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO deliveries (target, text, reply_to, silent, caller_uid, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    delivery.target,
+                    delivery.text,
+                    delivery.reply_to,
+                    delivery.silent,
+                    delivery.caller_uid,
+                    now_ms()
+                ],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// Deliveries to `target` with an id above `after`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn deliveries(
+        &self,
+        target: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let target = target.to_owned();
+        self.call(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT id, target, text, reply_to, silent, created_at FROM deliveries \
+                 WHERE target = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = statement
+                .query_map(params![target, after, limit], |row| {
+                    Ok(Delivery {
+                        id: row.get(0)?,
+                        target: row.get(1)?,
+                        text: row.get(2)?,
+                        reply_to: row.get(3)?,
+                        silent: row.get(4)?,
+                        created_at_ms: row.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str, idem: Option<&str>) -> NewRequest {
+        NewRequest {
+            request_id: id.into(),
+            key_id: "k1".into(),
+            idempotency_key: idem.map(str::to_owned),
+            session_key: "api:s1".into(),
+            create_session: true,
+            text: "hello".into(),
+            model: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_map_to_one_request_per_api_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let Accepted::New(first) = store.accept(request("r1", Some("idem"))).await.unwrap() else {
+            panic!("first accept is new");
+        };
+        assert_eq!(first.state, RequestState::Received);
+        let Accepted::Existing(again) = store.accept(request("r2", Some("idem"))).await.unwrap()
+        else {
+            panic!("same key is the same request");
+        };
+        assert_eq!(again.row.request_id, "r1");
+        let mut other_key = request("r3", Some("idem"));
+        other_key.key_id = "k2".into();
+        assert!(matches!(
+            store.accept(other_key).await.unwrap(),
+            Accepted::New(_)
+        ));
+        assert_eq!(
+            store.session_owner("api:s1").await.unwrap().as_deref(),
+            Some("k1")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_outcome_wins_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.accept(request("r1", None)).await.unwrap();
+        store.mark_submitted("r1").await.unwrap();
+        assert_eq!(store.pending().await.unwrap().len(), 1);
+        let first = Outcome::Answered(Answer {
+            text: "one".into(),
+            finish_reason: "stop".into(),
+        });
+        let second = Outcome::Failed(StoredFailure {
+            code: FailureCode::AgentError,
+            kind: None,
+            message: "late".into(),
+        });
+        assert_eq!(
+            store.finish("r1", first.clone()).await.unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(
+            store.finish("r1", second).await.unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(store.finish("nope", first.clone()).await.unwrap(), None);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let found = store.request("r1").await.unwrap().unwrap();
+        assert_eq!(found.row.state, RequestState::Answered);
+        assert_eq!(found.outcome, Some(first));
+        assert!(store.pending().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deliveries_page_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let add = |target: &str, text: &str| NewDelivery {
+            target: target.into(),
+            text: text.into(),
+            reply_to: None,
+            silent: false,
+            caller_uid: 0,
+        };
+        let a = store.add_delivery(add("api:x", "a")).await.unwrap();
+        store.add_delivery(add("api:y", "b")).await.unwrap();
+        let c = store.add_delivery(add("api:x", "c")).await.unwrap();
+        let all = store.deliveries("api:x", 0, 10).await.unwrap();
+        assert_eq!(
+            all.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        let after = store.deliveries("api:x", a, 10).await.unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].id, c);
+    }
+}

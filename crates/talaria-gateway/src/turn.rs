@@ -1,0 +1,306 @@
+//! Requests in flight: one driver task per request id submits it to the agent, resubmits it
+//! (same request id, so the agent never runs it twice) whenever the agent goes away or cannot
+//! be reached, until the turn ends or the deadline passes, and records the outcome in the
+//! outbox before anyone is told.
+//!
+//! HTTP handlers never talk to the agent themselves: they attach to the driver and watch its
+//! progress, so a client that disconnects, retries with the same `Idempotency-Key` or polls
+//! `/v1/requests/{id}` sees the same single run. A driver that gives up (agent unavailable,
+//! turn too slow, gateway stopping) leaves the request pending in the inbox; it is
+//! resubmitted when the agent next appears and when the gateway next starts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use talaria_bus::TurnEventKind;
+use talaria_daemon::Activity;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{AgentLink, LinkEvent, SubmitError, TurnRequest, delta_text, terminal_outcome};
+use crate::store::{InboxRow, Outcome, RequestState, Store, StoreError};
+
+/// First wait before submitting again after the agent could not be reached.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between two submissions while the agent is away.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one `SubmitTurn` call may take (it includes D-Bus activation of the agent).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a driver has to report, watched by every client of the request.
+#[derive(Debug, Clone, Default)]
+pub struct TurnProgress {
+    /// The agent accepted the request in this run of the driver.
+    pub accepted: bool,
+    /// Assistant text so far, append-only: what a streaming client has been or will be sent.
+    pub text: String,
+    /// Set once, last.
+    pub finished: Option<TurnResult>,
+}
+
+/// How a driver ended.
+#[derive(Debug, Clone)]
+pub enum TurnResult {
+    /// The outcome, as recorded in the outbox.
+    Done(Outcome),
+    /// No outcome; the request stays pending in the inbox.
+    GaveUp(GaveUp),
+}
+
+/// Why a driver stopped without an outcome.
+#[derive(Debug, Clone)]
+pub enum GaveUp {
+    /// The agent never took the request before the deadline.
+    Unavailable {
+        waited: Duration,
+        last_error: String,
+    },
+    /// The agent took the request but did not finish it before the deadline.
+    TimedOut { waited: Duration },
+    /// The outcome could not be recorded, so it is not reported either.
+    Storage(String),
+    /// The gateway is stopping, or lost its bus connection.
+    Stopping(String),
+}
+
+/// What drivers need.
+#[derive(Debug, Clone)]
+pub struct TurnContext {
+    pub store: Store,
+    pub link: AgentLink,
+    pub activity: Activity,
+    pub turn_timeout: Duration,
+    pub stopping: CancellationToken,
+}
+
+/// The drivers in flight, by request id.
+#[derive(Debug)]
+pub struct Turns {
+    context: TurnContext,
+    live: Mutex<HashMap<String, watch::Receiver<TurnProgress>>>,
+}
+
+impl Turns {
+    pub fn new(context: TurnContext) -> Arc<Self> {
+        Arc::new(Self {
+            context,
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The progress of `row`'s driver, starting one if none runs.
+    pub fn attach_or_start(self: &Arc<Self>, row: InboxRow) -> watch::Receiver<TurnProgress> {
+        let Ok(mut live) = self.live.lock() else {
+            let (sender, receiver) = watch::channel(TurnProgress::default());
+            sender.send_modify(|p| {
+                p.finished = Some(TurnResult::GaveUp(GaveUp::Stopping(
+                    "turn registry poisoned".into(),
+                )));
+            });
+            return receiver;
+        };
+        if let Some(progress) = live.get(&row.request_id) {
+            return progress.clone();
+        }
+        let (sender, receiver) = watch::channel(TurnProgress::default());
+        live.insert(row.request_id.clone(), receiver.clone());
+        drop(live);
+        tokio::spawn(Arc::clone(self).drive(row, sender));
+        receiver
+    }
+
+    /// Whether a driver for `request_id` runs now.
+    pub fn is_live(&self, request_id: &str) -> bool {
+        self.live
+            .lock()
+            .is_ok_and(|live| live.contains_key(request_id))
+    }
+
+    /// Starts a driver for every pending request that has none; returns how many started.
+    ///
+    /// # Errors
+    /// The inbox cannot be read.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let pending = self.context.store.pending().await?;
+        let mut started = 0;
+        for row in pending {
+            if self.is_live(&row.request_id) {
+                continue;
+            }
+            tracing::info!(
+                request_id = row.request_id,
+                state = row.state.as_str(),
+                "resubmitting an unanswered request"
+            );
+            started += 1;
+            drop(self.attach_or_start(row));
+        }
+        Ok(started)
+    }
+
+    async fn drive(self: Arc<Self>, row: InboxRow, progress: watch::Sender<TurnProgress>) {
+        let _busy = self.context.activity.busy();
+        let result = self.run(&row, &progress).await;
+        match &result {
+            TurnResult::Done(Outcome::Answered(_)) => {
+                tracing::info!(request_id = row.request_id, "answered");
+            }
+            TurnResult::Done(Outcome::Failed(failure)) => {
+                tracing::info!(
+                    request_id = row.request_id,
+                    code = failure.code.as_str(),
+                    message = failure.message,
+                    "failed"
+                );
+            }
+            TurnResult::GaveUp(why) => {
+                tracing::warn!(
+                    request_id = row.request_id,
+                    ?why,
+                    "stopped waiting; the request stays pending"
+                );
+            }
+        }
+        progress.send_modify(|p| {
+            if let TurnResult::Done(Outcome::Answered(answer)) = &result
+                && answer.text.starts_with(p.text.as_str())
+            {
+                // Streaming clients get whatever the deltas did not carry.
+                p.text.clone_from(&answer.text);
+            }
+            p.finished = Some(result);
+        });
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&row.request_id);
+        }
+    }
+
+    async fn run(&self, row: &InboxRow, progress: &watch::Sender<TurnProgress>) -> TurnResult {
+        let context = &self.context;
+        let started = Instant::now();
+        let deadline = started + context.turn_timeout;
+        let mut events = context.link.subscribe(&row.request_id);
+        let turn = TurnRequest {
+            request_id: &row.request_id,
+            session_key: &row.session_key,
+            text: &row.text,
+            create: row.create_session,
+            model: row.model.as_deref(),
+        };
+        let mut ever_accepted = row.state == RequestState::Submitted;
+        let mut next_submit = Some(started);
+        let mut backoff = MIN_BACKOFF;
+        let mut last_error = String::from("not submitted yet");
+        let gave_up = |ever_accepted: bool, last_error: &str| {
+            let waited = started.elapsed();
+            TurnResult::GaveUp(if ever_accepted {
+                GaveUp::TimedOut { waited }
+            } else {
+                GaveUp::Unavailable {
+                    waited,
+                    last_error: last_error.to_owned(),
+                }
+            })
+        };
+        let outcome = loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return gave_up(ever_accepted, &last_error);
+            }
+            if next_submit.is_some_and(|at| at <= now) {
+                next_submit = None;
+                let limit = CALL_TIMEOUT.min(deadline - now);
+                let submitted = tokio::select! {
+                    submitted = tokio::time::timeout(limit, context.link.submit(&turn)) => submitted,
+                    () = context.stopping.cancelled() => {
+                        return TurnResult::GaveUp(GaveUp::Stopping("the gateway is stopping".into()));
+                    }
+                };
+                match submitted {
+                    Ok(Ok(())) => {
+                        tracing::debug!(
+                            request_id = row.request_id,
+                            "the agent accepted the request"
+                        );
+                        ever_accepted = true;
+                        if !progress.borrow().accepted {
+                            if let Err(error) = context.store.mark_submitted(&row.request_id).await
+                            {
+                                tracing::warn!(request_id = row.request_id, %error, "cannot mark the request submitted");
+                            }
+                            progress.send_modify(|p| p.accepted = true);
+                        }
+                    }
+                    Ok(Err(SubmitError::Final(failure))) => break Outcome::Failed(failure),
+                    Ok(Err(SubmitError::Transient(why))) => {
+                        tracing::debug!(
+                            request_id = row.request_id,
+                            why,
+                            ?backoff,
+                            "the agent is not reachable; submitting again"
+                        );
+                        last_error = why;
+                        next_submit = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                    Err(_) => {
+                        last_error = format!("SubmitTurn got no reply within {limit:?}");
+                        next_submit = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+                continue;
+            }
+            let retry_at = next_submit.unwrap_or(deadline);
+            tokio::select! {
+                event = events.recv() => match event {
+                    None => {
+                        return TurnResult::GaveUp(GaveUp::Stopping("the bus connection closed".into()));
+                    }
+                    Some(LinkEvent::Turn { kind: TurnEventKind::TextDelta, payload }) => {
+                        backoff = MIN_BACKOFF;
+                        if let Some(text) = delta_text(&payload) && !text.is_empty() {
+                            progress.send_modify(|p| p.text.push_str(&text));
+                        }
+                    }
+                    Some(LinkEvent::Turn { kind, payload }) => {
+                        if let Some(outcome) = terminal_outcome(kind, &payload) {
+                            break outcome;
+                        }
+                        backoff = MIN_BACKOFF;
+                    }
+                    Some(LinkEvent::OwnerChanged { owner }) => {
+                        // Whatever the old owner was doing for us is lost; the same request
+                        // id makes the new one (or the activation this call triggers) resume
+                        // it, or re-send its answer.
+                        tracing::info!(request_id = row.request_id, owner = ?owner, "the agent changed; submitting again");
+                        if owner.is_some() {
+                            next_submit = Some(Instant::now());
+                        } else {
+                            // Backing off here too keeps an agent that crashes on this very
+                            // request from being activated again in a tight loop; progress
+                            // (any turn event) is what resets the backoff.
+                            next_submit = Some(Instant::now() + backoff);
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
+                },
+                () = tokio::time::sleep_until(retry_at), if next_submit.is_some() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = context.stopping.cancelled() => {
+                    return TurnResult::GaveUp(GaveUp::Stopping("the gateway is stopping".into()));
+                }
+            }
+        };
+        match context.store.finish(&row.request_id, outcome).await {
+            Ok(Some(stored)) => TurnResult::Done(stored),
+            Ok(None) => TurnResult::GaveUp(GaveUp::Storage(format!(
+                "request {} is not in the inbox",
+                row.request_id
+            ))),
+            Err(error) => TurnResult::GaveUp(GaveUp::Storage(error.to_string())),
+        }
+    }
+}

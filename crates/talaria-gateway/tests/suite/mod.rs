@@ -1,0 +1,9 @@
+//! The gateway against a fake agent on a private `dbus-daemon`, over real HTTP.
+
+mod completions;
+mod daemon;
+mod deliveries;
+mod durability;
+mod fake_agent;
+mod harness;
+mod private_bus;
