@@ -34,6 +34,9 @@ pub enum Command {
     /// List, check and explain sandbox policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run the four units (gateway with its HTTP API, agent, scheduler, executor) in this
+    /// process on a private bus, for a laptop, a container or CI.
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,5 +167,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => crate::doctor::run(args).await,
         Command::Sandbox(cmd) => crate::sandbox_cmd::run(cmd).await,
         Command::Policy(cmd) => crate::policy_cmd::run(cmd),
+        Command::Serve(args) => crate::serve::run(args).await,
     }
 }

@@ -13,6 +13,7 @@ mod export;
 mod policy_cmd;
 mod sandbox_cmd;
 mod sandboxed;
+mod serve;
 mod sessions_cmd;
 
 use std::process::ExitCode;

@@ -1,0 +1,232 @@
+//! `talaria serve`: the four units in one process on a private bus — for a laptop, a container
+//! or CI. The same service objects the unit daemons host, the same D-Bus interfaces between
+//! them; only the hosting differs. The bus is a private `dbus-daemon` in `<home>/run`, so
+//! `busctl --address=…` can watch and call the units exactly as on a system bus.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use talaria_agent::TalariaHome;
+use talaria_agent::daemon::AgentUnit;
+use talaria_agent::endpoint::EndpointArgs;
+use talaria_daemon::{Activity, BusTarget, Callers, Listener};
+use tokio_util::sync::CancellationToken;
+
+use crate::context;
+
+/// `talaria serve`'s options.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+
+    /// Where the OpenAI-compatible HTTP API listens (repeatable).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8642")]
+    pub listen: Vec<String>,
+
+    /// Where sessions started through the API or by jobs work (the policies'
+    /// `${workspace}`). Default: the current directory.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+}
+
+/// The private bus: a `dbus-daemon` child that only this user may connect to.
+struct PrivateBus {
+    daemon: Child,
+    address: String,
+}
+
+impl PrivateBus {
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let socket = dir.join("bus.sock");
+        let _ = std::fs::remove_file(&socket);
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>custom</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )?;
+        let mut daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start dbus-daemon (install the dbus-daemon package)")?;
+        let mut line = String::new();
+        if let Some(stdout) = daemon.stdout.take() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        let address = line.trim().to_owned();
+        if !address.starts_with("unix:") {
+            let _ = daemon.kill();
+            bail!("dbus-daemon did not start (it printed {address:?})");
+        }
+        Ok(Self { daemon, address })
+    }
+
+    fn target(&self) -> BusTarget {
+        BusTarget::Address(self.address.clone())
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// The gateway key: `$TALARIA_GATEWAY_KEY` or the credential if set, else one generated once
+/// and kept in `<home>/gateway/api-key` (mode 0600) and printed on start.
+fn gateway_keys(state_dir: &Path) -> anyhow::Result<(talaria_gateway::ApiKeys, Option<PathBuf>)> {
+    match talaria_gateway::ApiKeys::from_environment() {
+        Ok(keys) => return Ok((keys, None)),
+        Err(talaria_gateway::KeyError::Missing) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let path = state_dir.join("api-key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(key) => key.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0_u8; 24];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let key = format!("tal-{key}");
+            std::fs::create_dir_all(state_dir)?;
+            std::fs::write(&path, format!("{key}\n"))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            key
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let keys = talaria_gateway::ApiKeys::parse(&key, &path.display().to_string())?;
+    Ok((keys, Some(path)))
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let home: TalariaHome = context::home()?;
+    home.ensure()
+        .with_context(|| format!("cannot create {}", home.root().display()))?;
+    let workspace = match args.workspace {
+        Some(dir) => dir,
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let mut listeners = Vec::new();
+    for address in &args.listen {
+        let listener = std::net::TcpListener::bind(address)
+            .with_context(|| format!("cannot listen on {address}"))?;
+        listener.set_nonblocking(true)?;
+        listeners.push(Listener::Tcp(listener));
+    }
+    let this_binary = std::env::current_exe().context("cannot find the talaria binary")?;
+    let bus = PrivateBus::start(&home.root().join("run"))?;
+    let target = bus.target();
+    let activity = Activity::default();
+    let me = || Callers::own_and([]);
+
+    let executor = talaria_executor::daemon::serve(
+        home.root(),
+        &this_binary,
+        me(),
+        target.builder()?,
+        activity.clone(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let agent = talaria_agent::daemon::serve(
+        AgentUnit {
+            home: home.clone(),
+            workspace,
+            endpoint: args.endpoint,
+            callers: me(),
+        },
+        target.builder()?,
+        activity.clone(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let mut scheduler_config =
+        talaria_scheduler::SchedulerConfig::new(home.root().join("scheduler"));
+    // Only this user is on the private bus: nobody else to ask polkit about.
+    scheduler_config.polkit = talaria_scheduler::Polkit::Disabled;
+    let scheduler =
+        talaria_scheduler::Scheduler::start(scheduler_config, target.builder()?, activity.clone())
+            .await?;
+    let gateway_dir = home.root().join("gateway");
+    let (keys, key_file) = gateway_keys(&gateway_dir)?;
+    let gateway_bus = target.builder()?.build().await?;
+    let gateway = talaria_gateway::Gateway::start(
+        talaria_gateway::GatewayConfig::new(gateway_dir, keys),
+        gateway_bus,
+        activity.clone(),
+    )
+    .await?;
+
+    let stop = CancellationToken::new();
+    let jobs = tokio::spawn({
+        let scheduler = scheduler.clone();
+        async move { scheduler.run(None).await }
+    });
+    eprintln!("talaria serve: the four units are up on {}", bus.address);
+    for address in &args.listen {
+        eprintln!(
+            "  OpenAI-compatible API: http://{address}/v1 (GET /healthz, /v1/models; POST /v1/chat/completions)"
+        );
+    }
+    if let Some(path) = key_file {
+        eprintln!("  API key (Authorization: Bearer …): in {}", path.display());
+    }
+    eprintln!("  Ctrl+C stops them; turns in flight resume on the next start.");
+    talaria_daemon::notify_ready("talaria serve ready");
+    let outcome = {
+        let http = gateway.serve(listeners, stop.clone());
+        tokio::pin!(http);
+        let outcome = tokio::select! {
+            stopped = talaria_daemon::wait_for_stop(&activity, None) => { stopped?; None }
+            result = &mut http => Some(result),
+        };
+        talaria_daemon::notify_stopping("talaria serve stopping");
+        stop.cancel();
+        if outcome.is_none() {
+            let _ = http.await;
+        }
+        outcome
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(20), activity.drained()).await;
+    jobs.abort();
+    let interrupted = scheduler.shutdown().await?;
+    if interrupted > 0 {
+        eprintln!(
+            "talaria serve: {interrupted} job run(s) interrupted; they resume on the next start"
+        );
+    }
+    gateway.close().await;
+    drop(agent);
+    drop(executor);
+    drop(bus);
+    if let Some(Err(e)) = outcome {
+        return Err(e.into());
+    }
+    Ok(())
+}
