@@ -1,2 +1,3 @@
 mod agent_executor;
 mod fixture;
+mod whole_suite;
