@@ -5,6 +5,8 @@
 //!
 //! `cargo bench -p talaria-e2e --bench suite` (builds the four daemons in release first).
 
+#![expect(clippy::expect_used, reason = "a benchmark: any failure aborts the run")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
