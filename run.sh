@@ -6,5 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/prereqs.sh
 ensure_build_tools
+# `talaria serve` hosts the units on a private bus daemon.
+if [ "${1:-}" = serve ] && ! command -v dbus-daemon >/dev/null 2>&1; then
+    apt_install dbus-daemon
+fi
 cargo build --release -p talaria --quiet
 exec "${CARGO_TARGET_DIR:-target}/release/talaria" "$@"
