@@ -328,6 +328,16 @@ impl AgentService {
         }
     }
 
+    /// The caller's uid, if it may call the agent at all.
+    async fn caller(&self, connection: &Connection, header: &Header<'_>) -> Result<u32, Error> {
+        Ok(self
+            .inner
+            .config
+            .callers
+            .check(connection, header, "org.talaria.Agent1")
+            .await?)
+    }
+
     /// Resume every request a crash or stop left running. Their events go nowhere until the
     /// caller submits the id again; their answers are stored either way.
     ///
@@ -587,12 +597,7 @@ impl AgentService {
         #[zbus(connection)] connection: &Connection,
     ) -> Result<String, Error> {
         let _busy = self.inner.activity.busy();
-        let uid = self
-            .inner
-            .config
-            .callers
-            .check(connection, &header, "org.talaria.Agent1")
-            .await?;
+        let uid = self.caller(connection, &header).await?;
         let sender: Option<OwnedUniqueName> = header.sender().map(|s| s.to_owned().into());
         let request_id = match option::<String>(&options, "request_id", "s")? {
             Some(id) if valid_request_id(&id) => id,
@@ -684,12 +689,7 @@ impl AgentService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), Error> {
-        let uid = self
-            .inner
-            .config
-            .callers
-            .check(connection, &header, "org.talaria.Agent1")
-            .await?;
+        let uid = self.caller(connection, &header).await?;
         self.inner.activity.touch();
         let turns = self.inner.turns.lock().await;
         match turns.get(&turn_id) {
@@ -712,12 +712,7 @@ impl AgentService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<SessionSummary>, Error> {
-        let uid = self
-            .inner
-            .config
-            .callers
-            .check(connection, &header, "org.talaria.Agent1")
-            .await?;
+        let uid = self.caller(connection, &header).await?;
         self.inner.activity.touch();
         let sessions = self
             .inner
@@ -746,12 +741,7 @@ impl AgentService {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<SessionMatch>, Error> {
-        let uid = self
-            .inner
-            .config
-            .callers
-            .check(connection, &header, "org.talaria.Agent1")
-            .await?;
+        let uid = self.caller(connection, &header).await?;
         self.inner.activity.touch();
         let store = self.inner.agent.store();
         let owned: HashMap<SessionId, (String, String)> = store

@@ -1,4 +1,4 @@
 //! One integration-test binary for talaria-bus (see STYLE.md: link times).
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 mod suite;

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+mod private_bus;
+
+pub use private_bus::{ALLOW_ALL_USERS, PrivateBus};
 use sd_notify::NotifyState;
 use tokio::sync::Notify;
 use zbus::message::Header;

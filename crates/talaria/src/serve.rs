@@ -3,17 +3,15 @@
 //! them; only the hosting differs. The bus is a private `dbus-daemon` in `<home>/run`, so
 //! `busctl --address=…` can watch and call the units exactly as on a system bus.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use talaria_agent::TalariaHome;
 use talaria_agent::daemon::AgentUnit;
 use talaria_agent::endpoint::EndpointArgs;
-use talaria_daemon::{Activity, BusTarget, Callers, Listener};
+use talaria_daemon::{Activity, BusTarget, Callers, Listener, PrivateBus};
 use tokio_util::sync::CancellationToken;
 
 use crate::context;
@@ -34,67 +32,11 @@ pub struct ServeArgs {
     pub workspace: Option<PathBuf>,
 }
 
-/// The private bus: a `dbus-daemon` child that only this user may connect to.
-struct PrivateBus {
-    daemon: Child,
-    address: String,
-}
-
-impl PrivateBus {
-    fn start(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        let socket = dir.join("bus.sock");
-        let _ = std::fs::remove_file(&socket);
-        let config = dir.join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                socket.display()
-            ),
-        )?;
-        let mut daemon = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile", "--print-address=1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start dbus-daemon (install the dbus-daemon package)")?;
-        let mut line = String::new();
-        if let Some(stdout) = daemon.stdout.take() {
-            BufReader::new(stdout).read_line(&mut line)?;
-        }
-        let address = line.trim().to_owned();
-        if !address.starts_with("unix:") {
-            let _ = daemon.kill();
-            bail!("dbus-daemon did not start (it printed {address:?})");
-        }
-        Ok(Self { daemon, address })
-    }
-
-    fn target(&self) -> BusTarget {
-        BusTarget::Address(self.address.clone())
-    }
-}
-
-impl Drop for PrivateBus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
+/// The private bus in `<home>/run` (mode 0700: only this user reaches the socket).
+fn private_bus(dir: &Path) -> anyhow::Result<PrivateBus> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(PrivateBus::start(dir, "")?)
 }
 
 /// The gateway key: `$TALARIA_GATEWAY_KEY` or the credential if set, else one generated once
@@ -140,8 +82,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listeners.push(Listener::Tcp(listener));
     }
     let this_binary = std::env::current_exe().context("cannot find the talaria binary")?;
-    let bus = PrivateBus::start(&home.root().join("run"))?;
-    let target = bus.target();
+    let bus = private_bus(&home.root().join("run"))?;
+    let target = BusTarget::Address(bus.address.clone());
     let activity = Activity::default();
     let me = || Callers::own_and([]);
 

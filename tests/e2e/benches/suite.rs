@@ -5,7 +5,10 @@
 //!
 //! `cargo bench -p talaria-e2e --bench suite` (builds the four daemons in release first).
 
-#![expect(clippy::expect_used, reason = "a benchmark: any failure aborts the run")]
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark: any failure aborts the run"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

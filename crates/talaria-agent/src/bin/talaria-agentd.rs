@@ -1,27 +1,12 @@
-//! The agent unit's daemon.
-
-use std::process::ExitCode;
+//! The agent unit's daemon. Everything but option parsing lives in `talaria_agent::daemon`.
 
 use clap::Parser;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let args = talaria_agent::daemon::Args::parse();
     talaria_daemon::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("talaria-agentd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(talaria_agent::daemon::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("talaria-agentd: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    talaria_agent::daemon::run(args)
+        .await
+        .map_err(anyhow::Error::msg)
 }

@@ -8,7 +8,7 @@ use super::private_bus::PrivateBus;
 
 #[tokio::test]
 async fn served_interfaces_match_the_checked_in_xml() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let _servers = mirror::serve_all(&bus.address).await;
     let client = bus.connect().await;
     for (name, path) in [

@@ -22,7 +22,7 @@ fn read_all(fd: zbus::OwnedFd) -> String {
 
 #[tokio::test]
 async fn agent_turn_emits_a_turn_event_and_sessions_list() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let _servers = mirror::serve_all(&bus.address).await;
     let client = bus.connect().await;
     let agent = AgentProxy::new(&client).await.unwrap();
@@ -59,7 +59,7 @@ async fn agent_turn_emits_a_turn_event_and_sessions_list() {
 
 #[tokio::test]
 async fn executor_run_passes_stdin_and_returns_output_as_fds() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let _servers = mirror::serve_all(&bus.address).await;
     let client = bus.connect().await;
     let executor = ExecutorProxy::new(&client).await.unwrap();
@@ -115,7 +115,7 @@ async fn executor_run_passes_stdin_and_returns_output_as_fds() {
 
 #[tokio::test]
 async fn scheduler_jobs_round_trip() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let _servers = mirror::serve_all(&bus.address).await;
     let client = bus.connect().await;
     let scheduler = SchedulerProxy::new(&client).await.unwrap();
@@ -142,7 +142,7 @@ async fn scheduler_jobs_round_trip() {
 
 #[tokio::test]
 async fn gateway_delivers_and_reports_status() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let _servers = mirror::serve_all(&bus.address).await;
     let client = bus.connect().await;
     let gateway = GatewayProxy::new(&client).await.unwrap();

@@ -1,5 +1,6 @@
 //! The executor unit's daemon. Also the sandbox and OCI helper (hidden first arguments), so
-//! one binary carries everything the unit runs.
+//! one binary carries everything the unit runs. Everything else lives in
+//! `talaria_executor::daemon`.
 
 use std::process::ExitCode;
 
@@ -13,17 +14,12 @@ fn main() -> ExitCode {
     }
     let args = talaria_executor::daemon::Args::parse();
     talaria_daemon::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("talaria-executord: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(talaria_executor::daemon::run(args)) {
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(talaria_executor::daemon::run(args)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("talaria-executord: {message}");

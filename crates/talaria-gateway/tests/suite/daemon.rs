@@ -171,7 +171,7 @@ async fn post_until_connected(http: &reqwest::Client, url: &str, text: &str) -> 
 /// the socket after the daemon exits, so activation again is covered by the next test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_activation_serves_and_the_daemon_exits_when_idle() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let world = World::new();
     let _agent = FakeAgent::start(&bus.address, &world).await;
     let dir = tempfile::tempdir().unwrap();
@@ -208,7 +208,7 @@ async fn socket_activation_serves_and_the_daemon_exits_when_idle() {
 /// and again after the service exited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_manager_activates_the_gateway_again_after_idle_exit() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let world = World::new();
     let _agent = FakeAgent::start(&bus.address, &world).await;
     let dir = tempfile::tempdir().unwrap();
@@ -296,7 +296,7 @@ async fn unix_http(path: &Path, request: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_serves_a_unix_socket_next_to_tcp() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let world = World::new();
     let _agent = FakeAgent::start(&bus.address, &world).await;
     let state = tempfile::tempdir().unwrap();

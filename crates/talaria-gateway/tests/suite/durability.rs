@@ -133,7 +133,7 @@ async fn an_agent_away_past_the_deadline_is_503_and_the_request_runs_when_it_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_with_a_request_open_answers_it_after_restart() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let world = World::new();
     let _agent = FakeAgent::start(&bus.address, &world).await;
     let state = tempfile::tempdir().unwrap();
@@ -183,7 +183,7 @@ async fn a_gateway_killed_with_a_request_open_answers_it_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_accepting_and_lets_the_request_in_flight_finish() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let world = World::new();
     let _agent = FakeAgent::start(&bus.address, &world).await;
     let state = tempfile::tempdir().unwrap();

@@ -157,7 +157,7 @@ impl Setup {
     }
 
     pub async fn with(agent: bool, configure: impl FnOnce(&mut GatewayConfig)) -> Self {
-        let bus = PrivateBus::start();
+        let bus = PrivateBus::start_scratch();
         let world = World::new();
         let agent = if agent {
             Some(FakeAgent::start(&bus.address, &world).await)

@@ -171,7 +171,7 @@ async fn owners_alone_see_remove_and_run_their_jobs() {
         return;
     }
     let (alice, mallory) = (user(ALICE_USER).0, user(MALLORY_USER).0);
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let agent_log = Arc::new(AgentLog::default());
     let _agent = serve_agent(&bus, &agent_log, AgentMode::Answer).await;
     let state = tempfile::tempdir().unwrap();
@@ -234,8 +234,8 @@ async fn other_uids_are_denied_when_polkit_is_disabled_or_absent() {
         return;
     }
     let alice = user(ALICE_USER).0;
-    let bus = PrivateBus::start();
-    let no_polkit_here = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
+    let no_polkit_here = PrivateBus::start_scratch();
     for polkit in [
         Polkit::Disabled,
         Polkit::ServiceBus,
@@ -265,7 +265,7 @@ async fn polkit_decides_for_other_uids_by_their_bus_name() {
         return;
     }
     let (alice, mallory) = (user(ALICE_USER).0, user(MALLORY_USER).0);
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let log = Arc::new(PolkitLog {
         allowed: HashSet::from([alice]),
         ..PolkitLog::default()
@@ -312,8 +312,8 @@ async fn polkit_on_another_bus_decides_by_the_callers_process() {
         return;
     }
     let (alice, mallory) = (user(ALICE_USER).0, user(MALLORY_USER).0);
-    let bus = PrivateBus::start();
-    let system = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
+    let system = PrivateBus::start_scratch();
     let log = Arc::new(PolkitLog {
         allowed: HashSet::from([alice]),
         ..PolkitLog::default()
@@ -361,7 +361,7 @@ async fn file_targets_are_written_with_the_owners_rights() {
         return;
     }
     let (alice, alice_gid) = user(ALICE_USER);
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let agent_log = Arc::new(AgentLog::default());
     let _agent = serve_agent(&bus, &agent_log, AgentMode::Answer).await;
     let state = tempfile::tempdir().unwrap();

@@ -80,7 +80,7 @@ async fn wait_for_name(client: &zbus::Connection) {
 
 #[tokio::test]
 async fn the_daemon_keeps_jobs_across_restarts_and_stops_cleanly_on_sigterm() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().join("scheduler");
     let client = bus.connect().await;
@@ -126,7 +126,7 @@ async fn the_daemon_keeps_jobs_across_restarts_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test]
 async fn idle_exit_applies_only_while_there_are_no_jobs() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let state = tempfile::tempdir().unwrap();
     let empty = state.path().join("empty");
     let client = bus.connect().await;
@@ -166,7 +166,7 @@ async fn idle_exit_applies_only_while_there_are_no_jobs() {
 
 #[tokio::test]
 async fn losing_the_bus_is_a_failure_exit() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let state = tempfile::tempdir().unwrap();
     let client = bus.connect().await;
     let mut daemon = Daemon::start(&bus, state.path(), &[]);

@@ -68,7 +68,7 @@ impl Rig {
     }
 
     pub async fn start_in(mode: AgentMode, state: TempDir) -> Self {
-        let bus = PrivateBus::start();
+        let bus = PrivateBus::start_scratch();
         let agent_log = Arc::new(AgentLog::default());
         let gateway_log = Arc::new(GatewayLog::default());
         let agent = serve_agent(&bus, &agent_log, mode).await;
@@ -501,7 +501,7 @@ async fn the_served_interface_matches_the_checked_in_contract() {
 
 #[tokio::test]
 async fn a_run_fails_when_the_agent_never_appears() {
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start_scratch();
     let gateway_log = Arc::new(GatewayLog::default());
     let _gateway = serve_gateway(&bus, &gateway_log).await;
     let state = tempfile::tempdir().unwrap();

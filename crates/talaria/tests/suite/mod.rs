@@ -3,4 +3,5 @@ mod config;
 mod failures;
 mod harness;
 mod sandbox;
+mod serve;
 mod sessions;

@@ -2,7 +2,6 @@
 //! child processes. Everything runs from a scratch directory outside `/tmp` (the sandbox gives
 //! tools a private `/tmp`), and every process started here is stopped by its pid on drop.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,9 +45,9 @@ pub enum ExecutorPolicy {
     Open,
 }
 
-/// A private bus daemon; killed by pid on drop.
+/// A private bus with activation files in `<dir>/services`; stopped on drop.
 pub struct Bus {
-    daemon: Child,
+    bus: talaria_daemon::PrivateBus,
     pub address: String,
     pub services: PathBuf,
 }
@@ -56,58 +55,29 @@ pub struct Bus {
 impl Bus {
     /// Starts a bus whose activation files live in `<dir>/services`.
     pub fn start(dir: &Path, policy: ExecutorPolicy) -> Self {
-        let socket = dir.join("bus.sock");
         let services = dir.join("services");
         std::fs::create_dir_all(&services).unwrap();
         let executor_rule = match policy {
             ExecutorPolicy::AgentOnly => {
-                r#"<deny send_destination="org.talaria.Executor1"/>
-  </policy>
-  <policy user="root">
-    <allow send_destination="org.talaria.Executor1"/>"#
+                r#"<policy context="default"><deny send_destination="org.talaria.Executor1"/></policy>
+  <policy user="root"><allow send_destination="org.talaria.Executor1"/></policy>"#
             }
             ExecutorPolicy::Open => "",
         };
-        let config = dir.join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>{services}</servicedir>
-  <policy context="default">
-    <allow user="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    {executor_rule}
-  </policy>
-</busconfig>
-"#,
-                socket = socket.display(),
-                services = services.display(),
+        let bus = talaria_daemon::PrivateBus::start(
+            dir,
+            &format!(
+                "<servicedir>{}</servicedir>\n  {}\n  {executor_rule}",
+                services.display(),
+                talaria_daemon::ALLOW_ALL_USERS
             ),
         )
-        .unwrap();
-        let mut daemon = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon must be installed (see ENVIRONMENT.md)");
-        let mut line = String::new();
-        BufReader::new(daemon.stdout.take().unwrap())
-            .read_line(&mut line)
+        .expect("dbus-daemon must be installed (see ENVIRONMENT.md)");
+        std::fs::set_permissions(dir.join("bus.sock"), std::fs::Permissions::from_mode(0o777))
             .unwrap();
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
         Self {
-            daemon,
-            address: line.trim().to_owned(),
+            address: bus.address.clone(),
+            bus,
             services,
         }
     }
@@ -122,17 +92,7 @@ impl Bus {
     }
 
     pub async fn connect(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .build()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
+        self.bus.connect().await
     }
 }
 
