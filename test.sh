@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Run Talaria's whole test suite: every crate's unit and integration tests.
-# Installs what the build and the tests need first (when missing).
+# Run Talaria's whole test suite: every crate's unit and integration tests (the end-to-end
+# suite starts the four unit daemons on a private bus), then the systemd units (verify,
+# security ceilings, bus policy on a real dbus-daemon) and the Nix files (syntax, the module
+# against a stub nixpkgs). Installs what the build and the tests need first (when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/prereqs.sh
 ensure_build_tools
 ensure_test_tools
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+# The unit check runs systemd-analyze against the real daemons the tests just built.
+cargo build --workspace --bins --quiet
+scripts/check-units.sh "${CARGO_TARGET_DIR:-target}/debug" || status=1
+scripts/check-nix.sh || status=1
+exit "$status"

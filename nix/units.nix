@@ -36,7 +36,8 @@ rec {
       binary = "talaria-schedulerd";
       args = [ "--bus" "system" ];
       idleExit = null;
-      allowUsers = [ ];
+      # The agent creates jobs the model asks for; people go through polkit.
+      allowUsers = [ "talaria" ];
       credentials = { };
     };
   };

@@ -69,7 +69,8 @@ pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest request body accepted by default.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 /// How long open connections get to finish after a stop, by default.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Shorter than the units' `TimeoutStopSec=30s`, so a stop never ends in SIGKILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(20);
 
 /// Everything the gateway needs to know, with defaults in [`GatewayConfig::new`].
 #[derive(Debug, Clone)]
@@ -93,7 +94,7 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// The defaults: own uid and root may call `Gateway1`, 600 s turn timeout, model
-    /// `talaria`, 1 MiB bodies, 30 s grace.
+    /// `talaria`, 1 MiB bodies, 20 s grace.
     pub fn new(state_dir: PathBuf, keys: ApiKeys) -> Self {
         Self {
             state_dir,
