@@ -1,6 +1,6 @@
-//! Talaria's SQLite store: sessions, their messages (with tool calls), token usage, and a
-//! full-text index over message text and tool names, in one database file (normally
-//! `$TALARIA_HOME/state.db`).
+//! Talaria's SQLite store: sessions, their messages (with tool calls), token usage, a
+//! full-text index over message text and tool names, and the skill registry's tables, in one
+//! database file (normally `$TALARIA_HOME/state.db`).
 //!
 //! This crate owns the schema and every SQL statement run against it. It must never block the
 //! async runtime (all SQLite work runs on the blocking pool), and never delete, recreate or
@@ -13,6 +13,7 @@ mod open;
 mod requests;
 mod search;
 mod sessions;
+mod skills;
 mod store;
 
 pub use error::StoreError;
@@ -21,4 +22,5 @@ pub use open::OpenOptions;
 pub use requests::{RequestState, SessionKey, TurnRequest};
 pub use search::SearchHit;
 pub use sessions::{NewSession, SessionRecord, StoredMessage};
+pub use skills::{SkillAuditRecord, SkillFileRecord, SkillLedger, SkillRecord, SkillVersionRecord};
 pub use store::Store;

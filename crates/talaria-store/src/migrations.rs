@@ -17,6 +17,10 @@
 //! - v3: `sessions.source` and `sessions.cwd`, and the `usage` table of per-call token counts.
 //! - v4: `session_keys` (a caller's name for a session, owned by a uid) and `turn_requests`
 //!   (submitted turns by idempotency id: running, done with the answer, or failed).
+//! - v5: the skill registry: `skills` (name, look-alike skeleton, state, pinned, current and
+//!   pending version, projected hash), `skill_versions` (content-addressed, with provenance),
+//!   `skill_files` (each version's files) and `skill_audit` (append-only, hash-chained). Triggers
+//!   refuse any UPDATE or DELETE of versions, files and audit rows.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +30,7 @@ use talaria_core::ToolCall;
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
@@ -53,6 +57,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         apply: v4_session_keys_and_turn_requests,
+    },
+    Migration {
+        version: 5,
+        apply: v5_skill_registry,
     },
 ];
 
@@ -151,6 +159,79 @@ fn v4_session_keys_and_turn_requests(conn: &Connection) -> rusqlite::Result<()> 
              finished_at INTEGER
          ) STRICT;
          CREATE INDEX turn_requests_running ON turn_requests (state) WHERE state = 'running';",
+    )
+}
+
+fn v5_skill_registry(conn: &Connection) -> rusqlite::Result<()> {
+    // Versions and their files are immutable (a version is named by the hash of its files) and
+    // the audit log is append-only; the triggers make that hold for any writer of this file, not
+    // only for this crate's code, which has no statement that would try.
+    conn.execute_batch(
+        "CREATE TABLE skills (
+             name            TEXT PRIMARY KEY NOT NULL,
+             skeleton        TEXT NOT NULL UNIQUE,
+             state           TEXT NOT NULL
+                             CHECK (state IN ('active', 'quarantined', 'rejected', 'archived')),
+             pinned          INTEGER NOT NULL DEFAULT 0 CHECK (pinned IN (0, 1)),
+             current_version TEXT NOT NULL,
+             pending_version TEXT,
+             projected_hash  TEXT,
+             created_at      INTEGER NOT NULL,
+             updated_at      INTEGER NOT NULL
+         ) STRICT;
+
+         CREATE TABLE skill_versions (
+             hash              TEXT PRIMARY KEY NOT NULL,
+             name              TEXT NOT NULL,
+             parent            TEXT,
+             author            TEXT NOT NULL CHECK (author IN ('agent', 'user', 'import')),
+             session_id        TEXT,
+             untrusted_context INTEGER NOT NULL CHECK (untrusted_context IN (0, 1)),
+             created_at        INTEGER NOT NULL
+         ) STRICT;
+         CREATE INDEX skill_versions_by_name ON skill_versions (name, created_at);
+
+         CREATE TABLE skill_files (
+             version    TEXT NOT NULL REFERENCES skill_versions (hash),
+             path       TEXT NOT NULL,
+             executable INTEGER NOT NULL CHECK (executable IN (0, 1)),
+             sha256     TEXT NOT NULL,
+             content    BLOB NOT NULL,
+             PRIMARY KEY (version, path)
+         ) STRICT, WITHOUT ROWID;
+
+         CREATE TABLE skill_audit (
+             seq       INTEGER PRIMARY KEY NOT NULL CHECK (seq >= 1),
+             at        INTEGER NOT NULL,
+             action    TEXT NOT NULL CHECK (action IN ('create', 'patch', 'delete', 'approve',
+                           'reject', 'rollback', 'import', 'external_edit')),
+             skill     TEXT NOT NULL,
+             version   TEXT,
+             actor     TEXT NOT NULL,
+             reason    TEXT NOT NULL,
+             prev_hash TEXT NOT NULL,
+             hash      TEXT NOT NULL UNIQUE
+         ) STRICT;
+         CREATE INDEX skill_audit_by_skill ON skill_audit (skill, seq);
+
+         CREATE TRIGGER skill_audit_no_update BEFORE UPDATE ON skill_audit BEGIN
+             SELECT RAISE (ABORT, 'skill_audit is append-only');
+         END;
+         CREATE TRIGGER skill_audit_no_delete BEFORE DELETE ON skill_audit BEGIN
+             SELECT RAISE (ABORT, 'skill_audit is append-only');
+         END;
+         CREATE TRIGGER skill_versions_no_update BEFORE UPDATE ON skill_versions BEGIN
+             SELECT RAISE (ABORT, 'skill versions are immutable');
+         END;
+         CREATE TRIGGER skill_versions_no_delete BEFORE DELETE ON skill_versions BEGIN
+             SELECT RAISE (ABORT, 'skill versions are immutable');
+         END;
+         CREATE TRIGGER skill_files_no_update BEFORE UPDATE ON skill_files BEGIN
+             SELECT RAISE (ABORT, 'skill files are immutable');
+         END;
+         CREATE TRIGGER skill_files_no_delete BEFORE DELETE ON skill_files BEGIN
+             SELECT RAISE (ABORT, 'skill files are immutable');
+         END;",
     )
 }
 
@@ -351,6 +432,32 @@ mod tests {
             )
             .unwrap();
         assert_eq!(hits, 1);
+    }
+
+    #[test]
+    fn v5_skill_versions_files_and_audit_refuse_update_and_delete() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO skill_versions VALUES ('h', 'n', NULL, 'agent', NULL, 0, 1);
+             INSERT INTO skill_files VALUES ('h', 'SKILL.md', 0, 'd', x'00');
+             INSERT INTO skill_audit VALUES (1, 1, 'create', 'n', 'h', 'agent', '', 'p', 'x');",
+        )
+        .unwrap();
+        for statement in [
+            "UPDATE skill_audit SET reason = 'x'",
+            "DELETE FROM skill_audit",
+            "UPDATE skill_versions SET author = 'user'",
+            "DELETE FROM skill_versions",
+            "UPDATE skill_files SET content = x'01'",
+            "DELETE FROM skill_files",
+        ] {
+            let err = conn.execute_batch(statement).unwrap_err();
+            assert!(
+                err.to_string().contains("append-only") || err.to_string().contains("immutable"),
+                "{statement}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use talaria_core::{Message, SessionId, Usage};
 
 use crate::error::StoreError;
@@ -12,6 +12,7 @@ use crate::open::{self, OpenOptions};
 use crate::requests::{SessionKey, TurnRequest};
 use crate::search::{self, SearchHit};
 use crate::sessions::{self, NewSession, SessionRecord, StoredMessage};
+use crate::skills::SkillLedger;
 
 /// A handle on one Talaria database. Clones share one connection; calls are serialized on it.
 #[derive(Clone, Debug)]
@@ -259,6 +260,37 @@ impl Store {
             crate::requests::finish_request(conn, &id, outcome.as_deref().map_err(String::as_str))
         })
         .await
+    }
+
+    /// Run `f` on the skill registry's tables inside one `BEGIN IMMEDIATE` transaction, on the
+    /// blocking pool. The transaction commits when `f` returns `Ok` and rolls back otherwise, so
+    /// a failed write leaves nothing half-written.
+    ///
+    /// # Errors
+    /// `f`'s error, or a database failure converted into `E`.
+    pub async fn skill_ledger<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&SkillLedger<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let path = Arc::clone(&self.path);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| E::from(StoreError::from(e).at(&path)))?;
+            let value = f(&SkillLedger::new(&tx))?;
+            tx.commit()
+                .map_err(|e| E::from(StoreError::from(e).at(&path)))?;
+            Ok(value)
+        })
+        .await;
+        match joined {
+            Ok(result) => result,
+            Err(e) => Err(E::from(StoreError::Task(e))),
+        }
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
