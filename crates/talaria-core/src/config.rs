@@ -5,8 +5,11 @@
 //! the key and the line. Reading and writing the file is the caller's job: this module only
 //! turns text into a [`Config`] and edits text.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use crate::provider::ProviderEntry;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -16,11 +19,15 @@ pub struct Config {
     pub agent: AgentConfig,
     pub memory: MemoryConfig,
     pub display: DisplayConfig,
+    /// Additions to and overrides of the provider catalogue, by provider name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<String, ProviderEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    pub provider: Option<String>,
     pub base_url: Option<String>,
     pub name: Option<String>,
     pub api_key: Option<Secret>,
@@ -34,6 +41,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
+            provider: None,
             base_url: None,
             name: None,
             api_key: None,
@@ -115,9 +123,14 @@ pub struct KeyDoc {
 /// the structs above.
 pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
+        key: "model.provider",
+        kind: KeyKind::Text,
+        doc: "provider from the catalogue (`talaria doctor` lists them): openai, custom, openrouter, nous, ollama, vllm, lmstudio, llamacpp, deepseek, groq, together, gemini, anthropic, or one added under [providers.NAME] (flag --provider, env TALARIA_PROVIDER; default custom)",
+    },
+    KeyDoc {
         key: "model.base_url",
         kind: KeyKind::Text,
-        doc: "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (flag --base-url, env TALARIA_BASE_URL)",
+        doc: "the provider's endpoint, e.g. http://127.0.0.1:8080/v1; default: the catalogue's for the provider (flag --base-url, env TALARIA_BASE_URL)",
     },
     KeyDoc {
         key: "model.name",
@@ -184,7 +197,90 @@ pub const KEYS: &[KeyDoc] = &[
         kind: KeyKind::Bool,
         doc: "print one progress line per tool call in chat (default true)",
     },
+    KeyDoc {
+        key: "providers.<name>.api",
+        kind: KeyKind::Text,
+        doc: "wire API of provider <name>: openai-compatible or anthropic (a table [providers.<name>] adds a provider or overrides fields of a catalogue one)",
+    },
+    KeyDoc {
+        key: "providers.<name>.base_url",
+        kind: KeyKind::Text,
+        doc: "default endpoint of provider <name>",
+    },
+    KeyDoc {
+        key: "providers.<name>.api_key_env",
+        kind: KeyKind::Text,
+        doc: "environment variable holding provider <name>'s API key",
+    },
+    KeyDoc {
+        key: "providers.<name>.key_required",
+        kind: KeyKind::Bool,
+        doc: "refuse to start without a key for provider <name> (hosted APIs: true, local servers: false)",
+    },
+    KeyDoc {
+        key: "providers.<name>.default_model",
+        kind: KeyKind::Text,
+        doc: "model used with provider <name> when none is chosen",
+    },
+    KeyDoc {
+        key: "providers.<name>.open_models",
+        kind: KeyKind::Bool,
+        doc: "accept any model name for provider <name> (true) or only the listed ones (false)",
+    },
+    KeyDoc {
+        key: "providers.<name>.models",
+        kind: KeyKind::Text,
+        doc: "known models of provider <name>, as [[providers.<name>.models]] tables; one named like a catalogue model replaces it",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.name",
+        kind: KeyKind::Text,
+        doc: "the model id sent to the provider",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.context_length",
+        kind: KeyKind::Integer,
+        doc: "context window in tokens",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.max_output_tokens",
+        kind: KeyKind::Integer,
+        doc: "largest answer in tokens; sent as max_tokens to providers that require it (anthropic)",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.input_price",
+        kind: KeyKind::Text,
+        doc: "US dollars per million prompt tokens",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.output_price",
+        kind: KeyKind::Text,
+        doc: "US dollars per million answer tokens",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.cached_price",
+        kind: KeyKind::Text,
+        doc: "US dollars per million prompt tokens read from the provider's cache",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.tools",
+        kind: KeyKind::Bool,
+        doc: "the model can call tools",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.vision",
+        kind: KeyKind::Bool,
+        doc: "the model accepts images",
+    },
+    KeyDoc {
+        key: "providers.<name>.models.thinking",
+        kind: KeyKind::Bool,
+        doc: "the model produces thinking blocks",
+    },
 ];
+
+/// The placeholder for a provider's name in [`KEYS`].
+const PROVIDER_PLACEHOLDER: &str = "<name>";
 
 /// A configuration problem. Every variant names where it is (the file label given by the caller
 /// and, when known, the line) and which key is at fault.
@@ -242,33 +338,81 @@ impl Config {
             .validate()
             .map_err(|(key, message)| ConfigError::BadValue {
                 origin: origin.to_owned(),
-                line: key_line(&doc, text, key).unwrap_or(0),
-                key: key.to_owned(),
+                line: key_line(&doc, text, &key).unwrap_or(0),
+                key,
                 message,
             })?;
         Ok(config)
     }
 
     /// Rules serde cannot express. Returns the key at fault and why.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let is_url = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        let is_env_name = |var: &str| !var.is_empty() && !var.contains('=');
         if let Some(url) = &self.model.base_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
+            && !is_url(url)
         {
             return Err((
-                "model.base_url",
+                "model.base_url".to_owned(),
                 format!("{url:?} is not an http:// or https:// URL"),
             ));
         }
         if self.model.name.as_deref() == Some("") {
-            return Err(("model.name", "must not be empty".to_owned()));
+            return Err(("model.name".to_owned(), "must not be empty".to_owned()));
+        }
+        if self.model.provider.as_deref() == Some("") {
+            return Err(("model.provider".to_owned(), "must not be empty".to_owned()));
         }
         if let Some(var) = &self.model.api_key_env
-            && (var.is_empty() || var.contains('='))
+            && !is_env_name(var)
         {
             return Err((
-                "model.api_key_env",
+                "model.api_key_env".to_owned(),
                 format!("{var:?} is not an environment variable name"),
             ));
+        }
+        for (name, entry) in &self.providers {
+            let key = |leaf: &str| format!("providers.{name}.{leaf}");
+            if let Some(url) = &entry.base_url
+                && !is_url(url)
+            {
+                return Err((
+                    key("base_url"),
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+            if let Some(var) = &entry.api_key_env
+                && !is_env_name(var)
+            {
+                return Err((
+                    key("api_key_env"),
+                    format!("{var:?} is not an environment variable name"),
+                ));
+            }
+            if entry.default_model.as_deref() == Some("") {
+                return Err((key("default_model"), "must not be empty".to_owned()));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, model) in entry.models.iter().enumerate() {
+                let at = format!("providers.{name}.models[{i}].name");
+                if model.name.trim().is_empty() {
+                    return Err((at, "must not be empty".to_owned()));
+                }
+                if !seen.insert(model.name.as_str()) {
+                    return Err((at, format!("model {:?} is listed twice", model.name)));
+                }
+                let prices = [model.input_price, model.output_price, model.cached_price];
+                if prices
+                    .into_iter()
+                    .flatten()
+                    .any(|p| !p.is_finite() || p < 0.0)
+                {
+                    return Err((
+                        format!("providers.{name}.models[{i}]"),
+                        "prices must be zero or more".to_owned(),
+                    ));
+                }
+            }
         }
         let positive: [(&'static str, u64); 6] = [
             (
@@ -292,12 +436,12 @@ impl Config {
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err((key, "must be greater than 0".to_owned()));
+                return Err((key.to_owned(), "must be greater than 0".to_owned()));
             }
         }
         if self.memory.user_char_limit == 0 {
             return Err((
-                "memory.user_char_limit",
+                "memory.user_char_limit".to_owned(),
                 "must be greater than 0".to_owned(),
             ));
         }
@@ -352,6 +496,11 @@ pub fn set_key(text: &str, key: &str, value: &str, origin: &str) -> Result<Strin
         key: key.to_owned(),
         message,
     };
+    if key.contains(PROVIDER_PLACEHOLDER) {
+        return Err(bad(
+            "providers are edited as [providers.NAME] tables in the file".to_owned(),
+        ));
+    }
     let item = match doc_entry.kind {
         KeyKind::Text | KeyKind::Secret => toml_edit::value(value),
         KeyKind::Integer => {
@@ -390,8 +539,14 @@ fn lookup_key(key: &str) -> Result<&'static KeyDoc, ConfigError> {
 }
 
 fn suggestion(key: &str) -> String {
+    suggestion_among(key, "")
+}
+
+/// A "did you mean" among the documented keys that start with `prefix`.
+fn suggestion_among(key: &str, prefix: &str) -> String {
     let best = KEYS
         .iter()
+        .filter(|k| k.key.starts_with(prefix))
         .map(|k| {
             let leaf_of = |s: &str| s.rsplit('.').next().unwrap_or(s).to_owned();
             let d = edit_distance(key, k.key).min(edit_distance(&leaf_of(key), &leaf_of(k.key)));
@@ -450,6 +605,10 @@ fn check_known_keys(
                 message: "must be a table".to_owned(),
             });
         };
+        if table_name == "providers" {
+            check_provider_keys(table, text, origin)?;
+            continue;
+        }
         for (leaf, _) in table.iter() {
             let dotted = format!("{table_name}.{leaf}");
             if !KEYS.iter().any(|k| k.key == dotted) {
@@ -460,6 +619,68 @@ fn check_known_keys(
                     key: dotted.clone(),
                     hint: suggestion(&dotted),
                 });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[providers.NAME]` tables: any provider name, but only documented fields, and `models` as an
+/// array of tables with documented fields.
+fn check_provider_keys(
+    providers: &dyn toml_edit::TableLike,
+    text: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let line = |span: Option<std::ops::Range<usize>>| span.map_or(0, |s| line_of(text, s.start));
+    let unknown = |name: &str, generic: String, span| {
+        let shown = generic.replace(PROVIDER_PLACEHOLDER, name);
+        ConfigError::UnknownKey {
+            origin: origin.to_owned(),
+            line: line(span),
+            key: shown,
+            hint: suggestion_among(&generic, "providers.").replace(PROVIDER_PLACEHOLDER, name),
+        }
+    };
+    let documented = |generic: &str| KEYS.iter().any(|k| k.key == generic);
+    for (name, item) in providers.iter() {
+        let name_span = providers.key(name).and_then(|k| k.span());
+        let Some(table) = item.as_table_like() else {
+            return Err(ConfigError::BadValue {
+                origin: origin.to_owned(),
+                line: line(name_span),
+                key: format!("providers.{name}"),
+                message: "must be a table ([providers.NAME])".to_owned(),
+            });
+        };
+        for (leaf, value) in table.iter() {
+            let span = table.key(leaf).and_then(|k| k.span());
+            let generic = format!("providers.{PROVIDER_PLACEHOLDER}.{leaf}");
+            if !documented(&generic) {
+                return Err(unknown(name, generic, span));
+            }
+            if leaf != "models" {
+                continue;
+            }
+            let models: Vec<&dyn toml_edit::TableLike> = match value {
+                toml_edit::Item::ArrayOfTables(a) => {
+                    a.iter().map(|t| t as &dyn toml_edit::TableLike).collect()
+                }
+                toml_edit::Item::Value(toml_edit::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_inline_table())
+                    .map(|t| t as &dyn toml_edit::TableLike)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for model in models {
+                for (field, _) in model.iter() {
+                    let generic = format!("providers.{PROVIDER_PLACEHOLDER}.models.{field}");
+                    if !documented(&generic) {
+                        let span = model.key(field).and_then(|k| k.span());
+                        return Err(unknown(name, generic, span));
+                    }
+                }
             }
         }
     }
@@ -485,11 +706,33 @@ fn key_at(doc: &toml_edit::Document<String>, offset: usize) -> Option<String> {
     None
 }
 
+/// The line of a dotted key such as `model.name` or `providers.x.models[1].name`.
 fn key_line(doc: &toml_edit::Document<String>, text: &str, key: &str) -> Option<usize> {
-    let (table_name, leaf) = key.split_once('.')?;
-    let table = doc.as_table().get(table_name)?.as_table_like()?;
-    let span = table.key(leaf)?.span()?;
-    Some(line_of(text, span.start))
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if parts.peek().is_none() && index.is_none() {
+            let span = table.key(name)?.span()?;
+            return Some(line_of(text, span.start));
+        }
+        let name_span = table.key(name).and_then(|k| k.span());
+        let item = table.get(name)?;
+        table = match index {
+            Some(i) => match item {
+                toml_edit::Item::ArrayOfTables(a) => a.get(i)?,
+                _ => item.as_array()?.get(i)?.as_inline_table()?,
+            },
+            None => item.as_table_like()?,
+        };
+        if parts.peek().is_none() {
+            return name_span.map(|s| line_of(text, s.start));
+        }
+    }
+    None
 }
 
 fn syntax_error(text: &str, origin: &str, e: &toml_edit::TomlError) -> ConfigError {
@@ -522,21 +765,103 @@ mod tests {
     #[test]
     fn keys_table_matches_the_model() {
         let mut full = Config::default();
+        full.model.provider = Some("p".into());
         full.model.base_url = Some("http://x".into());
         full.model.name = Some("m".into());
         full.model.api_key = Some(Secret::new("k"));
         full.model.api_key_env = Some("K".into());
+        full.providers.insert(
+            "mine".into(),
+            ProviderEntry {
+                api: Some(crate::provider::ApiKind::Anthropic),
+                base_url: Some("http://y".into()),
+                api_key_env: Some("Y".into()),
+                key_required: Some(true),
+                default_model: Some("m".into()),
+                open_models: Some(false),
+                models: vec![crate::provider::ModelEntry {
+                    name: "m".into(),
+                    context_length: Some(1),
+                    max_output_tokens: Some(1),
+                    input_price: Some(1.0),
+                    output_price: Some(1.0),
+                    cached_price: Some(1.0),
+                    tools: true,
+                    vision: true,
+                    thinking: true,
+                }],
+            },
+        );
         let table: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
         let mut keys: Vec<String> = Vec::new();
         for (t, v) in &table {
-            for leaf in v.as_table().unwrap().keys() {
-                keys.push(format!("{t}.{leaf}"));
+            for (leaf, value) in v.as_table().unwrap() {
+                if t != "providers" {
+                    keys.push(format!("{t}.{leaf}"));
+                    continue;
+                }
+                for (field, value) in value.as_table().unwrap() {
+                    keys.push(format!("providers.<name>.{field}"));
+                    if field == "models" {
+                        for model_field in value.as_array().unwrap()[0].as_table().unwrap().keys() {
+                            keys.push(format!("providers.<name>.models.{model_field}"));
+                        }
+                    }
+                }
             }
         }
         keys.sort();
         let mut documented: Vec<String> = KEYS.iter().map(|k| k.key.to_owned()).collect();
         documented.sort();
         assert_eq!(keys, documented);
+    }
+
+    #[test]
+    fn providers_extend_the_catalogue_with_checked_keys() {
+        let text = "[model]\nprovider = \"mine\"\n\n[providers.mine]\napi = \"anthropic\"\nbase_url = \"http://127.0.0.1:9/\"\napi_key_env = \"MINE_KEY\"\n\n[[providers.mine.models]]\nname = \"big\"\ncontext_length = 1000\ninput_price = 1.5\ntools = true\n";
+        let c = Config::from_toml_str(text, "c.toml").unwrap();
+        let mine = &c.providers["mine"];
+        assert_eq!(mine.api, Some(crate::provider::ApiKind::Anthropic));
+        assert_eq!(mine.models[0].name, "big");
+        assert_eq!(mine.models[0].input_price, Some(1.5));
+        assert!(mine.models[0].tools && !mine.models[0].vision);
+
+        let err = Config::from_toml_str("[providers.mine]\nbase_ulr = \"http://x\"\n", "c.toml")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: unknown key `providers.mine.base_ulr` (did you mean `providers.mine.base_url`?)"
+        );
+        let err = Config::from_toml_str(
+            "[providers.mine]\n\n[[providers.mine.models]]\nname = \"a\"\ncontext = 5\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:5: unknown key `providers.mine.models.context`"),
+            "{err}"
+        );
+        let err = Config::from_toml_str("[providers.mine]\nbase_url = \"ftp://x\"\n", "c.toml")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2: bad value for `providers.mine.base_url`: \"ftp://x\" is not an http:// or https:// URL"
+        );
+        let err = Config::from_toml_str(
+            "[providers.mine]\n[[providers.mine.models]]\nname = \"a\"\n[[providers.mine.models]]\nname = \"a\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`providers.mine.models[1].name`: model \"a\" is listed twice"),
+            "{err}"
+        );
+        assert!(matches!(
+            set_key("", "providers.<name>.base_url", "http://x", "c"),
+            Err(ConfigError::InvalidArgument { .. })
+        ));
     }
 
     #[test]

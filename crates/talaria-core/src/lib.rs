@@ -6,10 +6,12 @@
 
 pub mod config;
 pub mod message;
+pub mod provider;
 pub mod secret;
 pub mod session;
 
 pub use config::{Config, ConfigError};
 pub use message::{Message, Role, ToolCall, ToolSpec, Usage};
+pub use provider::{ApiKind, ModelEntry, ProviderEntry};
 pub use secret::Secret;
 pub use session::SessionId;

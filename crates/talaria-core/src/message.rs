@@ -58,6 +58,11 @@ pub struct Message {
     /// The tool's name, on tool messages only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Content a provider needs back verbatim on the next request and that has no place in the
+    /// fields above, e.g. Anthropic's signed thinking blocks (`{"anthropic_thinking":[..]}`).
+    /// Opaque to everything but the provider that wrote it; other providers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_data: Option<serde_json::Value>,
 }
 
 impl Message {
@@ -91,6 +96,7 @@ impl Message {
             tool_calls: Vec::new(),
             tool_call_id: None,
             name: None,
+            provider_data: None,
         }
     }
 

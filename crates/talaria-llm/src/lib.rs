@@ -8,10 +8,13 @@
 //! It must never log, print or embed in an error the API key, and it never interprets tool
 //! calls: arguments stay the raw text the model produced, valid JSON or not.
 //!
-//! [`ChatProvider`] is the seam the agent codes against; [`OpenAiCompatible`] is the one real
-//! implementation (any server speaking OpenAI's Chat Completions API: OpenAI, vLLM, llama.cpp,
-//! Ollama, LM Studio, OpenRouter and others).
+//! [`ChatProvider`] is the seam the agent codes against. [`OpenAiCompatible`] speaks OpenAI's
+//! Chat Completions API (OpenAI, vLLM, llama.cpp, Ollama, LM Studio, OpenRouter and others);
+//! [`Anthropic`] speaks Anthropic's native Messages API. The [`Catalogue`] says which
+//! providers exist, where they live, and what their models can do.
 
+mod anthropic;
+pub mod catalogue;
 mod error;
 mod openai;
 mod retry;
@@ -20,6 +23,8 @@ mod wire;
 
 use talaria_core::{Message, ToolSpec, Usage};
 
+pub use anthropic::{ANTHROPIC_VERSION, Anthropic, THINKING_KEY};
+pub use catalogue::{Catalogue, CatalogueError, Provider};
 pub use error::{LlmError, TimeoutPhase};
 pub use openai::{EndpointConfig, OpenAiCompatible};
 pub use retry::{MAX_RETRY_AFTER, RetryPolicy};

@@ -69,9 +69,9 @@ impl std::fmt::Debug for OpenAiCompatible {
 }
 
 /// A failed attempt, with the server's requested wait when it gave one.
-struct Failure {
-    error: LlmError,
-    retry_after: Option<Duration>,
+pub(crate) struct Failure {
+    pub(crate) error: LlmError,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl From<LlmError> for Failure {
@@ -85,13 +85,13 @@ impl From<LlmError> for Failure {
 
 /// Forwards events to the caller and remembers whether any was sent, because after that a
 /// retry would show the user a second, different beginning of the answer.
-struct EventSink<'a> {
-    on_event: &'a mut (dyn FnMut(StreamEvent) + Send),
-    emitted: bool,
+pub(crate) struct EventSink<'a> {
+    pub(crate) on_event: &'a mut (dyn FnMut(StreamEvent) + Send),
+    pub(crate) emitted: bool,
 }
 
 impl EventSink<'_> {
-    fn emit(&mut self, event: StreamEvent) {
+    pub(crate) fn emit(&mut self, event: StreamEvent) {
         self.emitted = true;
         (self.on_event)(event);
     }
@@ -104,34 +104,7 @@ impl OpenAiCompatible {
     /// [`LlmError::InvalidEndpoint`] when `base_url` is not an `http://` or `https://` URL, or
     /// the HTTP client cannot be built.
     pub fn new(config: EndpointConfig) -> Result<Self, LlmError> {
-        let base_url = config.base_url.trim().trim_end_matches('/').to_owned();
-        let invalid = |reason: String| LlmError::InvalidEndpoint {
-            base_url: config.base_url.clone(),
-            reason,
-        };
-        let mut parsed = reqwest::Url::parse(&base_url).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(invalid(
-                "only http:// and https:// URLs are supported".to_owned(),
-            ));
-        }
-        if parsed.password().is_some() {
-            // Only the URL shown to people is redacted; the request URL keeps the password.
-            let _ = parsed.set_password(Some("redacted"));
-        }
-        let shown_url = parsed.as_str().trim_end_matches('/').to_owned();
-        // reqwest is built without a default crypto provider; installing ring twice is a no-op
-        // error we can ignore.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .user_agent(concat!("talaria/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| LlmError::InvalidEndpoint {
-                base_url: shown_url.clone(),
-                reason: format!("cannot build the HTTP client: {}", root_cause(&e)),
-            })?;
+        let (client, base_url, shown_url) = http_client(&config)?;
         Ok(Self {
             client,
             base_url,
@@ -187,26 +160,7 @@ impl OpenAiCompatible {
         shown: &str,
         model: Option<&str>,
     ) -> Failure {
-        let status = response.status().as_u16();
-        let retry_after = if status == 429 || (500..600).contains(&status) {
-            response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        } else {
-            None
-        };
-        // The status alone is enough to classify; an unreadable body only costs the message.
-        let body = response.text().await.unwrap_or_default();
-        Failure {
-            error: classify_status(status, &body, shown, model, retry_after),
-            retry_after: if is_retryable_status(status) {
-                retry_after
-            } else {
-                None
-            },
-        }
+        error_failure(response, shown, model).await
     }
 
     async fn chat_once(
@@ -399,6 +353,74 @@ async fn read_stream(
     Ok(answer.finish(&request.model)?)
 }
 
+/// Validates `config.base_url` and builds an HTTP client with its timeouts. Returns the client,
+/// the base URL without its trailing slash, and that URL with any password redacted.
+///
+/// # Errors
+/// [`LlmError::InvalidEndpoint`] when `base_url` is not an `http://` or `https://` URL, or
+/// the HTTP client cannot be built.
+pub(crate) fn http_client(
+    config: &EndpointConfig,
+) -> Result<(reqwest::Client, String, String), LlmError> {
+    let base_url = config.base_url.trim().trim_end_matches('/').to_owned();
+    let invalid = |reason: String| LlmError::InvalidEndpoint {
+        base_url: config.base_url.clone(),
+        reason,
+    };
+    let mut parsed = reqwest::Url::parse(&base_url).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            "only http:// and https:// URLs are supported".to_owned(),
+        ));
+    }
+    if parsed.password().is_some() {
+        // Only the URL shown to people is redacted; the request URL keeps the password.
+        let _ = parsed.set_password(Some("redacted"));
+    }
+    let shown_url = parsed.as_str().trim_end_matches('/').to_owned();
+    // reqwest is built without a default crypto provider; installing ring twice is a no-op
+    // error we can ignore.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .user_agent(concat!("talaria/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| LlmError::InvalidEndpoint {
+            base_url: shown_url.clone(),
+            reason: format!("cannot build the HTTP client: {}", root_cause(&e)),
+        })?;
+    Ok((client, base_url, shown_url))
+}
+
+/// The `Retry-After` of a 429 or 5xx response, and the classified error of its body.
+pub(crate) async fn error_failure(
+    response: reqwest::Response,
+    shown: &str,
+    model: Option<&str>,
+) -> Failure {
+    let status = response.status().as_u16();
+    let retry_after = if status == 429 || (500..600).contains(&status) {
+        response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+    } else {
+        None
+    };
+    // The status alone is enough to classify; an unreadable body only costs the message.
+    let body = response.text().await.unwrap_or_default();
+    Failure {
+        error: classify_status(status, &body, shown, model, retry_after),
+        retry_after: if is_retryable_status(status) {
+            retry_after
+        } else {
+            None
+        },
+    }
+}
+
 /// Parses a `chat.completion` body.
 fn parse_completion(bytes: &[u8], requested_model: &str) -> Result<ChatResponse, LlmError> {
     let completion: WireCompletion = serde_json::from_slice(bytes)
@@ -437,7 +459,7 @@ fn report_whole_answer(answer: &ChatResponse, sink: &mut EventSink<'_>) {
 }
 
 /// A body that did not decode as `expected`: cut short (JSON ended early) or simply wrong.
-fn body_error(e: &serde_json::Error, bytes: &[u8], expected: &str) -> LlmError {
+pub(crate) fn body_error(e: &serde_json::Error, bytes: &[u8], expected: &str) -> LlmError {
     let text = String::from_utf8_lossy(bytes);
     if text.trim().is_empty() {
         return LlmError::InvalidResponse {
@@ -459,7 +481,7 @@ fn body_error(e: &serde_json::Error, bytes: &[u8], expected: &str) -> LlmError {
 }
 
 /// Classifies a transport-level failure. `url` is the redacted URL for the message.
-fn transport_error(e: &reqwest::Error, url: &str) -> LlmError {
+pub(crate) fn transport_error(e: &reqwest::Error, url: &str) -> LlmError {
     let url = url.to_owned();
     if e.is_timeout() {
         let phase = if e.is_connect() {
@@ -483,7 +505,7 @@ fn transport_error(e: &reqwest::Error, url: &str) -> LlmError {
 
 /// The innermost error's message: "Connection refused (os error 111)" says more than
 /// "error sending request", and unlike reqwest's own message it does not repeat the URL.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;

@@ -206,6 +206,7 @@ pub(crate) fn messages(
                     tool_calls: decode_tool_calls(3, row.get(3)?)?,
                     tool_call_id: row.get(4)?,
                     name: row.get(5)?,
+                    provider_data: None,
                 },
                 created_at: row.get(6)?,
             })

@@ -1,6 +1,7 @@
 //! Test fakes that speak real protocols over real sockets.
 //!
-//! This crate owns [`FakeModelServer`]: a scripted OpenAI-compatible `/v1/chat/completions`
+//! This crate owns [`FakeModelServer`] and [`FakeAnthropicServer`] (the Anthropic Messages
+//! API, see its module). [`FakeModelServer`] is a scripted OpenAI-compatible `/v1/chat/completions`
 //! server on a loopback port. Tests push [`Reply`] values; each `POST /v1/chat/completions`
 //! consumes one, and the server renders it in the mode the request asked for: a
 //! `chat.completion` JSON object, or `chat.completion.chunk` server-sent events shaped the way
@@ -12,9 +13,11 @@
 //! panics on a poisoned lock: a test that panicked while holding one has already failed, and the
 //! server keeps answering so that failure is the one reported.
 
+mod anthropic;
 mod render;
 mod unconfined;
 
+pub use anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropicServer, FakeBlock};
 pub use unconfined::UnconfinedExecutor;
 
 use std::collections::VecDeque;

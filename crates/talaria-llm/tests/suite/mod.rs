@@ -1,6 +1,8 @@
 //! Shared helpers; the tests live in the submodules.
 
 mod answers;
+mod anthropic;
+mod catalogue;
 mod failures;
 mod retries;
 
@@ -49,7 +51,7 @@ fn request(stream: bool) -> ChatRequest {
 
 /// Sends `request`, returning the outcome and every event reported along the way.
 async fn chat(
-    provider: &impl ChatProvider,
+    provider: &(impl ChatProvider + ?Sized),
     request: &ChatRequest,
 ) -> (Result<ChatResponse, LlmError>, Vec<StreamEvent>) {
     let mut events = Vec::new();

@@ -1,0 +1,81 @@
+//! The shape of a model provider's description: which wire API it speaks, where it lives, which
+//! environment variable holds its key, and what is known about its models.
+//!
+//! The same [`ProviderEntry`] describes a provider in the catalogue shipped with Talaria
+//! (`talaria-llm/providers.toml`) and in a user's `[providers.NAME]` table, where every field is
+//! an override: a field left out keeps the catalogue's value. Merging and checking live in
+//! `talaria_llm::catalogue`; this module only holds the types, so the configuration model can
+//! carry them without depending on the model client.
+
+use serde::{Deserialize, Serialize};
+
+/// The wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApiKind {
+    /// `POST {base}/chat/completions` (OpenAI, vLLM, llama.cpp, Ollama, OpenRouter, ...).
+    OpenaiCompatible,
+    /// Anthropic's native Messages API, `POST {base}/v1/messages`.
+    Anthropic,
+}
+
+impl ApiKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKind::OpenaiCompatible => "openai-compatible",
+            ApiKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// One provider, as the catalogue or a user's configuration describes it. Every field is
+/// optional so that a configuration entry can override just one of them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The environment variable holding the provider's API key, e.g. `OPENROUTER_API_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Whether a request without a key is pointless (hosted APIs) or normal (local servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_required: Option<bool>,
+    /// The model used when none is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_model: Option<String>,
+    /// Whether any model name is accepted (aggregators, local servers) or only the listed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_models: Option<bool>,
+    /// Known models; a configured model with the name of a catalogue model replaces it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelEntry>,
+}
+
+/// What is known about one model. Prices are in US dollars per million tokens.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub name: String,
+    /// Context window in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+    /// Largest answer the model may produce; Anthropic requires `max_tokens`, and this is it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_price: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_price: Option<f64>,
+    /// Price of prompt tokens read from the provider's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_price: Option<f64>,
+    #[serde(default)]
+    pub tools: bool,
+    #[serde(default)]
+    pub vision: bool,
+    #[serde(default)]
+    pub thinking: bool,
+}
