@@ -5,7 +5,7 @@
 //! Cyrillic `ѕkіll` next to Latin `skill`). The skeleton follows the idea of Unicode TR39's
 //! (map every character to a representative of its look-alike class) with a small table that
 //! covers what can appear in a valid name: ASCII letters and digits that are confused with each
-//! other (`0`/`o`, `1`/`l`, `5`/`s`, `rn`/`m`, `vv`/`w`), the Cyrillic and Greek lowercase
+//! other (`0`/`o`, `1`/`l`/`i`, `5`/`s`, `rn`/`m`, `vv`/`w`), the Cyrillic and Greek lowercase
 //! letters that look Latin, and fullwidth forms. Hyphens are dropped (`my-skill` and `myskill`
 //! read alike). A name that is not covered keeps its character, so the check can only refuse
 //! more, never let a look-alike through that the table knows about.
@@ -28,8 +28,8 @@ fn fold(c: char) -> char {
             char::from_u32(c as u32 - 0xfee0).map_or(c, fold)
         }
         '0' | 'о' | 'ο' | 'σ' => 'o',
-        '1' | 'ӏ' | '|' => 'l',
-        'ı' | 'і' | 'ι' => 'i',
+        // A thin vertical stroke: one class, since fonts differ on which of these look alike.
+        '1' | 'i' | 'ӏ' | '|' | 'ı' | 'і' | 'ι' => 'l',
         '5' | 'ѕ' => 's',
         '2' => 'z',
         '8' => 'b',

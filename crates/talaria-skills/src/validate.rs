@@ -138,7 +138,8 @@ impl Report {
 
 /// Validate the skill directory at `dir` (its last component is the expected name).
 pub fn validate_dir(dir: &Path, mode: Mode) -> Report {
-    let dir_name = dir
+    let named = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let dir_name = named
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default()
