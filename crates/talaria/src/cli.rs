@@ -37,6 +37,9 @@ pub enum Command {
     /// Run the four units (gateway with its HTTP API, agent, scheduler, executor) in this
     /// process on a private bus, for a laptop, a container or CI.
     Serve(crate::serve::ServeArgs),
+    /// Validate skills and manage the skill registry: versions, audit log, quarantine.
+    #[command(subcommand)]
+    Skills(crate::skills_cmd::SkillsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,5 +171,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(cmd) => crate::sandbox_cmd::run(cmd).await,
         Command::Policy(cmd) => crate::policy_cmd::run(cmd),
         Command::Serve(args) => crate::serve::run(args).await,
+        Command::Skills(cmd) => crate::skills_cmd::run(cmd).await,
     }
 }

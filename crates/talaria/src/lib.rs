@@ -15,6 +15,7 @@ mod sandbox_cmd;
 mod sandboxed;
 mod serve;
 mod sessions_cmd;
+mod skills_cmd;
 
 use std::process::ExitCode;
 

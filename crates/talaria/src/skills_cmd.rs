@@ -1,0 +1,277 @@
+//! `talaria skills validate|import|list|show|log|diff|rollback|approve|reject|quarantine|verify|sync`.
+//!
+//! Everything here is the owner acting: writes are recorded with the actor `user`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use talaria_agent::format_time;
+use talaria_skills::{Mode, Registry, short, validate_dir};
+
+use crate::Exit;
+use crate::context;
+
+#[derive(Debug, Subcommand)]
+pub enum SkillsCommand {
+    /// Check a skill directory; exit 0 when valid, 1 listing every problem.
+    Validate {
+        path: PathBuf,
+        /// Read it as a skill from elsewhere (Hermes' fields allowed, unknown keys warn).
+        #[arg(long)]
+        lenient: bool,
+    },
+    /// Add a skill directory to the registry (author `import`, lenient validation).
+    Import { path: PathBuf },
+    /// Every skill: state, current version, author, last change.
+    List,
+    /// A skill's front matter, files and provenance.
+    Show { name: String },
+    /// A skill's audit log.
+    Log { name: String },
+    /// A unified diff between two versions (hash prefixes) of a skill.
+    Diff { name: String, a: String, b: String },
+    /// Make an earlier version current again; its files are restored byte for byte.
+    Rollback { name: String, version: String },
+    /// Approve a skill's quarantined version: it becomes active and is written to disk.
+    Approve { name: String },
+    /// Reject a skill's quarantined version.
+    Reject {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Versions waiting for approval.
+    Quarantine,
+    /// Recompute every version's hash and the audit chain, and compare the skills on disk; exit
+    /// 1 naming everything tampered with.
+    Verify,
+    /// Record edits made to the skills directory as new versions by `user` (or refuse them).
+    Sync,
+}
+
+pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
+    if let SkillsCommand::Validate { path, lenient } = &command {
+        return validate(path, *lenient);
+    }
+    let home = context::home()?;
+    let store = context::open_store(&home).await?;
+    let registry = Registry::new(store, home.root().join("skills"));
+    match command {
+        SkillsCommand::Validate { .. } => Ok(()),
+        SkillsCommand::Import { path } => {
+            let outcome = registry.import(&path).await?;
+            for warning in &outcome.warnings {
+                println!("{warning}");
+            }
+            let state = if outcome.quarantined {
+                "quarantined"
+            } else {
+                "active"
+            };
+            println!(
+                "imported {} version {} ({state})",
+                outcome.name,
+                short(&outcome.version)
+            );
+            Ok(())
+        }
+        SkillsCommand::List => {
+            let skills = registry.list().await?;
+            if skills.is_empty() {
+                println!("no skills yet");
+                return Ok(());
+            }
+            println!(
+                "{:<32} {:<12} {:<12} {:<7} UPDATED",
+                "NAME", "STATE", "VERSION", "AUTHOR"
+            );
+            for s in skills {
+                let pending = if s.pending_version.is_some() && s.state.as_str() == "active" {
+                    " (update pending)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<32} {:<12} {:<12} {:<7} {}{pending}",
+                    s.name,
+                    s.state.as_str(),
+                    short(&s.version),
+                    s.author,
+                    format_time(s.updated_at)
+                );
+            }
+            Ok(())
+        }
+        SkillsCommand::Show { name } => {
+            let d = registry.show(&name).await?;
+            println!("name:     {}", d.summary.name);
+            println!("state:    {}", d.summary.state.as_str());
+            println!("version:  {}", d.version.hash);
+            println!(
+                "parent:   {}",
+                d.version.parent.as_deref().map_or("-", short)
+            );
+            println!("author:   {}", d.version.author);
+            println!(
+                "session:  {}",
+                d.version.session_id.as_deref().unwrap_or("-")
+            );
+            println!(
+                "untrusted content in context: {}",
+                if d.version.untrusted_context {
+                    "yes"
+                } else {
+                    "no"
+                }
+            );
+            println!("created:  {}", format_time(d.version.created_at));
+            if let Some(p) = &d.pending {
+                println!(
+                    "pending:  {} by {} (talaria skills approve {name})",
+                    short(&p.hash),
+                    p.author
+                );
+            }
+            println!("\nfront matter:\n{}", d.front_matter.trim_end());
+            println!("\nfiles:");
+            for (path, size, exec) in d.files {
+                println!("  {} {size:>8}  {path}", if exec { "x" } else { "-" });
+            }
+            Ok(())
+        }
+        SkillsCommand::Log { name } => {
+            let entries = registry.log(Some(&name)).await?;
+            if entries.is_empty() {
+                return Err(anyhow::anyhow!("no audit entries for skill {name:?}"));
+            }
+            for e in entries {
+                let reason = if e.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", e.reason)
+                };
+                println!(
+                    "{:>5}  {}  {:<13} {:<12}  {}{reason}",
+                    e.seq,
+                    format_time(e.at),
+                    e.action,
+                    e.version.as_deref().map_or("-", short),
+                    e.actor
+                );
+            }
+            Ok(())
+        }
+        SkillsCommand::Diff { name, a, b } => {
+            let (_, old) = registry.version_tree(&name, &a).await?;
+            let (_, new) = registry.version_tree(&name, &b).await?;
+            print!("{}", talaria_skills::diff::unified(&old, &new));
+            Ok(())
+        }
+        SkillsCommand::Rollback { name, version } => {
+            let target = registry.rollback(&name, &version, "user").await?;
+            println!("{name} is at version {} again", short(&target));
+            Ok(())
+        }
+        SkillsCommand::Approve { name } => {
+            let version = registry.approve(&name, "user").await?;
+            println!("approved {name} version {}", short(&version));
+            Ok(())
+        }
+        SkillsCommand::Reject { name, reason } => {
+            let version = registry.reject(&name, "user", &reason).await?;
+            println!("rejected {name} version {}", short(&version));
+            Ok(())
+        }
+        SkillsCommand::Quarantine => {
+            let pending = registry.quarantine().await?;
+            if pending.is_empty() {
+                println!("nothing in quarantine");
+                return Ok(());
+            }
+            for p in pending {
+                println!(
+                    "{:<32} {:<12} {} session {}",
+                    p.name,
+                    short(&p.version.hash),
+                    p.version.author,
+                    p.version.session_id.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        SkillsCommand::Verify => {
+            let problems = registry.verify().await?;
+            if problems.is_empty() {
+                println!(
+                    "skills verified: every version, the audit chain and the skills on disk are intact"
+                );
+                return Ok(());
+            }
+            for problem in &problems {
+                println!("{problem}");
+            }
+            Err(Exit {
+                code: 1,
+                message: Some(format!(
+                    "skill registry verification failed: {} problem(s)",
+                    problems.len()
+                )),
+            }
+            .into())
+        }
+        SkillsCommand::Sync => {
+            let report = registry.sync().await?;
+            for (name, version) in &report.recorded {
+                println!(
+                    "{name}: edit on disk recorded as version {} by user",
+                    short(version)
+                );
+            }
+            for name in &report.restored {
+                println!("{name}: missing on disk; written again");
+            }
+            for name in &report.untracked {
+                println!("{name}: not in the registry (talaria skills import to add it)");
+            }
+            for (name, problems) in &report.refused {
+                println!(
+                    "{name}: edit on disk refused; the registry's version stays authoritative:"
+                );
+                for problem in problems {
+                    println!("  {problem}");
+                }
+            }
+            if report.refused.is_empty() {
+                Ok(())
+            } else {
+                Err(Exit {
+                    code: 1,
+                    message: None,
+                }
+                .into())
+            }
+        }
+    }
+}
+
+fn validate(path: &std::path::Path, lenient: bool) -> anyhow::Result<()> {
+    let mode = if lenient { Mode::Lenient } else { Mode::Strict };
+    let report = validate_dir(path, mode);
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    if report.is_valid() {
+        println!("{}: valid", path.display());
+        Ok(())
+    } else {
+        Err(Exit {
+            code: 1,
+            message: Some(format!(
+                "{}: {} error(s)",
+                path.display(),
+                report.errors().count()
+            )),
+        }
+        .into())
+    }
+}
