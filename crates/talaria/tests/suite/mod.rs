@@ -2,7 +2,6 @@ mod chat;
 mod config;
 mod failures;
 mod harness;
-mod provider;
 mod sandbox;
 mod serve;
 mod sessions;
