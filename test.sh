@@ -8,14 +8,15 @@ cd "$(dirname "$0")"
 source scripts/prereqs.sh
 ensure_build_tools
 ensure_test_tools
+# The end-to-end suite and the unit check drive the real daemon binaries: build them all first
+# (a test run only builds the binaries of packages whose own tests use them).
+cargo build --workspace --bins --quiet
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
     cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
-# The unit check runs systemd-analyze against the real daemons the tests just built.
-cargo build --workspace --bins --quiet
 scripts/check-units.sh "${CARGO_TARGET_DIR:-target}/debug" || status=1
 scripts/check-nix.sh || status=1
 exit "$status"
