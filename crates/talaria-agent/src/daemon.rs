@@ -73,7 +73,7 @@ pub async fn serve(
     let config = home.load_config()?;
     let endpoint = endpoint::resolve(&unit.endpoint, &config, &home.config_file())
         .map_err(|e| format!("{e:#}"))?;
-    let provider = Arc::new(endpoint::provider(&endpoint, &config).map_err(|e| format!("{e:#}"))?);
+    let provider = endpoint::provider(&endpoint, &config).map_err(|e| format!("{e:#}"))?;
     let default_model = endpoint::choose_model(&endpoint, provider.as_ref())
         .await
         .map_err(|e| format!("{e:#}"))?;

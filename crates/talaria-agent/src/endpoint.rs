@@ -1,28 +1,44 @@
 //! Which model endpoint to talk to, from flags, environment, credentials and configuration.
 //! The CLI and the agent unit take the same flags ([`EndpointArgs`]).
+//!
+//! The provider (`--provider`, `TALARIA_PROVIDER`, `model.provider`, default `custom`) is looked
+//! up in the catalogue (`talaria_llm::Catalogue`, extended by `[providers.NAME]`), which gives
+//! the wire API, the default endpoint and model, and the environment variable holding the key.
+//! An unknown provider or model, or a missing key for a provider that requires one, is refused
+//! here, before anything is sent, naming the flag, variable or key to fix.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use talaria_core::{Config, Secret};
-use talaria_llm::{ChatProvider, EndpointConfig, OpenAiCompatible, RetryPolicy};
+use talaria_core::{ApiKind, Config, Secret};
+use talaria_llm::{
+    Anthropic, Catalogue, ChatProvider, EndpointConfig, OpenAiCompatible, Provider, RetryPolicy,
+};
 
 /// Where the model is: flags shared by `talaria chat` and `talaria-agentd`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct EndpointArgs {
-    /// OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 [env: TALARIA_BASE_URL, OPENAI_BASE_URL]
+    /// Provider from the catalogue: openai, custom, openrouter, nous, ollama, vllm, lmstudio,
+    /// llamacpp, deepseek, groq, together, gemini, anthropic, or one from [providers.NAME]
+    /// [env: TALARIA_PROVIDER] [default: custom]
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// Endpoint, e.g. http://127.0.0.1:8080/v1; default: the provider's [env: TALARIA_BASE_URL, OPENAI_BASE_URL]
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
     /// Model name [env: TALARIA_MODEL]
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
-    /// API key [env: TALARIA_API_KEY, OPENAI_API_KEY]; prefer the variable, flags show up in `ps`
+    /// API key [env: TALARIA_API_KEY, the provider's variable, e.g. ANTHROPIC_API_KEY]; prefer a variable, flags show up in `ps`
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
 }
 
 #[derive(Debug)]
 pub struct Endpoint {
+    /// The catalogue's entry for the chosen provider, user overrides applied.
+    pub provider: Provider,
     pub base_url: String,
     pub model: Option<String>,
     pub api_key: Option<Secret>,
@@ -32,21 +48,53 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// Resolve the endpoint. Precedence: flag, `TALARIA_*`, `OPENAI_*`, config file.
+/// The provider used when none is chosen: any OpenAI-compatible endpoint.
+const DEFAULT_PROVIDER: &str = "custom";
+
+/// Resolve the endpoint. Precedence for each setting: flag, `TALARIA_*`, `OPENAI_*` (for the
+/// `openai` and `custom` providers), the configuration's `[model]` (when it is about the chosen
+/// provider), the catalogue. Keys: flag, `TALARIA_API_KEY`, the systemd credential,
+/// `model.api_key_env`, the provider's variable, `model.api_key`.
 ///
 /// # Errors
-/// When no base URL is configured anywhere, naming what to set.
+/// An unknown provider or model (naming where the name came from, with the closest known
+/// name), no base URL anywhere, or no key for a provider that requires one (naming the
+/// variable to set).
 pub fn resolve(
     args: &EndpointArgs,
     config: &Config,
     config_path: &std::path::Path,
 ) -> anyhow::Result<Endpoint> {
+    let in_config = |key: &str| format!("{key} in {}", config_path.display());
+    let catalogue = Catalogue::builtin_with(&config.providers)
+        .with_context(|| format!("the providers in {}", config_path.display()))?;
+    let (name, name_key) = if let Some(name) = args.provider.clone() {
+        (name, "--provider".to_owned())
+    } else if let Some(name) = env("TALARIA_PROVIDER") {
+        (name, "TALARIA_PROVIDER".to_owned())
+    } else if let Some(name) = config.model.provider.clone() {
+        (name, in_config("model.provider"))
+    } else {
+        (
+            DEFAULT_PROVIDER.to_owned(),
+            "the default provider".to_owned(),
+        )
+    };
+    let provider = catalogue.provider(&name, &name_key)?.clone();
+    // `[model]` describes the configured provider; choosing another one on the command line
+    // must not send it that provider's endpoint, model or key.
+    let config_applies =
+        config.model.provider.as_deref().unwrap_or(DEFAULT_PROVIDER) == provider.name;
+    let model_config = config_applies.then_some(&config.model);
+    let openai_family = matches!(provider.name.as_str(), "openai" | "custom");
+
     let base_url = args
         .base_url
         .clone()
         .or_else(|| env("TALARIA_BASE_URL"))
-        .or_else(|| env("OPENAI_BASE_URL"))
-        .or_else(|| config.model.base_url.clone());
+        .or_else(|| openai_family.then(|| env("OPENAI_BASE_URL")).flatten())
+        .or_else(|| model_config.and_then(|m| m.base_url.clone()))
+        .or_else(|| provider.base_url.clone());
     let Some(base_url) = base_url else {
         bail!(
             "no model endpoint configured: pass --base-url URL or set TALARIA_BASE_URL (or model.base_url in {})",
@@ -56,24 +104,48 @@ pub fn resolve(
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
         bail!("the model endpoint {base_url:?} is not an http:// or https:// URL");
     }
-    let model = args
-        .model
-        .clone()
-        .or_else(|| env("TALARIA_MODEL"))
-        .or_else(|| config.model.name.clone());
+
+    let model = if let Some(model) = args.model.clone() {
+        Some((model, "--model".to_owned()))
+    } else if let Some(model) = env("TALARIA_MODEL") {
+        Some((model, "TALARIA_MODEL".to_owned()))
+    } else if let Some(model) = model_config.and_then(|m| m.name.clone()) {
+        Some((model, in_config("model.name")))
+    } else {
+        provider
+            .default_model
+            .clone()
+            .map(|m| (m, format!("providers.{}.default_model", provider.name)))
+    };
+    if let Some((model, key)) = &model {
+        provider.check_model(model, key)?;
+    }
+
     let api_key = args
         .api_key
         .clone()
         .or_else(|| env("TALARIA_API_KEY"))
         .or_else(credential_key)
-        .or_else(|| config.model.api_key_env.as_deref().and_then(env))
-        .or_else(|| env("OPENAI_API_KEY"))
+        .or_else(|| {
+            model_config
+                .and_then(|m| m.api_key_env.as_deref())
+                .and_then(env)
+        })
+        .or_else(|| provider.api_key_env.as_deref().and_then(env))
         .map(Secret::new)
-        .or_else(|| config.model.api_key.clone())
+        .or_else(|| model_config.and_then(|m| m.api_key.clone()))
         .filter(|k| !k.is_empty());
+    if api_key.is_none() && provider.key_required {
+        let var = provider.api_key_env.as_deref().unwrap_or("TALARIA_API_KEY");
+        bail!(
+            "provider `{}` needs an API key: set {var} (or TALARIA_API_KEY, or pass --api-key)",
+            provider.name
+        );
+    }
     Ok(Endpoint {
+        provider,
         base_url,
-        model,
+        model: model.map(|(m, _)| m),
         api_key,
     })
 }
@@ -86,12 +158,13 @@ fn credential_key() -> Option<String> {
     Some(key.trim().to_owned()).filter(|k| !k.is_empty())
 }
 
-/// A client for the endpoint, with timeouts and retries from configuration.
+/// A client for the endpoint, speaking the provider's API, with timeouts and retries from
+/// configuration.
 ///
 /// # Errors
 /// When the HTTP client cannot be built.
-pub fn provider(endpoint: &Endpoint, config: &Config) -> anyhow::Result<OpenAiCompatible> {
-    OpenAiCompatible::new(EndpointConfig {
+pub fn provider(endpoint: &Endpoint, config: &Config) -> anyhow::Result<Arc<dyn ChatProvider>> {
+    let endpoint_config = EndpointConfig {
         base_url: endpoint.base_url.clone(),
         api_key: endpoint.api_key.clone(),
         connect_timeout: Duration::from_secs(config.model.connect_timeout_secs),
@@ -100,9 +173,25 @@ pub fn provider(endpoint: &Endpoint, config: &Config) -> anyhow::Result<OpenAiCo
             max_retries: config.model.max_retries,
             ..RetryPolicy::default()
         },
-    })
-    .context("cannot set up the model client")
+    };
+    let client: Arc<dyn ChatProvider> = match endpoint.provider.api {
+        ApiKind::OpenaiCompatible => Arc::new(
+            OpenAiCompatible::new(endpoint_config).context("cannot set up the model client")?,
+        ),
+        ApiKind::Anthropic => Arc::new(
+            Anthropic::new(endpoint_config)
+                .context("cannot set up the model client")?
+                .with_max_tokens(
+                    ANTHROPIC_DEFAULT_MAX_TOKENS,
+                    endpoint.provider.max_output_tokens(),
+                ),
+        ),
+    };
+    Ok(client)
 }
+
+/// `max_tokens` for an Anthropic model the catalogue gives no output limit for.
+const ANTHROPIC_DEFAULT_MAX_TOKENS: u32 = 8192;
 
 /// The model to use: the configured one, or the endpoint's only model when none is configured.
 ///

@@ -42,6 +42,9 @@ pub const THINKING_KEY: &str = "anthropic_thinking";
 /// `max_tokens` when neither the request nor the catalogue gives one.
 const FALLBACK_MAX_TOKENS: u32 = 8192;
 
+/// Largest default `max_tokens` of a non-streamed request.
+const NON_STREAMING_MAX_TOKENS: u32 = 16_384;
+
 /// A client for Anthropic's Messages API. Cheap to share: it holds a connection pool.
 pub struct Anthropic {
     client: reqwest::Client,
@@ -99,10 +102,21 @@ impl Anthropic {
     }
 
     fn max_tokens_for(&self, request: &ChatRequest) -> u32 {
-        request
-            .max_tokens
-            .or_else(|| self.model_max_tokens.get(&request.model).copied())
-            .unwrap_or(self.default_max_tokens)
+        if let Some(asked) = request.max_tokens {
+            return asked;
+        }
+        let limit = self
+            .model_max_tokens
+            .get(&request.model)
+            .copied()
+            .unwrap_or(self.default_max_tokens);
+        // The API refuses a non-streamed request whose answer could take longer than ten
+        // minutes; a large model limit is only safe when streaming.
+        if request.stream {
+            limit
+        } else {
+            limit.min(NON_STREAMING_MAX_TOKENS)
+        }
     }
 
     fn headers(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -21,6 +21,8 @@
 //!   pending version, projected hash), `skill_versions` (content-addressed, with provenance),
 //!   `skill_files` (each version's files) and `skill_audit` (append-only, hash-chained). Triggers
 //!   refuse any UPDATE or DELETE of versions, files and audit rows.
+//! - v6: `messages.provider_data`: JSON a provider needs back verbatim (Anthropic's signed
+//!   thinking blocks), NULL for every message written before and for most written after.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +32,7 @@ use talaria_core::ToolCall;
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
@@ -62,7 +64,15 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         apply: v5_skill_registry,
     },
+    Migration {
+        version: 6,
+        apply: v6_message_provider_data,
+    },
 ];
+
+fn v6_message_provider_data(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("ALTER TABLE messages ADD COLUMN provider_data TEXT;")
+}
 
 fn v1_sessions_and_messages(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;

@@ -154,8 +154,8 @@ pub(crate) fn append_in(
     let mut insert = tx.prepare_cached(
         "INSERT INTO messages
              (session_id, seq, role, content, tool_calls, tool_call_id, name, tool_names,
-              created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+              created_at, provider_data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     let mut seqs = Vec::with_capacity(messages.len());
     for (seq, message) in (first_seq..).zip(messages) {
@@ -169,6 +169,7 @@ pub(crate) fn append_in(
             message.name,
             message.tool_names().join(" "),
             now,
+            message.provider_data.as_ref().map(|v| v.to_string()),
         ])?;
         seqs.push(seq);
     }
@@ -193,7 +194,7 @@ pub(crate) fn messages(
     id: &SessionId,
 ) -> Result<Vec<StoredMessage>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, role, content, tool_calls, tool_call_id, name, created_at
+        "SELECT seq, role, content, tool_calls, tool_call_id, name, created_at, provider_data
          FROM messages WHERE session_id = ?1 ORDER BY seq",
     )?;
     let messages: Vec<StoredMessage> = stmt
@@ -206,7 +207,7 @@ pub(crate) fn messages(
                     tool_calls: decode_tool_calls(3, row.get(3)?)?,
                     tool_call_id: row.get(4)?,
                     name: row.get(5)?,
-                    provider_data: None,
+                    provider_data: decode_provider_data(7, row.get(7)?)?,
                 },
                 created_at: row.get(6)?,
             })
@@ -376,6 +377,19 @@ fn title_from(content: &str) -> Option<String> {
     }
     let cut: String = line.chars().take(TITLE_MAX_CHARS - 1).collect();
     Some(format!("{}…", cut.trim_end()))
+}
+
+/// Decode the `provider_data` column (`idx`): NULL is none; anything else must be JSON.
+fn decode_provider_data(
+    idx: usize,
+    text: Option<String>,
+) -> rusqlite::Result<Option<serde_json::Value>> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .transpose()
 }
 
 fn encode_tool_calls(calls: &[ToolCall]) -> Result<Option<String>, StoreError> {

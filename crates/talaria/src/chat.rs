@@ -51,7 +51,7 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
     let home = context::home()?;
     let config = context::load_config(&home)?;
     let endpoint = endpoint::resolve(&args.endpoint, &config, &home.config_file())?;
-    let provider = Arc::new(endpoint::provider(&endpoint, &config)?);
+    let provider = endpoint::provider(&endpoint, &config)?;
     let store = context::open_store(&home).await?;
     let agent = Agent::new(
         provider.clone(),

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use talaria_core::Config;
-use talaria_llm::ChatProvider;
 
 use crate::Exit;
 use crate::cli::EndpointArgs;
@@ -98,6 +97,12 @@ async fn check_endpoint(
             return;
         }
     };
+    report.line(
+        Level::Ok,
+        "provider",
+        &format!("{} ({} API)", ep.provider.name, ep.provider.api.as_str()),
+        None,
+    );
     let mut quick = config.clone();
     quick.model.max_retries = 0;
     quick.model.connect_timeout_secs = quick.model.connect_timeout_secs.min(5);

@@ -18,7 +18,14 @@ fn conversation() -> Vec<Message> {
     vec![
         Message::system("You are Talaria."),
         Message::user("Why does the build fail?\nIt says linker error."),
-        Message::assistant("", vec![read.clone(), broken.clone()]),
+        Message {
+            // Anthropic's signed thinking, which must go back to the provider unchanged.
+            provider_data: Some(serde_json::json!({"anthropic_thinking": [
+                {"type": "thinking", "thinking": "Check main.rs — \"first\".", "signature": "EqQB+/="},
+                {"type": "redacted_thinking", "data": "opaque"},
+            ]})),
+            ..Message::assistant("", vec![read.clone(), broken.clone()])
+        },
         Message::tool_result(&read, "fn main() {}"),
         Message::tool_result(&broken, "error: invalid arguments"),
         Message::assistant("The linker cannot find libfoo.", Vec::new()),
