@@ -36,6 +36,54 @@ pub struct ModelConfig {
     pub connect_timeout_secs: u64,
     pub read_timeout_secs: u64,
     pub max_retries: u32,
+    /// Seconds a model that failed sits out before it is tried first again.
+    pub cooldown_secs: u64,
+    /// Models to try, in order, when the primary fails (`[[model.fallback]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<FallbackModel>,
+}
+
+/// One `[[model.fallback]]` entry: where to go when the models before it fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackModel {
+    /// A provider of the catalogue.
+    pub provider: String,
+    /// Default: the provider's default model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Default: the provider's endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The variables holding its keys: one name, a list, or a comma-separated list (a key
+    /// pool); default: the provider's variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<KeyEnvs>,
+}
+
+/// Environment variables holding the keys of a pool, in the order they are used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KeyEnvs {
+    /// `"K"` or `"K1,K2"`.
+    One(String),
+    /// `["K1", "K2"]`.
+    Many(Vec<String>),
+}
+
+impl KeyEnvs {
+    /// The variable names, in order, blanks dropped.
+    pub fn names(&self) -> Vec<String> {
+        let all: Vec<&str> = match self {
+            KeyEnvs::One(s) => s.split(',').collect(),
+            KeyEnvs::Many(v) => v.iter().flat_map(|s| s.split(',')).collect(),
+        };
+        all.into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 impl Default for ModelConfig {
@@ -50,6 +98,8 @@ impl Default for ModelConfig {
             connect_timeout_secs: 10,
             read_timeout_secs: 300,
             max_retries: 3,
+            cooldown_secs: 300,
+            fallback: Vec::new(),
         }
     }
 }
@@ -60,6 +110,13 @@ pub struct AgentConfig {
     pub max_iterations: u32,
     pub tool_output_max_chars: usize,
     pub terminal_timeout_secs: u64,
+    /// Compress when the estimated prompt passes this percentage of the context window.
+    pub compress_at_percent: u8,
+    /// Most recent messages compression never touches.
+    pub compress_keep_last: usize,
+    /// Offer rarely used tools through `tool_search` once all schemas would pass this
+    /// percentage of the context window.
+    pub tool_search_at_percent: u8,
 }
 
 impl Default for AgentConfig {
@@ -68,6 +125,9 @@ impl Default for AgentConfig {
             max_iterations: 90,
             tool_output_max_chars: 50_000,
             terminal_timeout_secs: 180,
+            compress_at_percent: 75,
+            compress_keep_last: 8,
+            tool_search_at_percent: 5,
         }
     }
 }
@@ -165,7 +225,37 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "model.max_retries",
         kind: KeyKind::Integer,
-        doc: "retries on 429, 5xx and transport errors, with jittered backoff (default 3)",
+        doc: "retries on 429, 5xx and transport errors, with jittered backoff, before moving to the next key or fallback model (default 3)",
+    },
+    KeyDoc {
+        key: "model.cooldown_secs",
+        kind: KeyKind::Integer,
+        doc: "seconds a model that failed (and was fallen back from) sits out before it is tried first again (default 300)",
+    },
+    KeyDoc {
+        key: "model.fallback",
+        kind: KeyKind::Text,
+        doc: "models to try in order when the primary fails, as [[model.fallback]] tables; model.api_key_env may also name a key pool (\"K1,K2\") rotated on 429/402/401",
+    },
+    KeyDoc {
+        key: "model.fallback.provider",
+        kind: KeyKind::Text,
+        doc: "the fallback's provider, from the catalogue (required)",
+    },
+    KeyDoc {
+        key: "model.fallback.model",
+        kind: KeyKind::Text,
+        doc: "the fallback's model (default: the provider's default model)",
+    },
+    KeyDoc {
+        key: "model.fallback.base_url",
+        kind: KeyKind::Text,
+        doc: "the fallback's endpoint (default: the provider's)",
+    },
+    KeyDoc {
+        key: "model.fallback.api_key_env",
+        kind: KeyKind::Text,
+        doc: "variable(s) holding the fallback's keys: \"K\", \"K1,K2\" or [\"K1\", \"K2\"] (a pool, rotated on 429/402/401); default: the provider's variable",
     },
     KeyDoc {
         key: "agent.max_iterations",
@@ -181,6 +271,21 @@ pub const KEYS: &[KeyDoc] = &[
         key: "agent.terminal_timeout_secs",
         kind: KeyKind::Integer,
         doc: "default timeout of the terminal tool (default 180)",
+    },
+    KeyDoc {
+        key: "agent.compress_at_percent",
+        kind: KeyKind::Integer,
+        doc: "compress the conversation (trim old tool output, then summarize the middle) when the estimated prompt passes this percentage of the model's context window (default 75)",
+    },
+    KeyDoc {
+        key: "agent.compress_keep_last",
+        kind: KeyKind::Integer,
+        doc: "most recent messages compression never trims or summarizes (default 8)",
+    },
+    KeyDoc {
+        key: "agent.tool_search_at_percent",
+        kind: KeyKind::Integer,
+        doc: "when every tool schema together would pass this percentage of the context window, rarely used tools are offered through tool_search instead (default 5)",
     },
     KeyDoc {
         key: "memory.memory_char_limit",
@@ -370,6 +475,46 @@ impl Config {
                 "model.api_key_env".to_owned(),
                 format!("{var:?} is not an environment variable name"),
             ));
+        }
+        for (i, fallback) in self.model.fallback.iter().enumerate() {
+            let key = |leaf: &str| format!("model.fallback[{i}].{leaf}");
+            if fallback.provider.trim().is_empty() {
+                return Err((key("provider"), "must not be empty".to_owned()));
+            }
+            if fallback.model.as_deref() == Some("") {
+                return Err((key("model"), "must not be empty".to_owned()));
+            }
+            if let Some(url) = &fallback.base_url
+                && !is_url(url)
+            {
+                return Err((
+                    key("base_url"),
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+            if let Some(envs) = &fallback.api_key_env {
+                let names = envs.names();
+                if names.is_empty() {
+                    return Err((key("api_key_env"), "names no variable".to_owned()));
+                }
+                if let Some(bad) = names.iter().find(|n| !is_env_name(n)) {
+                    return Err((
+                        key("api_key_env"),
+                        format!("{bad:?} is not an environment variable name"),
+                    ));
+                }
+            }
+        }
+        for (key, percent) in [
+            ("agent.compress_at_percent", self.agent.compress_at_percent),
+            (
+                "agent.tool_search_at_percent",
+                self.agent.tool_search_at_percent,
+            ),
+        ] {
+            if percent == 0 || percent > 100 {
+                return Err((key.to_owned(), "must be between 1 and 100".to_owned()));
+            }
         }
         for (name, entry) in &self.providers {
             let key = |leaf: &str| format!("providers.{name}.{leaf}");
@@ -609,8 +754,11 @@ fn check_known_keys(
             check_provider_keys(table, text, origin)?;
             continue;
         }
-        for (leaf, _) in table.iter() {
+        for (leaf, value) in table.iter() {
             let dotted = format!("{table_name}.{leaf}");
+            if dotted == "model.fallback" {
+                check_fallback_keys(value, text, origin)?;
+            }
             if !KEYS.iter().any(|k| k.key == dotted) {
                 let span = table.key(leaf).and_then(|k| k.span());
                 return Err(ConfigError::UnknownKey {
@@ -618,6 +766,40 @@ fn check_known_keys(
                     line: line(span),
                     key: dotted.clone(),
                     hint: suggestion(&dotted),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[[model.fallback]]` entries: an array of tables with documented fields.
+fn check_fallback_keys(
+    value: &toml_edit::Item,
+    text: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let entries: Vec<&dyn toml_edit::TableLike> = match value {
+        toml_edit::Item::ArrayOfTables(a) => {
+            a.iter().map(|t| t as &dyn toml_edit::TableLike).collect()
+        }
+        toml_edit::Item::Value(toml_edit::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_inline_table())
+            .map(|t| t as &dyn toml_edit::TableLike)
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (i, entry) in entries.into_iter().enumerate() {
+        for (field, _) in entry.iter() {
+            let generic = format!("model.fallback.{field}");
+            if !KEYS.iter().any(|k| k.key == generic) {
+                let span = entry.key(field).and_then(|k| k.span());
+                return Err(ConfigError::UnknownKey {
+                    origin: origin.to_owned(),
+                    line: span.map_or(0, |s| line_of(text, s.start)),
+                    key: format!("model.fallback[{i}].{field}"),
+                    hint: suggestion_among(&generic, "model.fallback."),
                 });
             }
         }
@@ -695,6 +877,15 @@ fn key_at(doc: &toml_edit::Document<String>, offset: usize) -> Option<String> {
             continue;
         };
         for (leaf, value) in table.iter() {
+            if let toml_edit::Item::ArrayOfTables(entries) = value {
+                for (i, entry) in entries.iter().enumerate() {
+                    for (field, v) in entry.iter() {
+                        if covers(v.span()) || covers(entry.key(field).and_then(|k| k.span())) {
+                            return Some(format!("{table_name}.{leaf}[{i}].{field}"));
+                        }
+                    }
+                }
+            }
             if covers(value.span()) || covers(table.key(leaf).and_then(|k| k.span())) {
                 return Some(format!("{table_name}.{leaf}"));
             }
@@ -770,6 +961,12 @@ mod tests {
         full.model.name = Some("m".into());
         full.model.api_key = Some(Secret::new("k"));
         full.model.api_key_env = Some("K".into());
+        full.model.fallback.push(FallbackModel {
+            provider: "p".into(),
+            model: Some("m".into()),
+            base_url: Some("http://z".into()),
+            api_key_env: Some(KeyEnvs::One("K".into())),
+        });
         full.providers.insert(
             "mine".into(),
             ProviderEntry {
@@ -798,6 +995,11 @@ mod tests {
             for (leaf, value) in v.as_table().unwrap() {
                 if t != "providers" {
                     keys.push(format!("{t}.{leaf}"));
+                    if let Some(entries) = value.as_array() {
+                        for field in entries[0].as_table().unwrap().keys() {
+                            keys.push(format!("{t}.{leaf}.{field}"));
+                        }
+                    }
                     continue;
                 }
                 for (field, value) in value.as_table().unwrap() {
@@ -862,6 +1064,52 @@ mod tests {
             set_key("", "providers.<name>.base_url", "http://x", "c"),
             Err(ConfigError::InvalidArgument { .. })
         ));
+    }
+
+    #[test]
+    fn fallbacks_parse_and_malformed_ones_name_the_key() {
+        let text = "[model]\nprovider = \"openai\"\napi_key_env = \"A1, A2\"\n\n[[model.fallback]]\nprovider = \"anthropic\"\nmodel = \"claude-sonnet-4-5\"\napi_key_env = [\"B1\", \"B2\"]\n\n[[model.fallback]]\nprovider = \"ollama\"\nbase_url = \"http://127.0.0.1:11434/v1\"\n";
+        let c = Config::from_toml_str(text, "c.toml").unwrap();
+        assert_eq!(c.model.fallback.len(), 2);
+        assert_eq!(c.model.fallback[0].provider, "anthropic");
+        assert_eq!(
+            c.model.fallback[0].api_key_env.as_ref().unwrap().names(),
+            ["B1", "B2"]
+        );
+        assert_eq!(KeyEnvs::One(" A1, A2 ".into()).names(), ["A1", "A2"]);
+
+        let err = Config::from_toml_str(
+            "[[model.fallback]]\nprovider = \"ollama\"\nmodle = \"x\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:3: unknown key `model.fallback[0].modle` (did you mean `model.fallback.model`?)"
+        );
+        let err = Config::from_toml_str(
+            "[[model.fallback]]\nprovider = \"ollama\"\n\n[[model.fallback]]\nprovider = \"x\"\nbase_url = \"ftp://h\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:6: bad value for `model.fallback[1].base_url`: \"ftp://h\" is not an http:// or https:// URL"
+        );
+        let err =
+            Config::from_toml_str("[[model.fallback]]\nmodel = \"m\"\n", "c.toml").unwrap_err();
+        assert!(err.to_string().contains("provider"), "{err}");
+        let err = Config::from_toml_str(
+            "[[model.fallback]]\nprovider = \"groq\"\napi_key_env = \"A=B\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "`model.fallback[0].api_key_env`: \"A=B\" is not an environment variable name"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

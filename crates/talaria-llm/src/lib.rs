@@ -15,9 +15,11 @@
 
 mod anthropic;
 pub mod catalogue;
+mod classify;
 mod error;
 mod openai;
 mod retry;
+mod router;
 mod sse;
 mod wire;
 
@@ -25,9 +27,11 @@ use talaria_core::{Message, ToolSpec, Usage};
 
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic, THINKING_KEY};
 pub use catalogue::{Catalogue, CatalogueError, Provider};
+pub use classify::{Action, Failure};
 pub use error::{LlmError, TimeoutPhase};
 pub use openai::{EndpointConfig, OpenAiCompatible};
 pub use retry::{MAX_RETRY_AFTER, RetryPolicy};
+pub use router::{Route, Router};
 
 /// One call to the model.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,6 +63,9 @@ pub enum StreamEvent {
         id: String,
         name: String,
     },
+    /// Something the user should know that is not part of the answer: the router switched
+    /// keys or models, or a benched model is back. Never reported by a plain client.
+    Notice(String),
 }
 
 /// A complete answer.

@@ -140,7 +140,7 @@ async fn tool_calls_round_trip_as_tool_use_and_merged_tool_results() {
             .iter()
             .filter_map(|e| match e {
                 StreamEvent::ToolCallStarted { index, name, .. } => Some((*index, name.clone())),
-                StreamEvent::TextDelta(_) => None,
+                StreamEvent::TextDelta(_) | StreamEvent::Notice(_) => None,
             })
             .collect();
         assert_eq!(started, [(0, "read_file".into()), (1, "terminal".into())]);

@@ -5,6 +5,7 @@ mod anthropic;
 mod catalogue;
 mod failures;
 mod retries;
+mod router;
 
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ fn text_of(events: &[StreamEvent]) -> String {
         .iter()
         .filter_map(|e| match e {
             StreamEvent::TextDelta(t) => Some(t.as_str()),
-            StreamEvent::ToolCallStarted { .. } => None,
+            StreamEvent::ToolCallStarted { .. } | StreamEvent::Notice(_) => None,
         })
         .collect()
 }
