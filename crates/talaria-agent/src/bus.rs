@@ -457,6 +457,7 @@ impl AgentService {
                     json!({"summary": summary, "ok": ok, "duration_ms": duration.as_millis() as u64}),
                 ),
                 TurnEvent::ModelCallDone => return,
+                TurnEvent::Notice(text) => Outgoing::Event("notice", json!({"text": text})),
             };
             let _ = events.send(outgoing);
         };

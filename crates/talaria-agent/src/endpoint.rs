@@ -5,7 +5,9 @@
 //! up in the catalogue (`talaria_llm::Catalogue`, extended by `[providers.NAME]`), which gives
 //! the wire API, the default endpoint and model, and the environment variable holding the key.
 //! An unknown provider or model, or a missing key for a provider that requires one, is refused
-//! here, before anything is sent, naming the flag, variable or key to fix.
+//! here, before anything is sent, naming the flag, variable or key to fix. The same goes for
+//! every `[[model.fallback]]` entry. [`provider`] puts the primary and the fallbacks, each with
+//! its key pool, behind a `talaria_llm::Router`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use anyhow::{Context, bail};
 use talaria_core::{ApiKind, Config, Secret};
 use talaria_llm::{
     Anthropic, Catalogue, ChatProvider, EndpointConfig, OpenAiCompatible, Provider, RetryPolicy,
+    Route, Router,
 };
 
 /// Where the model is: flags shared by `talaria chat` and `talaria-agentd`.
@@ -42,6 +45,20 @@ pub struct Endpoint {
     pub base_url: String,
     pub model: Option<String>,
     pub api_key: Option<Secret>,
+    /// More keys of the same provider (`model.api_key_env = "K1,K2"`), rotated to on 429/402/401.
+    pub extra_keys: Vec<Secret>,
+    /// `[[model.fallback]]`, resolved, in order.
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// One resolved `[[model.fallback]]` entry.
+#[derive(Debug)]
+pub struct Fallback {
+    pub provider: Provider,
+    pub base_url: String,
+    pub model: String,
+    /// The key pool; empty for a provider that needs none.
+    pub keys: Vec<Secret>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -126,11 +143,7 @@ pub fn resolve(
         .clone()
         .or_else(|| env("TALARIA_API_KEY"))
         .or_else(credential_key)
-        .or_else(|| {
-            model_config
-                .and_then(|m| m.api_key_env.as_deref())
-                .and_then(env)
-        })
+        .or_else(|| pool_vars(model_config).iter().find_map(|v| env(v)))
         .or_else(|| provider.api_key_env.as_deref().and_then(env))
         .map(Secret::new)
         .or_else(|| model_config.and_then(|m| m.api_key.clone()))
@@ -142,11 +155,98 @@ pub fn resolve(
             provider.name
         );
     }
+    let extra_keys: Vec<Secret> = pool_vars(model_config)
+        .iter()
+        .filter_map(|v| env(v))
+        .map(Secret::new)
+        .filter(|k| {
+            api_key
+                .as_ref()
+                .is_some_and(|first| first.expose() != k.expose())
+        })
+        .collect();
+    let fallbacks = config
+        .model
+        .fallback
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| resolve_fallback(&catalogue, i, entry, &in_config))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Endpoint {
         provider,
         base_url,
         model: model.map(|(m, _)| m),
         api_key,
+        extra_keys,
+        fallbacks,
+    })
+}
+
+/// The variables `model.api_key_env` names (one, or a comma-separated pool).
+fn pool_vars(model_config: Option<&talaria_core::config::ModelConfig>) -> Vec<String> {
+    model_config
+        .and_then(|m| m.api_key_env.as_deref())
+        .map(|v| talaria_core::config::KeyEnvs::One(v.to_owned()).names())
+        .unwrap_or_default()
+}
+
+fn resolve_fallback(
+    catalogue: &Catalogue,
+    i: usize,
+    entry: &talaria_core::config::FallbackModel,
+    in_config: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Fallback> {
+    let key = |leaf: &str| in_config(&format!("model.fallback[{i}].{leaf}"));
+    let provider = catalogue
+        .provider(&entry.provider, &key("provider"))?
+        .clone();
+    let Some(base_url) = entry.base_url.clone().or_else(|| provider.base_url.clone()) else {
+        bail!(
+            "provider `{}` has no default endpoint, so {} is needed",
+            provider.name,
+            key("base_url")
+        );
+    };
+    let model = match entry.model.clone() {
+        Some(model) => {
+            provider.check_model(&model, &key("model"))?;
+            model
+        }
+        None => match provider.default_model.clone() {
+            Some(model) => model,
+            None => bail!(
+                "provider `{}` has no default model, so {} is needed",
+                provider.name,
+                key("model")
+            ),
+        },
+    };
+    let vars = match &entry.api_key_env {
+        Some(envs) => envs.names(),
+        None => provider.api_key_env.iter().cloned().collect(),
+    };
+    let keys: Vec<Secret> = vars
+        .iter()
+        .filter_map(|v| env(v))
+        .map(Secret::new)
+        .collect();
+    if keys.is_empty() && provider.key_required {
+        bail!(
+            "the fallback `{}:{model}` ({}) needs an API key: set {}",
+            provider.name,
+            key("provider"),
+            if vars.is_empty() {
+                "its api_key_env".to_owned()
+            } else {
+                vars.join(" or ")
+            }
+        );
+    }
+    Ok(Fallback {
+        provider,
+        base_url,
+        model,
+        keys,
     })
 }
 
@@ -164,30 +264,118 @@ fn credential_key() -> Option<String> {
 /// # Errors
 /// When the HTTP client cannot be built.
 pub fn provider(endpoint: &Endpoint, config: &Config) -> anyhow::Result<Arc<dyn ChatProvider>> {
+    let mut keys: Vec<Option<Secret>> = vec![endpoint.api_key.clone()];
+    keys.extend(endpoint.extra_keys.iter().cloned().map(Some));
+    let primary = Route {
+        provider: endpoint.provider.name.clone(),
+        model: None,
+        clients: keys
+            .into_iter()
+            .map(|key| client(&endpoint.provider, &endpoint.base_url, key, config))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let fallbacks = endpoint
+        .fallbacks
+        .iter()
+        .map(|f| {
+            let keys: Vec<Option<Secret>> = if f.keys.is_empty() {
+                vec![None]
+            } else {
+                f.keys.iter().cloned().map(Some).collect()
+            };
+            Ok(Route {
+                provider: f.provider.name.clone(),
+                model: Some(f.model.clone()),
+                clients: keys
+                    .into_iter()
+                    .map(|key| client(&f.provider, &f.base_url, key, config))
+                    .collect::<anyhow::Result<_>>()?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let retry = RetryPolicy {
+        max_retries: config.model.max_retries,
+        ..RetryPolicy::default()
+    };
+    Ok(Arc::new(Router::new(
+        primary,
+        fallbacks,
+        retry,
+        Duration::from_secs(config.model.cooldown_secs),
+    )))
+}
+
+/// One client for one key of `provider` at `base_url`. It does not retry: the router does, so
+/// that a rate limit can move to the next key instead of waiting.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn client(
+    provider: &Provider,
+    base_url: &str,
+    api_key: Option<Secret>,
+    config: &Config,
+) -> anyhow::Result<Arc<dyn ChatProvider>> {
     let endpoint_config = EndpointConfig {
-        base_url: endpoint.base_url.clone(),
-        api_key: endpoint.api_key.clone(),
+        base_url: base_url.to_owned(),
+        api_key,
         connect_timeout: Duration::from_secs(config.model.connect_timeout_secs),
         read_timeout: Duration::from_secs(config.model.read_timeout_secs),
-        retry: RetryPolicy {
-            max_retries: config.model.max_retries,
-            ..RetryPolicy::default()
-        },
+        retry: RetryPolicy::none(),
     };
-    let client: Arc<dyn ChatProvider> = match endpoint.provider.api {
+    let client: Arc<dyn ChatProvider> = match provider.api {
         ApiKind::OpenaiCompatible => Arc::new(
             OpenAiCompatible::new(endpoint_config).context("cannot set up the model client")?,
         ),
         ApiKind::Anthropic => Arc::new(
             Anthropic::new(endpoint_config)
                 .context("cannot set up the model client")?
-                .with_max_tokens(
-                    ANTHROPIC_DEFAULT_MAX_TOKENS,
-                    endpoint.provider.max_output_tokens(),
-                ),
+                .with_max_tokens(ANTHROPIC_DEFAULT_MAX_TOKENS, provider.max_output_tokens()),
         ),
     };
     Ok(client)
+}
+
+/// A provider's catalogue name and a client for it.
+pub type NamedProvider = (String, Arc<dyn ChatProvider>);
+
+/// What `/model SPEC` and `talaria model set SPEC` mean: `provider:model` (a catalogue
+/// provider before the first colon) switches provider and model, anything else is a model of
+/// the current provider (`qwen3:8b` stays a model name unless `qwen3` is a provider).
+/// Returns the new provider's name and client (`None` when only the model changes) and the
+/// model, checked against the catalogue.
+///
+/// # Errors
+/// An unknown model of a closed-list provider, a provider without a key, no default model.
+pub fn switch(
+    spec: &str,
+    config: &Config,
+    config_path: &std::path::Path,
+) -> anyhow::Result<(Option<NamedProvider>, String)> {
+    let catalogue = Catalogue::builtin_with(&config.providers)
+        .with_context(|| format!("the providers in {}", config_path.display()))?;
+    let Some((name, model)) = spec
+        .split_once(':')
+        .filter(|(name, _)| catalogue.provider(name, "").is_ok())
+    else {
+        return Ok((None, spec.to_owned()));
+    };
+    let args = EndpointArgs {
+        provider: Some(name.to_owned()),
+        model: (!model.is_empty()).then(|| model.to_owned()),
+        ..EndpointArgs::default()
+    };
+    let mut for_provider = config.clone();
+    // The fallbacks and the switch are separate: a switched session still falls back the same way.
+    if for_provider.model.provider.as_deref() != Some(name) {
+        for_provider.model.fallback.clear();
+    }
+    let endpoint = resolve(&args, &for_provider, config_path)?;
+    let Some(model) = endpoint.model.clone() else {
+        bail!("provider `{name}` has no default model: use /model {name}:MODEL");
+    };
+    let client = provider(&endpoint, config)?;
+    Ok((Some((endpoint.provider.name.clone(), client)), model))
 }
 
 /// `max_tokens` for an Anthropic model the catalogue gives no output limit for.

@@ -7,6 +7,7 @@
 //! to the executor.
 
 pub mod bus;
+pub mod compress;
 pub mod daemon;
 pub mod endpoint;
 pub mod exec;

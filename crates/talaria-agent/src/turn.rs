@@ -16,6 +16,7 @@ use talaria_llm::{ChatProvider, ChatRequest, LlmError, StreamEvent};
 use talaria_store::{NewSession, Store, StoreError, TurnRequest};
 use tokio_util::sync::CancellationToken;
 
+use crate::compress;
 use crate::exec::ToolExecutor;
 use crate::home::TalariaHome;
 use crate::memory::MemoryFiles;
@@ -47,6 +48,8 @@ pub struct AgentSettings {
     pub stream: bool,
     pub memory_char_limit: usize,
     pub user_char_limit: usize,
+    pub compress_at_percent: u8,
+    pub compress_keep_last: usize,
 }
 
 impl AgentSettings {
@@ -58,6 +61,8 @@ impl AgentSettings {
             stream: config.model.stream,
             memory_char_limit: config.memory.memory_char_limit,
             user_char_limit: config.memory.user_char_limit,
+            compress_at_percent: config.agent.compress_at_percent,
+            compress_keep_last: config.agent.compress_keep_last,
         }
     }
 }
@@ -77,6 +82,9 @@ pub enum TurnEvent {
     },
     /// The model finished a response that calls tools (text streamed before it is complete).
     ModelCallDone,
+    /// Something the user should know that is not part of the answer: a switch to another key
+    /// or model, a model restored, a compression that failed (one line).
+    Notice(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +118,20 @@ pub struct Session {
     pub workspace: PathBuf,
     /// The terminal's current directory (moves with `cd`).
     pub cwd: PathBuf,
+    /// The provider chosen with `/model provider:model` for this session, and its client;
+    /// `None`: the agent's (the configured primary with its fallbacks).
+    pub provider: Option<(String, Arc<dyn ChatProvider>)>,
+    /// The compressed view: `summary` stands for messages from the protected head up to
+    /// (not including) index `upto`. The messages themselves stay, here and in the store.
+    compressed: Option<Compressed>,
     todos: TodoList,
     pub usage: Usage,
+}
+
+#[derive(Debug, Clone)]
+struct Compressed {
+    upto: usize,
+    summary: Message,
 }
 
 impl Session {
@@ -138,6 +158,10 @@ pub struct Agent {
     settings: AgentSettings,
     tools: ToolBox,
     memory: MemoryFiles,
+    /// What the catalogue knows about models (context windows); `None`: defaults.
+    catalogue: Option<Arc<talaria_llm::Catalogue>>,
+    /// The provider of `provider` in the catalogue.
+    provider_name: String,
 }
 
 impl Agent {
@@ -161,7 +185,22 @@ impl Agent {
             settings,
             tools: ToolBox::default(),
             memory,
+            catalogue: None,
+            provider_name: String::new(),
         }
+    }
+
+    /// Tell the agent what the catalogue knows and which of its providers `provider` is, so
+    /// compression knows each model's context window.
+    #[must_use]
+    pub fn with_catalogue(
+        mut self,
+        catalogue: Arc<talaria_llm::Catalogue>,
+        provider: &str,
+    ) -> Self {
+        self.catalogue = Some(catalogue);
+        self.provider_name = provider.to_owned();
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -221,6 +260,8 @@ impl Agent {
             cwd,
             todos: TodoList::default(),
             usage: Usage::default(),
+            provider: None,
+            compressed: None,
         };
         self.persist(&mut session, vec![Message::system(prompt)])
             .await?;
@@ -253,6 +294,8 @@ impl Agent {
             id: record.id,
             model: record.model,
             todos: TodoList::from_transcript(&plain),
+            provider: None,
+            compressed: None,
             messages,
             workspace: workspace.clone(),
             cwd: workspace,
@@ -299,6 +342,7 @@ impl Agent {
         let (seq, message) = session.messages[index].clone();
         self.store.truncate_from(&session.id, seq).await?;
         session.messages.truncate(index);
+        session.compressed = None;
         let plain: Vec<Message> = session.messages().cloned().collect();
         session.todos = TodoList::from_transcript(&plain);
         Ok(message.content)
@@ -395,14 +439,20 @@ impl Agent {
             tool_calls: 0,
             model_calls: 0,
         };
+        let mut overflow_retried = false;
         loop {
             if outcome.model_calls >= self.settings.max_iterations {
                 outcome.stop = TurnStop::BudgetExhausted;
                 return Ok(outcome);
             }
+            let provider = session
+                .provider
+                .as_ref()
+                .map_or_else(|| self.provider.clone(), |(_, p)| p.clone());
+            let messages = self.prepare_view(session, on_event, false).await?;
             let request = ChatRequest {
                 model: session.model.clone(),
-                messages: session.messages().cloned().collect(),
+                messages,
                 tools: self.tools.specs().to_vec(),
                 stream: self.settings.stream,
                 max_tokens: None,
@@ -410,14 +460,16 @@ impl Agent {
             };
             let mut partial = String::new();
             let result = {
-                let mut forward = |event: StreamEvent| {
-                    if let StreamEvent::TextDelta(text) = event {
+                let mut forward = |event: StreamEvent| match event {
+                    StreamEvent::TextDelta(text) => {
                         partial.push_str(&text);
                         on_event(TurnEvent::TextDelta(text));
                     }
+                    StreamEvent::Notice(text) => on_event(TurnEvent::Notice(text)),
+                    StreamEvent::ToolCallStarted { .. } => {}
                 };
                 tokio::select! {
-                    r = self.provider.chat(&request, &mut forward) => Some(r),
+                    r = provider.chat(&request, &mut forward) => Some(r),
                     () = cancel.cancelled() => None,
                 }
             };
@@ -432,7 +484,19 @@ impl Agent {
                 outcome.stop = TurnStop::Interrupted;
                 return Ok(outcome);
             };
-            let response = result?;
+            let response = match result {
+                Err(e @ LlmError::ContextOverflow { .. }) if !overflow_retried => {
+                    // Compress and send again, once; a second overflow is the user's to see.
+                    overflow_retried = true;
+                    tracing::info!(session = %session.id, error = %e, "context overflow; compressing and retrying");
+                    if !self.compress_now(session, on_event).await? {
+                        return Err(e.into());
+                    }
+                    outcome.model_calls -= 1;
+                    continue;
+                }
+                other => other?,
+            };
             self.store
                 .record_usage(&session.id, &response.model, response.usage)
                 .await?;
@@ -528,6 +592,175 @@ impl Agent {
             });
         }
         Ok(false)
+    }
+}
+
+/// Switching models and compressing the context (`/model`, `/compress`, and before each call).
+impl Agent {
+    /// Use `model` of `provider` (a name and its client; `None`: keep the session's) from the
+    /// next turn on. The conversation is kept and sent to the new model as it is.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn switch_model(
+        &self,
+        session: &mut Session,
+        provider: Option<(String, Arc<dyn ChatProvider>)>,
+        model: &str,
+    ) -> Result<(), AgentError> {
+        self.set_model(session, model).await?;
+        if let Some((name, client)) = provider {
+            tracing::info!(session = %session.id, provider = %name, model, "model switched");
+            session.provider = Some((name, client));
+        }
+        Ok(())
+    }
+
+    /// The context window of the session's model: the catalogue's, else a conservative default.
+    fn context_window(&self, session: &Session) -> u64 {
+        let provider = session
+            .provider
+            .as_ref()
+            .map_or(self.provider_name.as_str(), |(name, _)| name.as_str());
+        self.catalogue
+            .as_ref()
+            .and_then(|c| c.provider(provider, "provider").ok())
+            .and_then(|p| p.model(&session.model))
+            .and_then(|m| m.context_length)
+            .unwrap_or(compress::DEFAULT_CONTEXT_WINDOW)
+    }
+
+    /// The messages to send: the compressed view when there is one.
+    fn view(session: &Session) -> Vec<Message> {
+        let all: Vec<Message> = session.messages().cloned().collect();
+        match &session.compressed {
+            Some(c) if c.upto <= all.len() => {
+                let head = all
+                    .iter()
+                    .position(|m| m.role == Role::User)
+                    .map_or(1, |i| i + 1)
+                    .min(c.upto);
+                let mut view = all[..head].to_vec();
+                view.push(c.summary.clone());
+                view.extend_from_slice(&all[c.upto..]);
+                view
+            }
+            _ => all,
+        }
+    }
+
+    /// The view for the next request, compressed first when it passes the threshold (or when
+    /// `force`). If summarizing fails, the view is sent as it was and the user is told.
+    async fn prepare_view(
+        &self,
+        session: &mut Session,
+        on_event: &(dyn Fn(TurnEvent) + Send + Sync),
+        force: bool,
+    ) -> Result<Vec<Message>, AgentError> {
+        let tools = self.tools.specs();
+        let threshold =
+            self.context_window(session) * u64::from(self.settings.compress_at_percent) / 100;
+        let keep_last = self.settings.compress_keep_last;
+        let mut view = Self::view(session);
+        if !force && compress::estimate_tokens(&view, tools) <= threshold {
+            return Ok(view);
+        }
+        let trimmed = compress::trim_tool_outputs(&mut view, keep_last);
+        let estimate = compress::estimate_tokens(&view, tools);
+        if !force && estimate <= threshold {
+            tracing::debug!(session = %session.id, trimmed, estimate, "old tool outputs trimmed");
+            return Ok(view);
+        }
+        let Some(range) = compress::middle(&view, keep_last) else {
+            return Ok(view);
+        };
+        // Which stored message each view entry is (`None`: an earlier summary).
+        let index_of = self.view_indices(session);
+        let upto = index_of
+            .get(range.end)
+            .copied()
+            .flatten()
+            .unwrap_or(session.len());
+        let request = ChatRequest {
+            model: session.model.clone(),
+            messages: vec![
+                Message::system(compress::SUMMARIZER_PROMPT),
+                Message::user(compress::render_for_summary(&view[range.clone()])),
+            ],
+            tools: Vec::new(),
+            stream: false,
+            max_tokens: None,
+            temperature: None,
+        };
+        let provider = session
+            .provider
+            .as_ref()
+            .map_or_else(|| self.provider.clone(), |(_, p)| p.clone());
+        let replaced = range.len();
+        match provider.chat(&request, &mut |_| {}).await {
+            Ok(response) if !response.message.content.trim().is_empty() => {
+                self.store
+                    .record_usage(&session.id, &response.model, response.usage)
+                    .await?;
+                session.usage.add(&response.usage);
+                let summary =
+                    compress::summary_message(&response.message.content, &view[range.clone()]);
+                tracing::info!(session = %session.id, replaced, upto, "conversation compressed");
+                on_event(TurnEvent::Notice(format!(
+                    "context compressed: {replaced} earlier messages summarized (all kept in the session store)"
+                )));
+                session.compressed = Some(Compressed { upto, summary });
+                let mut view = Self::view(session);
+                compress::trim_tool_outputs(&mut view, keep_last);
+                Ok(view)
+            }
+            other => {
+                let why = match other {
+                    Ok(_) => "the summary came back empty".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(session = %session.id, error = %why, "compression failed; sending the conversation uncompressed");
+                on_event(TurnEvent::Notice(format!(
+                    "context compression failed ({why}); nothing was dropped, the full conversation is sent and compression is retried next turn"
+                )));
+                Ok(view)
+            }
+        }
+    }
+
+    /// For each entry of [`Self::view`], the index of the session message it is.
+    fn view_indices(&self, session: &Session) -> Vec<Option<usize>> {
+        let len = session.len();
+        match &session.compressed {
+            Some(c) if c.upto <= len => {
+                let head = session
+                    .messages()
+                    .position(|m| m.role == Role::User)
+                    .map_or(1, |i| i + 1)
+                    .min(c.upto);
+                (0..head)
+                    .map(Some)
+                    .chain(std::iter::once(None))
+                    .chain((c.upto..len).map(Some))
+                    .collect()
+            }
+            _ => (0..len).map(Some).collect(),
+        }
+    }
+
+    /// Compress now (`/compress`, or after a context overflow). Returns whether a summary was
+    /// made; when summarizing fails the user is told and nothing changes.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn compress_now(
+        &self,
+        session: &mut Session,
+        on_event: &(dyn Fn(TurnEvent) + Send + Sync),
+    ) -> Result<bool, AgentError> {
+        let before = session.compressed.as_ref().map(|c| c.upto);
+        self.prepare_view(session, on_event, true).await?;
+        Ok(session.compressed.as_ref().map(|c| c.upto) != before)
     }
 }
 

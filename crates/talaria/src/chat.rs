@@ -29,8 +29,9 @@ const SLASH_COMMANDS: &[(&str, &str)] = &[
     ("/undo", "remove your last message and the answer to it"),
     (
         "/model",
-        "show the model, or /model NAME to switch for this session",
+        "show the model, or /model [PROVIDER:]MODEL to switch for this session",
     ),
+    ("/compress", "summarize the middle of the conversation now"),
     ("/usage", "tokens used in this session"),
     (
         "/sessions",
@@ -68,6 +69,10 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
         store.clone(),
         home.clone(),
         AgentSettings::from_config(&config),
+    )
+    .with_catalogue(
+        Arc::new(talaria_llm::Catalogue::builtin_with(&config.providers)?),
+        &endpoint.provider.name,
     );
 
     let resume_id = match (&args.resume, args.continue_last) {
@@ -210,6 +215,13 @@ impl Printer {
                 let _ = writeln!(out, "{}", progress_line(summary, *ok, duration));
             }
             TurnEvent::ToolFinished { .. } => {}
+            TurnEvent::Notice(text) => {
+                if self.mid_line {
+                    let _ = out.write_all(b"\n");
+                    self.mid_line = false;
+                }
+                let _ = writeln!(out, "[{text}]");
+            }
         }
         let _ = out.flush();
     }
@@ -354,8 +366,35 @@ async fn slash_command(chat: &mut Chat, line: &str) -> anyhow::Result<bool> {
         },
         "/model" if rest.is_empty() => println!("model: {}", chat.session.model),
         "/model" => {
-            chat.agent.set_model(&mut chat.session, rest).await?;
-            println!("model for this session: {rest}");
+            let config_path = context::home()?.config_file();
+            match endpoint::switch(rest, &chat.config, &config_path) {
+                Ok((provider, model)) => {
+                    let shown = match &provider {
+                        Some((name, _)) => format!("{name}:{model}"),
+                        None => model.clone(),
+                    };
+                    chat.agent
+                        .switch_model(&mut chat.session, provider, &model)
+                        .await?;
+                    println!("model for this session: {shown}");
+                }
+                Err(e) => println!("{e:#}"),
+            }
+        }
+        "/compress" => {
+            let printer = std::sync::Mutex::new(Printer::default());
+            let on_event = |e: TurnEvent| {
+                if let Ok(mut p) = printer.lock() {
+                    p.event(&e, true);
+                }
+            };
+            if !chat
+                .agent
+                .compress_now(&mut chat.session, &on_event)
+                .await?
+            {
+                println!("nothing was compressed");
+            }
         }
         "/usage" => {
             let u = chat.session.usage;

@@ -1,2 +1,3 @@
+mod routing;
 mod tools;
 mod turns;
