@@ -19,6 +19,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub memory: MemoryConfig,
     pub display: DisplayConfig,
+    pub skills: SkillsConfig,
     /// Additions to and overrides of the provider catalogue, by provider name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, ProviderEntry>,
@@ -162,6 +163,39 @@ impl Default for DisplayConfig {
     }
 }
 
+/// The learning loop: the skill catalogue in the prompt, the background review, the memory
+/// nudge and the curator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SkillsConfig {
+    /// Token budget of the skill catalogue in the system prompt (estimated as characters / 4).
+    pub catalogue_budget_tokens: usize,
+    pub review_enabled: bool,
+    /// Tool calls a turn must make before a background review looks at it.
+    pub review_min_tool_calls: usize,
+    pub memory_nudge_enabled: bool,
+    /// User turns between memory nudges.
+    pub memory_nudge_every_turns: usize,
+    /// Days without use after which the curator marks an active skill stale.
+    pub stale_after_days: u64,
+    /// Days without use after which the curator archives a stale skill.
+    pub archive_after_days: u64,
+}
+
+impl Default for SkillsConfig {
+    fn default() -> Self {
+        Self {
+            catalogue_budget_tokens: 2000,
+            review_enabled: true,
+            review_min_tool_calls: 10,
+            memory_nudge_enabled: true,
+            memory_nudge_every_turns: 10,
+            stale_after_days: 30,
+            archive_after_days: 90,
+        }
+    }
+}
+
 /// The type of a configuration value, used to parse `talaria config set KEY VALUE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -301,6 +335,41 @@ pub const KEYS: &[KeyDoc] = &[
         key: "display.tool_progress",
         kind: KeyKind::Bool,
         doc: "print one progress line per tool call in chat (default true)",
+    },
+    KeyDoc {
+        key: "skills.catalogue_budget_tokens",
+        kind: KeyKind::Integer,
+        doc: "token budget of the skill catalogue (name + description of active skills) in the system prompt, estimated as characters / 4; over it, the most relevant skills are kept (default 2000)",
+    },
+    KeyDoc {
+        key: "skills.review_enabled",
+        kind: KeyKind::Bool,
+        doc: "after a turn with many tool calls, a background model call may create or patch skills (default true)",
+    },
+    KeyDoc {
+        key: "skills.review_min_tool_calls",
+        kind: KeyKind::Integer,
+        doc: "tool calls a turn must make before the background skill review runs (default 10)",
+    },
+    KeyDoc {
+        key: "skills.memory_nudge_enabled",
+        kind: KeyKind::Bool,
+        doc: "every few user turns, a background model call may update memory (default true)",
+    },
+    KeyDoc {
+        key: "skills.memory_nudge_every_turns",
+        kind: KeyKind::Integer,
+        doc: "user turns between background memory nudges (default 10)",
+    },
+    KeyDoc {
+        key: "skills.stale_after_days",
+        kind: KeyKind::Integer,
+        doc: "days without use after which `talaria curator run` marks an unpinned skill stale (default 30)",
+    },
+    KeyDoc {
+        key: "skills.archive_after_days",
+        kind: KeyKind::Integer,
+        doc: "days without use after which `talaria curator run` archives an unpinned stale skill; archived skills are kept, never deleted (default 90)",
     },
     KeyDoc {
         key: "providers.<name>.api",
@@ -588,6 +657,12 @@ impl Config {
             return Err((
                 "memory.user_char_limit".to_owned(),
                 "must be greater than 0".to_owned(),
+            ));
+        }
+        if self.skills.archive_after_days < self.skills.stale_after_days {
+            return Err((
+                "skills.archive_after_days".to_owned(),
+                "must not be less than skills.stale_after_days".to_owned(),
             ));
         }
         Ok(())

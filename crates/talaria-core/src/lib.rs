@@ -10,7 +10,7 @@ pub mod provider;
 pub mod secret;
 pub mod session;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, SkillsConfig};
 pub use message::{Message, Role, ToolCall, ToolSpec, Usage};
 pub use provider::{ApiKind, ModelEntry, ProviderEntry};
 pub use secret::Secret;

@@ -15,14 +15,17 @@
 
 pub mod audit;
 pub mod confusable;
+pub mod curator;
 pub mod diff;
 pub mod registry;
 pub mod tree;
 pub mod validate;
 
 pub use registry::{
-    Action, Author, PendingVersion, Provenance, Registry, RegistryError, SkillDetails, SkillState,
+    Action, Author, CatalogueEntry, PendingVersion, Provenance, Registry, RegistryError, SkillDetails, SkillState,
     SkillSummary, SyncReport, WriteOutcome, short,
 };
+pub use curator::{CuratorChange, CuratorPolicy, CuratorReport};
 pub use tree::{SkillFile, SkillTree};
-pub use validate::{FrontMatter, Mode, Problem, Report, Severity, validate_dir, validate_tree};
+pub use validate::{FrontMatter, Mode, Problem, Report, Severity, metadata_value, validate_dir, validate_tree,
+};

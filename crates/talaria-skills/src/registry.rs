@@ -88,9 +88,19 @@ impl Provenance {
         }
     }
 
+    /// Who wrote, as the audit log records it: the author, the session, and whether untrusted
+    /// content was in context (so `talaria skills log` shows where a write came from).
     fn actor(&self) -> String {
+        let untrusted = if self.untrusted_context {
+            ", untrusted context"
+        } else {
+            ""
+        };
         match &self.session {
-            Some(session) => format!("{} (session {session})", self.author.as_str()),
+            Some(session) => format!("{} (session {session}{untrusted})", self.author.as_str()),
+            None if self.untrusted_context => {
+                format!("{} (untrusted context)", self.author.as_str())
+            }
             None => self.author.as_str().to_owned(),
         }
     }
@@ -254,6 +264,16 @@ pub struct SkillDetails {
     pub pending: Option<SkillVersionRecord>,
     /// `(path, bytes, executable)`.
     pub files: Vec<(String, usize, bool)>,
+    pub front_matter: String,
+}
+
+/// A line of the prompt's skill catalogue: an active skill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogueEntry {
+    pub name: String,
+    pub description: String,
+    pub pinned: bool,
+    /// The YAML front matter of the live `SKILL.md`.
     pub front_matter: String,
 }
 
@@ -494,12 +514,43 @@ impl Registry {
     /// [`RegistryError::NoSuchSkill`], [`RegistryError::UntrustedDelete`] from an untrusted
     /// context, or a storage failure.
     pub async fn delete(&self, name: &str, provenance: Provenance) -> Result<(), RegistryError> {
+        self.retire(
+            name,
+            provenance.actor(),
+            String::new(),
+            provenance.untrusted_context,
+        )
+        .await
+    }
+
+    /// Archive a skill on behalf of `actor` (e.g. the curator) with a reason for the audit log.
+    /// Its versions stay; creating it again brings it back.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchSkill`], [`RegistryError::Archived`], or a storage failure.
+    pub async fn archive(
+        &self,
+        name: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), RegistryError> {
+        self.retire(name, actor.to_owned(), reason.to_owned(), false)
+            .await
+    }
+
+    async fn retire(
+        &self,
+        name: &str,
+        actor: String,
+        reason: String,
+        untrusted_context: bool,
+    ) -> Result<(), RegistryError> {
         let skill = name.to_owned();
         let projection = self
             .store
             .skill_ledger(move |ledger| {
                 let mut record = require(ledger, &skill)?;
-                if provenance.untrusted_context {
+                if untrusted_context {
                     return Err(RegistryError::UntrustedDelete(skill));
                 }
                 if SkillState::parse(&record.state)? == SkillState::Archived {
@@ -516,13 +567,82 @@ impl Registry {
                     Action::Delete,
                     &skill,
                     Some(&version),
-                    &provenance.actor(),
-                    "",
+                    &actor,
+                    &reason,
                 )?;
                 Ok(Projection::Remove)
             })
             .await?;
         self.apply(name, projection).await
+    }
+
+    /// Pin a skill (the curator leaves it alone) or unpin it.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchSkill`] or a storage failure.
+    pub async fn set_pinned(&self, name: &str, pinned: bool) -> Result<(), RegistryError> {
+        let skill = name.to_owned();
+        self.store
+            .skill_ledger(move |ledger| {
+                let mut record = require(ledger, &skill)?;
+                record.pinned = pinned;
+                ledger.put_skill(&record)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The live files of `name`: its current version when the skill is active, `None` when it
+    /// is quarantined, rejected, archived or unknown. This is all that recall may load.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn live_tree(&self, name: &str) -> Result<Option<SkillTree>, RegistryError> {
+        let skill = name.to_owned();
+        self.store
+            .skill_ledger(move |ledger| {
+                let Some(record) = ledger.skill(&skill)? else {
+                    return Ok(None);
+                };
+                if SkillState::parse(&record.state)? != SkillState::Active {
+                    return Ok(None);
+                }
+                load_tree(ledger, &record.current_version).map(Some)
+            })
+            .await
+    }
+
+    /// Name, description and front matter of every active skill, by name: the catalogue the
+    /// prompt is built from. Quarantined, rejected and archived skills never appear, and an
+    /// active skill's pending (unapproved) version is not what is read.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn active_catalogue(&self) -> Result<Vec<CatalogueEntry>, RegistryError> {
+        self.store
+            .skill_ledger(|ledger| {
+                let mut entries = Vec::new();
+                for record in ledger.skills()? {
+                    if SkillState::parse(&record.state)? != SkillState::Active {
+                        continue;
+                    }
+                    let tree = load_tree(ledger, &record.current_version)?;
+                    let report = crate::validate::validate_skill_md(
+                        tree.skill_md().unwrap_or_default(),
+                        &record.name,
+                        Mode::Lenient,
+                    );
+                    let front_matter = report.front_matter.unwrap_or_default();
+                    entries.push(CatalogueEntry {
+                        name: record.name,
+                        description: front_matter.description,
+                        pinned: record.pinned,
+                        front_matter: front_matter.raw,
+                    });
+                }
+                Ok(entries)
+            })
+            .await
     }
 
     /// Make the pending version current and active, and project it.

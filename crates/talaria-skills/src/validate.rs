@@ -430,6 +430,14 @@ pub fn name_problems(name: &str, dir_name: &str, mode: Mode) -> Vec<Problem> {
     problems
 }
 
+/// The text value of `metadata.<key>` in front matter YAML (`raw` as in [`FrontMatter::raw`]),
+/// e.g. `talaria.profile`. `None` when the YAML does not parse, has no such key or its value is
+/// not text.
+pub fn metadata_value(raw: &str, key: &str) -> Option<String> {
+    let value: Value = serde_norway::from_str(raw).ok()?;
+    value.get("metadata")?.get(key)?.as_str().map(str::to_owned)
+}
+
 fn metadata_problems(value: &Value, mode: Mode) -> Vec<Problem> {
     let mut problems = Vec::new();
     let Value::Mapping(map) = value else {

@@ -13,6 +13,7 @@ mod open;
 mod requests;
 mod search;
 mod sessions;
+mod skill_usage;
 mod skills;
 mod store;
 
@@ -22,5 +23,6 @@ pub use open::OpenOptions;
 pub use requests::{RequestState, SessionKey, TurnRequest};
 pub use search::SearchHit;
 pub use sessions::{NewSession, SessionRecord, StoredMessage};
+pub use skill_usage::{SkillUse, SkillUsageRecord};
 pub use skills::{SkillAuditRecord, SkillFileRecord, SkillLedger, SkillRecord, SkillVersionRecord};
 pub use store::Store;

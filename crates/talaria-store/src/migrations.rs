@@ -23,6 +23,10 @@
 //!   refuse any UPDATE or DELETE of versions, files and audit rows.
 //! - v6: `messages.provider_data`: JSON a provider needs back verbatim (Anthropic's signed
 //!   thinking blocks), NULL for every message written before and for most written after.
+//! - v7: the learning loop's bookkeeping: `skill_usage` (per skill: uses, views, patches, last
+//!   use, when the curator marked it stale) and `skill_catalogue_fts`, an FTS5 table over the
+//!   name and description of active skills that ranks the prompt's catalogue (rebuilt from the
+//!   registry whenever a catalogue is computed, so it holds nothing the registry does not).
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +36,7 @@ use talaria_core::ToolCall;
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
@@ -68,7 +72,29 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         apply: v6_message_provider_data,
     },
+    Migration {
+        version: 7,
+        apply: v7_skill_usage_and_catalogue,
+    },
 ];
+
+fn v7_skill_usage_and_catalogue(conn: &Connection) -> rusqlite::Result<()> {
+    // Counters, not history: the registry's audit log is the history. A row exists once a skill
+    // was used, viewed, patched or marked stale.
+    conn.execute_batch(
+        "CREATE TABLE skill_usage (
+             name         TEXT PRIMARY KEY NOT NULL,
+             uses         INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0),
+             views        INTEGER NOT NULL DEFAULT 0 CHECK (views >= 0),
+             patches      INTEGER NOT NULL DEFAULT 0 CHECK (patches >= 0),
+             last_used_at INTEGER,
+             stale_since  INTEGER
+         ) STRICT;
+         CREATE VIRTUAL TABLE skill_catalogue_fts USING fts5 (
+             name, description, tokenize = 'porter unicode61'
+         );",
+    )
+}
 
 fn v6_message_provider_data(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("ALTER TABLE messages ADD COLUMN provider_data TEXT;")

@@ -293,7 +293,7 @@ impl Store {
         }
     }
 
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,

@@ -1,3 +1,4 @@
+mod curator;
 mod registry;
 mod tree;
 mod validator;
