@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use talaria_bus::{Error, ExecutorProxy, SessionMatch, SessionSummary, VariantDict};
-use talaria_core::SessionId;
+use talaria_core::{Person, SessionId, UserId};
 use talaria_daemon::{Activity, Callers};
 use talaria_store::{RequestState, SessionKey, TurnRequest};
 use tokio::sync::{Mutex, mpsc};
@@ -472,17 +472,20 @@ impl AgentService {
         outcome.map_err(|e| e.to_string())
     }
 
-    /// The session a key names for `uid`, created when `create` is set.
+    /// The session a key names for `uid` and `user`, created when `create` is set.
     async fn session_for(
         &self,
         key: &str,
         uid: u32,
+        user: &UserId,
         create: bool,
         model: Option<String>,
     ) -> Result<SessionId, Error> {
         let store = self.inner.agent.store();
         if let Some(found) = store.session_key(key).await.map_err(internal)? {
-            if found.owner_uid != uid && uid != 0 {
+            // A session talks to one person: the same caller naming another user is refused
+            // too, so one person can never continue (or read through) another's conversation.
+            if (found.owner_uid != uid && uid != 0) || &found.user != user {
                 return Err(fdo::Error::AccessDenied(format!(
                     "session {key} belongs to another user"
                 ))
@@ -506,13 +509,22 @@ impl AgentService {
         let session = self
             .inner
             .agent
-            .new_session(workspace.clone(), &model, "bus")
+            .new_session_for(
+                workspace.clone(),
+                &model,
+                "bus",
+                &Person::Remote {
+                    uid,
+                    user: user.clone(),
+                },
+            )
             .await
             .map_err(internal)?;
         let bound = store
             .bind_session_key(SessionKey {
                 key: key.to_owned(),
                 owner_uid: uid,
+                user: user.clone(),
                 session_id: session.id.clone(),
             })
             .await;
@@ -521,7 +533,7 @@ impl AgentService {
             // Two callers raced to create the same key: use the winner's session.
             Err(talaria_store::StoreError::SessionExists(_)) => {
                 let _ = store.delete_session(&session.id).await;
-                Box::pin(self.session_for(key, uid, false, None)).await
+                Box::pin(self.session_for(key, uid, user, false, None)).await
             }
             Err(e) => Err(internal(e)),
         }
@@ -611,6 +623,10 @@ impl AgentService {
         };
         let create = option::<bool>(&options, "create", "b")?.unwrap_or(false);
         let model = option::<String>(&options, "model", "s")?;
+        let user = match option::<String>(&options, "user", "s")? {
+            Some(user) => UserId::parse(&user).map_err(|e| invalid(e.to_string()))?,
+            None => UserId::default_user(),
+        };
         if session_key.trim().is_empty() || session_key.len() > 256 {
             return Err(invalid("session_key must be 1 to 256 characters"));
         }
@@ -654,7 +670,7 @@ impl AgentService {
             return Err(invalid("text is empty"));
         }
         let session_id = self
-            .session_for(&session_key, uid, create, model.clone())
+            .session_for(&session_key, uid, &user, create, model.clone())
             .await?;
         if let Some(model) = model {
             let mut session = self

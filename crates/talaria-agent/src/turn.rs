@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use talaria_core::{Config, Message, Role, SessionId, ToolCall, Usage};
+use talaria_core::{Config, Message, Person, Role, SessionId, ToolCall, Usage};
 use talaria_llm::{ChatProvider, ChatRequest, LlmError, StreamEvent};
-use talaria_store::{NewSession, Store, StoreError, TurnRequest};
+use talaria_store::{NewSession, SessionScope, Store, StoreError, TurnRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::compress;
@@ -126,6 +126,10 @@ pub struct Session {
     compressed: Option<Compressed>,
     todos: TodoList,
     pub usage: Usage,
+    /// Who the session talks to: decides its USER.md and which sessions it may search.
+    pub person: Person,
+    memory: MemoryFiles,
+    search_scope: SessionScope,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +226,23 @@ impl Agent {
         model: &str,
         source: &str,
     ) -> Result<Session, AgentError> {
+        self.new_session_for(cwd, model, source, &Person::Owner)
+            .await
+    }
+
+    /// [`Self::new_session`] for a session that talks to `person`: the prompt's memory
+    /// snapshot carries their USER.md.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn new_session_for(
+        &self,
+        cwd: PathBuf,
+        model: &str,
+        source: &str,
+        person: &Person,
+    ) -> Result<Session, AgentError> {
+        let memory = self.memory.with_person(person);
         let now = jiff::Timestamp::now();
         let id = SessionId::from_parts(
             &now.strftime("%Y%m%d-%H%M%S").to_string(),
@@ -229,7 +250,7 @@ impl Agent {
         );
         let soul = read_optional(&self.home.soul_file()).await;
         let agents_md = read_optional(&cwd.join("AGENTS.md")).await;
-        let memory_snapshot = self.memory.snapshot().unwrap_or_else(|e| {
+        let memory_snapshot = memory.snapshot().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "memory files unreadable; starting without the memory snapshot");
             None
         });
@@ -260,6 +281,9 @@ impl Agent {
             cwd,
             todos: TodoList::default(),
             usage: Usage::default(),
+            search_scope: SessionScope::of(person, talaria_daemon::own_uid()),
+            person: person.clone(),
+            memory,
             provider: None,
             compressed: None,
         };
@@ -290,7 +314,18 @@ impl Agent {
         } else {
             std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
         };
+        // A bus caller's key says who the session talks to; a session without one is the owner's.
+        let person = match self.store.key_of_session(id).await? {
+            Some(key) => Person::Remote {
+                uid: key.owner_uid,
+                user: key.user,
+            },
+            None => Person::Owner,
+        };
         let mut session = Session {
+            search_scope: SessionScope::of(&person, talaria_daemon::own_uid()),
+            memory: self.memory.with_person(&person),
+            person,
             id: record.id,
             model: record.model,
             todos: TodoList::from_transcript(&plain),
@@ -551,7 +586,10 @@ impl Agent {
                     todos: &mut session.todos,
                     executor: self.executor.as_ref(),
                     store: &self.store,
-                    memory: &self.memory,
+                    memory: &session.memory,
+                    // Inbound messages from anyone but the owner are untrusted content.
+                    untrusted: !session.person.is_owner(),
+                    search_scope: &session.search_scope,
                     terminal_timeout: self.settings.terminal_timeout,
                     output_limit: self.settings.tool_output_max_chars.saturating_mul(4),
                     cancel,

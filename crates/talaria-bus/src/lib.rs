@@ -210,10 +210,14 @@ pub trait Agent {
     /// a finished turn re-emits its `done`, a running one sends its remaining events to the
     /// new submitter, one a crash interrupted is resumed; `create` (b): start the session if
     /// the key is new (otherwise an unknown key is `org.talaria.Error.UnknownSession`);
-    /// `model` (s).
+    /// `model` (s); `user` (s, `[A-Za-z0-9_.@-]{1,64}`, not starting with `.`; default
+    /// `default`): the person the caller vouches for (the gateway passes the API key id). The
+    /// session talks to that person: its prompt carries their own USER.md (under
+    /// `memories/users/<uid>/<user>/`), its `session_search` sees only their sessions, and
+    /// their memory writes wait for the owner's approval.
     ///
-    /// A session key belongs to the uid that created it; `TurnEvent` signals go to the
-    /// submitting connection only.
+    /// A session key belongs to the uid and user that created it (another user is
+    /// `AccessDenied`); `TurnEvent` signals go to the submitting connection only.
     fn submit_turn(
         &self,
         session_key: &str,

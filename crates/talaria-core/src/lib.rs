@@ -6,12 +6,14 @@
 
 pub mod config;
 pub mod message;
+pub mod person;
 pub mod provider;
 pub mod secret;
 pub mod session;
 
 pub use config::{Config, ConfigError, SkillsConfig};
 pub use message::{Message, Role, ToolCall, ToolSpec, Usage};
+pub use person::{Person, UserId};
 pub use provider::{ApiKind, ModelEntry, ProviderEntry};
 pub use secret::Secret;
 pub use session::SessionId;

@@ -27,6 +27,8 @@
 //!   use, when the curator marked it stale) and `skill_catalogue_fts`, an FTS5 table over the
 //!   name and description of active skills that ranks the prompt's catalogue (rebuilt from the
 //!   registry whenever a catalogue is computed, so it holds nothing the registry does not).
+//! - v8: `session_keys.user`: the person a bus caller vouches for (the gateway's API key id);
+//!   keys made before it belong to the caller's `default` user.
 
 use std::path::{Path, PathBuf};
 
@@ -36,7 +38,7 @@ use talaria_core::ToolCall;
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
@@ -76,6 +78,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 7,
         apply: v7_skill_usage_and_catalogue,
     },
+    Migration {
+        version: 8,
+        apply: v8_session_key_user,
+    },
 ];
 
 fn v7_skill_usage_and_catalogue(conn: &Connection) -> rusqlite::Result<()> {
@@ -93,6 +99,14 @@ fn v7_skill_usage_and_catalogue(conn: &Connection) -> rusqlite::Result<()> {
          CREATE VIRTUAL TABLE skill_catalogue_fts USING fts5 (
              name, description, tokenize = 'porter unicode61'
          );",
+    )
+}
+
+fn v8_session_key_user(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE session_keys ADD COLUMN user TEXT NOT NULL DEFAULT 'default';
+         CREATE INDEX session_keys_by_person ON session_keys (owner_uid, user);
+         CREATE INDEX session_keys_by_session ON session_keys (session_id);",
     )
 }
 

@@ -8,7 +8,7 @@
 //! message stored (resume it) — never half-started.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use talaria_core::{Message, SessionId};
+use talaria_core::{Message, SessionId, UserId};
 
 use crate::error::StoreError;
 use crate::sessions::{
@@ -21,6 +21,8 @@ use crate::sessions::{
 pub struct SessionKey {
     pub key: String,
     pub owner_uid: u32,
+    /// The person the caller vouches for ([`UserId::default_user`] when it named none).
+    pub user: UserId,
     pub session_id: SessionId,
 }
 
@@ -61,9 +63,15 @@ pub struct TurnRequest {
 pub(crate) fn bind_session_key(conn: &mut Connection, key: &SessionKey) -> Result<(), StoreError> {
     write(conn, |tx| {
         let inserted = tx.execute(
-            "INSERT INTO session_keys (key, owner_uid, session_id, created_at)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO NOTHING",
-            params![key.key, key.owner_uid, key.session_id.as_str(), now_ms()],
+            "INSERT INTO session_keys (key, owner_uid, session_id, created_at, user)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
+            params![
+                key.key,
+                key.owner_uid,
+                key.session_id.as_str(),
+                now_ms(),
+                key.user.as_str()
+            ],
         )?;
         if inserted == 0 {
             return Err(StoreError::SessionExists(key.key.clone()));
@@ -74,16 +82,37 @@ pub(crate) fn bind_session_key(conn: &mut Connection, key: &SessionKey) -> Resul
 
 pub(crate) fn session_key(conn: &Connection, key: &str) -> Result<Option<SessionKey>, StoreError> {
     let found = conn
-        .prepare_cached("SELECT key, owner_uid, session_id FROM session_keys WHERE key = ?1")?
-        .query_row([key], |row| {
-            Ok(SessionKey {
-                key: row.get(0)?,
-                owner_uid: row.get(1)?,
-                session_id: session_id(row, 2)?,
-            })
-        })
+        .prepare_cached("SELECT key, owner_uid, session_id, user FROM session_keys WHERE key = ?1")?
+        .query_row([key], key_from_row)
         .optional()?;
     Ok(found)
+}
+
+/// The key that names a session, if a bus caller made it.
+pub(crate) fn key_of_session(
+    conn: &Connection,
+    id: &SessionId,
+) -> Result<Option<SessionKey>, StoreError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT key, owner_uid, session_id, user FROM session_keys WHERE session_id = ?1
+             ORDER BY created_at LIMIT 1",
+        )?
+        .query_row([id.as_str()], key_from_row)
+        .optional()?;
+    Ok(found)
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SessionKey> {
+    let user: String = row.get(3)?;
+    Ok(SessionKey {
+        key: row.get(0)?,
+        owner_uid: row.get(1)?,
+        user: UserId::parse(&user).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        session_id: session_id(row, 2)?,
+    })
 }
 
 /// The owner's keyed sessions, most recently updated first.

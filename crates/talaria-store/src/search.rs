@@ -24,7 +24,7 @@ pub struct SearchHit {
 }
 
 /// Tokens of context `snippet()` keeps around a match.
-const SNIPPET_TOKENS: i32 = 16;
+pub(crate) const SNIPPET_TOKENS: i32 = 16;
 
 pub(crate) fn search(
     conn: &Connection,
@@ -61,7 +61,7 @@ pub(crate) fn search(
 }
 
 /// Turn user text into an FTS5 query of quoted phrases, or `None` if nothing searchable is left.
-fn fts_query(text: &str) -> Option<String> {
+pub(crate) fn fts_query(text: &str) -> Option<String> {
     let phrases: Vec<String> = text
         // Control characters split terms too: FTS5 reads the query as a C string, so a NUL
         // inside a phrase would cut it short and leave its quote unterminated.

@@ -69,7 +69,7 @@ pub(crate) const SESSION_COLUMNS: &str =
     FROM sessions s";
 
 /// Newest first; `rowid` breaks ties left by databases written before the clock was monotonic.
-const NEWEST_FIRST: &str = "ORDER BY s.updated_at DESC, s.rowid DESC";
+pub(crate) const NEWEST_FIRST: &str = "ORDER BY s.updated_at DESC, s.rowid DESC";
 
 pub(crate) fn create_session(conn: &mut Connection, new: &NewSession) -> Result<(), StoreError> {
     write(conn, |tx| {

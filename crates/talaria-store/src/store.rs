@@ -10,6 +10,7 @@ use talaria_core::{Message, SessionId, Usage};
 use crate::error::StoreError;
 use crate::open::{self, OpenOptions};
 use crate::requests::{SessionKey, TurnRequest};
+use crate::scope::{self, SessionHit, SessionScope};
 use crate::search::{self, SearchHit};
 use crate::sessions::{self, NewSession, SessionRecord, StoredMessage};
 use crate::skills::SkillLedger;
@@ -183,6 +184,65 @@ impl Store {
     /// If the checks themselves cannot run.
     pub async fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         self.run(|conn| sessions::integrity_check(conn)).await
+    }
+
+    /// Discovery: sessions in `scope` whose messages match `query`, one hit per session (its
+    /// best message), best first; `exclude` (the asking session) is left out.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn search_sessions(
+        &self,
+        query: &str,
+        scope: SessionScope,
+        exclude: Option<SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionHit>, StoreError> {
+        let query = query.to_owned();
+        self.run(move |conn| scope::discover(conn, &query, &scope, exclude.as_ref(), limit))
+            .await
+    }
+
+    /// Browse: the sessions in `scope`, most recently updated first.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn recent_sessions(
+        &self,
+        scope: SessionScope,
+        exclude: Option<SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.run(move |conn| scope::recent(conn, &scope, exclude.as_ref(), limit))
+            .await
+    }
+
+    /// Scroll: the messages around `seq` of session `id`, or `None` when the session is
+    /// unknown or outside `scope` (indistinguishable on purpose).
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn message_window(
+        &self,
+        scope: SessionScope,
+        id: &SessionId,
+        seq: i64,
+        before: usize,
+        after: usize,
+    ) -> Result<Option<Vec<StoredMessage>>, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| scope::window(conn, &scope, &id, seq, before, after))
+            .await
+    }
+
+    /// The key a bus caller gave session `id`, if any: who the session talks to.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn key_of_session(&self, id: &SessionId) -> Result<Option<SessionKey>, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| crate::requests::key_of_session(conn, &id))
+            .await
     }
 
     /// Name a session for a caller: `key` now means `session_id`, owned by `owner_uid`.

@@ -40,6 +40,12 @@ pub enum Command {
     /// Validate skills and manage the skill registry: versions, audit log, quarantine.
     #[command(subcommand)]
     Skills(crate::skills_cmd::SkillsCommand),
+    /// Show memory files (per person) and approve or reject parked memory writes.
+    #[command(subcommand)]
+    Memory(crate::memory_cmd::MemoryCommand),
+    /// Import skills, memory, SOUL.md, model settings and cron jobs from Hermes or OpenClaw.
+    #[command(subcommand)]
+    Migrate(crate::migrate_cmd::MigrateCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,5 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => crate::policy_cmd::run(cmd),
         Command::Serve(args) => crate::serve::run(args).await,
         Command::Skills(cmd) => crate::skills_cmd::run(cmd).await,
+        Command::Memory(cmd) => crate::memory_cmd::run(cmd).await,
+        Command::Migrate(cmd) => crate::migrate_cmd::run(cmd).await,
     }
 }

@@ -10,6 +10,8 @@ mod config_cmd;
 mod context;
 mod doctor;
 mod export;
+mod memory_cmd;
+mod migrate_cmd;
 mod policy_cmd;
 mod sandbox_cmd;
 mod sandboxed;

@@ -5,7 +5,7 @@ use serde_json::json;
 use talaria_core::ToolSpec;
 
 use super::{ToolContext, ToolError};
-use crate::memory::{MemoryFiles, MemoryTarget};
+use crate::memory::{MemoryEdit, MemoryFiles, MemoryTarget};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,17 +68,40 @@ pub(super) fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolE
             message: format!("`{field}` is required for this action"),
         })
     };
-    let files = ctx.memory;
-    let result = match args.action {
-        Action::Add => files.add(target, &need(args.content, "content")?),
-        Action::Replace => files.replace(
-            target,
-            &need(args.old_text, "old_text")?,
-            &need(args.content, "content")?,
-        ),
-        Action::Remove => files.remove(target, &need(args.old_text, "old_text")?),
+    let edit = match args.action {
+        Action::Add => MemoryEdit::Add {
+            content: need(args.content, "content")?,
+        },
+        Action::Replace => MemoryEdit::Replace {
+            old_text: need(args.old_text, "old_text")?,
+            content: need(args.content, "content")?,
+        },
+        Action::Remove => MemoryEdit::Remove {
+            old_text: need(args.old_text, "old_text")?,
+        },
     };
-    let entries = result.map_err(|e| ToolError::Failed(e.to_string()))?;
+    let files = ctx.memory;
+    let failed = |e: crate::memory::MemoryError| ToolError::Failed(e.to_string());
+    if ctx.untrusted {
+        // Checked as if written, so the model still learns about budget and match errors, then
+        // parked: text from outside must not become a memory every later session trusts.
+        let entries = files.apply(target, &edit, true).map_err(failed)?;
+        let parked = files
+            .pending()
+            .park(files.person(), target, edit, ctx.session.as_str())
+            .map_err(failed)?;
+        return Ok(json!({
+            "success": true,
+            "quarantined": true,
+            "pending_id": parked.id,
+            "target": target.file_name(),
+            "usage_if_approved": format!("{}/{} chars", MemoryFiles::usage(&entries), files.limit(target)),
+            "note": "untrusted content (web pages, other people's messages, remote output) was in context, so this \
+                     write waits for the owner's approval and is not in memory yet; do not retry it"
+        })
+        .to_string());
+    }
+    let entries = files.apply(target, &edit, false).map_err(failed)?;
     Ok(json!({
         "success": true,
         "target": target.file_name(),

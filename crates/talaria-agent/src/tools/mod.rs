@@ -38,7 +38,13 @@ pub struct ToolContext<'a> {
     pub todos: &'a mut TodoList,
     pub executor: &'a dyn ToolExecutor,
     pub store: &'a Store,
+    /// The memory files of the person this session talks to.
     pub memory: &'a MemoryFiles,
+    /// Untrusted content (web pages, messages from anyone but the owner, remote tool output)
+    /// is in this turn's context: memory writes are parked for approval instead of applied.
+    pub untrusted: bool,
+    /// Whose sessions `session_search` may read.
+    pub search_scope: &'a talaria_store::SessionScope,
     pub terminal_timeout: Duration,
     /// Bytes of command output the executor keeps.
     pub output_limit: usize,

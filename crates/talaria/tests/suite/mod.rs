@@ -2,6 +2,7 @@ mod chat;
 mod config;
 mod failures;
 mod harness;
+mod migrate;
 mod provider;
 mod sandbox;
 mod serve;
