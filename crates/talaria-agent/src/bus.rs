@@ -72,6 +72,9 @@ impl BusTools {
         }
         put_str(&mut dict, "cwd", &spec.cwd.to_string_lossy());
         put_str(&mut dict, "command_line", &spec.command_line);
+        if let Some(profile) = &spec.profile {
+            put_str(&mut dict, "profile", profile);
+        }
         let timeout_ms = u64::try_from(spec.timeout.as_millis()).unwrap_or(u64::MAX);
         dict.insert("timeout_ms".into(), OwnedVariant::from(timeout_ms));
         dict
@@ -154,6 +157,10 @@ impl ToolExecutor for BusTools {
             timed_out: outcome.timed_out,
             dropped_bytes: outcome.dropped_bytes,
             duration: Duration::from_millis(outcome.duration_ms),
+            // The reply names the profile but not its network mode, and this unit does not load
+            // the policies: fail safe and treat the output as untrusted (skills written after it
+            // are quarantined) until the executor reports the network mode.
+            networked: true,
         })
     }
 

@@ -34,6 +34,9 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// Bytes of stdout (and, separately, stderr) kept: the head and the tail, the middle dropped.
     pub output_limit: usize,
+    /// Run under this policy profile instead of the tool's (a skill script runs under the
+    /// profile its skill declares); the executor still narrows it for the surface.
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,9 @@ pub struct CommandOutcome {
     /// Bytes dropped from the middle of stdout and stderr because of `output_limit`.
     pub dropped_bytes: u64,
     pub duration: Duration,
+    /// The command ran under a profile whose network is not `off` (or the executor cannot say
+    /// it was off): its output may carry text from outside and counts as untrusted content.
+    pub networked: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

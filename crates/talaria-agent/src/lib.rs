@@ -14,11 +14,14 @@ pub mod exec;
 pub mod home;
 pub mod memory;
 pub mod prompt;
+mod review;
+pub mod skills;
 pub mod tools;
 mod turn;
 
 pub use exec::ToolExecutor;
 pub use home::TalariaHome;
+pub use review::{ReviewKind, compact_transcript};
 pub use turn::{Agent, AgentError, AgentSettings, Session, TurnEvent, TurnOutcome, TurnStop};
 
 /// A unix-milliseconds timestamp as `YYYY-MM-DD HH:MM` in the system time zone.

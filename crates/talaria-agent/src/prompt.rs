@@ -26,6 +26,8 @@ pub struct PromptInputs<'a> {
     /// Today's date, `YYYY-MM-DD`.
     pub date: &'a str,
     pub memory_snapshot: Option<&'a str>,
+    /// The skill catalogue section (names and descriptions of active skills).
+    pub skill_catalogue: Option<&'a str>,
 }
 
 pub fn system_prompt(inputs: &PromptInputs<'_>) -> String {
@@ -49,6 +51,10 @@ pub fn system_prompt(inputs: &PromptInputs<'_>) -> String {
              (this snapshot does not change during the session).\n\n",
         );
         out.push_str(memory);
+    }
+    if let Some(catalogue) = inputs.skill_catalogue {
+        out.push_str("\n\n");
+        out.push_str(catalogue);
     }
     out
 }
@@ -76,6 +82,7 @@ mod tests {
             cwd: Path::new("/srv/app"),
             date: "2026-11-21",
             memory_snapshot: Some("MEMORY [..]\nuses nix"),
+            skill_catalogue: None,
         });
         assert!(p.starts_with("You are Kite."));
         assert!(p.contains("Working directory: /srv/app"));
@@ -92,6 +99,7 @@ mod tests {
             cwd: Path::new("/"),
             date: "2026-11-21",
             memory_snapshot: None,
+            skill_catalogue: None,
         });
         assert!(p.starts_with("You are Talaria"));
         assert!(p.contains("only the first 20000 are shown"));

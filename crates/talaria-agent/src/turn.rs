@@ -21,6 +21,7 @@ use crate::exec::ToolExecutor;
 use crate::home::TalariaHome;
 use crate::memory::MemoryFiles;
 use crate::prompt::{PromptInputs, system_prompt};
+use crate::skills::SkillLibrary;
 use crate::tools::{TodoList, ToolBox, ToolContext, ToolError, summarize_call, truncate_output};
 
 const INTERRUPTED_RESULT: &str = "error: interrupted by the user before this tool call finished";
@@ -50,6 +51,8 @@ pub struct AgentSettings {
     pub user_char_limit: usize,
     pub compress_at_percent: u8,
     pub compress_keep_last: usize,
+    /// The learning loop: catalogue budget, background review, memory nudge.
+    pub skills: talaria_core::SkillsConfig,
 }
 
 impl AgentSettings {
@@ -63,6 +66,7 @@ impl AgentSettings {
             user_char_limit: config.memory.user_char_limit,
             compress_at_percent: config.agent.compress_at_percent,
             compress_keep_last: config.agent.compress_keep_last,
+            skills: config.skills.clone(),
         }
     }
 }
@@ -105,6 +109,10 @@ pub struct TurnOutcome {
     pub usage: Usage,
     pub tool_calls: usize,
     pub model_calls: u32,
+    /// Untrusted content was in the turn's context (see [`crate::skills`]): a message from
+    /// someone other than the owner, or a tool result from outside. Skill and memory writes
+    /// made in the turn, and by its background review, are quarantined.
+    pub untrusted_context: bool,
 }
 
 /// A conversation in memory, mirroring what the store holds.
@@ -166,6 +174,9 @@ pub struct Agent {
     catalogue: Option<Arc<talaria_llm::Catalogue>>,
     /// The provider of `provider` in the catalogue.
     provider_name: String,
+    skills: SkillLibrary,
+    /// Background reviews and memory nudges still running.
+    background: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Agent {
@@ -181,7 +192,14 @@ impl Agent {
             settings.memory_char_limit,
             settings.user_char_limit,
         );
+        let skills = SkillLibrary::new(
+            store.clone(),
+            home.root().join("skills"),
+            settings.skills.catalogue_budget_tokens,
+        );
         Self {
+            skills,
+            background: Arc::default(),
             provider,
             executor,
             store,
@@ -258,7 +276,14 @@ impl Agent {
             .to_zoned(jiff::tz::TimeZone::system())
             .strftime("%Y-%m-%d")
             .to_string();
+        // Frozen with the prompt for the whole session (prompt caching); skills written later
+        // are found with skills_list.
+        let skill_catalogue = self.skills.catalogue(None).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "skill registry unreadable; starting without the skill catalogue");
+            None
+        });
         let prompt = system_prompt(&PromptInputs {
+            skill_catalogue: skill_catalogue.as_deref(),
             soul: soul.as_deref(),
             agents_md: agents_md.as_deref(),
             cwd: &cwd,
@@ -281,11 +306,11 @@ impl Agent {
             cwd,
             todos: TodoList::default(),
             usage: Usage::default(),
+            provider: None,
+            compressed: None,
             search_scope: SessionScope::of(person, talaria_daemon::own_uid()),
             person: person.clone(),
             memory,
-            provider: None,
-            compressed: None,
         };
         self.persist(&mut session, vec![Message::system(prompt)])
             .await?;
@@ -409,8 +434,11 @@ impl Agent {
         on_event: &(dyn Fn(TurnEvent) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<TurnOutcome, AgentError> {
+        let input = self.expand_skill_command(input).await;
         self.persist(session, vec![Message::user(input)]).await?;
-        self.drive(session, on_event, cancel).await
+        let outcome = self.drive(session, on_event, cancel).await?;
+        self.after_turn(session, &outcome);
+        Ok(outcome)
     }
 
     /// Run a turn submitted as a request (over the bus): the request is recorded as running
@@ -429,7 +457,9 @@ impl Agent {
         let text = request.text.clone();
         let seq = self.store.start_request(request).await?;
         session.messages.push((seq, Message::user(text)));
-        self.drive(session, on_event, cancel).await
+        let outcome = self.drive(session, on_event, cancel).await?;
+        self.after_turn(session, &outcome);
+        Ok(outcome)
     }
 
     /// Carry on with a request whose turn a crash or stop interrupted. `session` comes from
@@ -454,6 +484,7 @@ impl Agent {
                 usage: Usage::default(),
                 tool_calls: 0,
                 model_calls: 0,
+                untrusted_context: !session.person.is_owner(),
             });
         }
         self.drive(session, on_event, cancel).await
@@ -473,6 +504,8 @@ impl Agent {
             usage: Usage::default(),
             tool_calls: 0,
             model_calls: 0,
+            // Inbound messages from anyone but the owner are untrusted content.
+            untrusted_context: !session.person.is_owner(),
         };
         let mut overflow_retried = false;
         loop {
@@ -587,14 +620,17 @@ impl Agent {
                     executor: self.executor.as_ref(),
                     store: &self.store,
                     memory: &session.memory,
-                    // Inbound messages from anyone but the owner are untrusted content.
-                    untrusted: !session.person.is_owner(),
+                    untrusted: outcome.untrusted_context,
                     search_scope: &session.search_scope,
+                    skills: &self.skills,
                     terminal_timeout: self.settings.terminal_timeout,
                     output_limit: self.settings.tool_output_max_chars.saturating_mul(4),
                     cancel,
                 };
-                self.tools.call(call, &mut ctx).await
+                let result = self.tools.call(call, &mut ctx).await;
+                // A result from outside taints the rest of the turn.
+                outcome.untrusted_context |= ctx.untrusted;
+                result
             };
             outcome.tool_calls += 1;
             let (text, ok) = match result {
@@ -799,6 +835,128 @@ impl Agent {
         let before = session.compressed.as_ref().map(|c| c.upto);
         self.prepare_view(session, on_event, true).await?;
         Ok(session.compressed.as_ref().map(|c| c.upto) != before)
+    }
+}
+
+/// The learning loop's hooks: `/skill-name`, the background review and the memory nudge.
+impl Agent {
+    /// The skill library (catalogue, recall, the registry).
+    pub fn skills(&self) -> &SkillLibrary {
+        &self.skills
+    }
+
+    /// Whether `line` is `/NAME …` for an active skill NAME (chat hands such lines to
+    /// [`Self::run_turn`], which loads the skill into the turn).
+    pub async fn is_skill_command(&self, line: &str) -> bool {
+        match crate::skills::slash_skill(line) {
+            Some((name, _)) => matches!(self.skills.live(name).await, Ok(Some(_))),
+            None => false,
+        }
+    }
+
+    /// `/NAME rest` for an active skill NAME becomes the skill's text followed by `rest`;
+    /// anything else is returned as it is.
+    async fn expand_skill_command(&self, input: &str) -> String {
+        let Some((name, rest)) = crate::skills::slash_skill(input) else {
+            return input.to_owned();
+        };
+        match self.skills.load(name, talaria_store::SkillUse::Use).await {
+            Ok(Some(skill)) => {
+                let ask = if rest.is_empty() {
+                    "Follow this skill now."
+                } else {
+                    rest
+                };
+                format!(
+                    "The owner loaded the skill {name:?} for this request.\n\n{}\n\n{ask}",
+                    skill.render()
+                )
+            }
+            Ok(None) => input.to_owned(),
+            Err(e) => {
+                tracing::warn!(skill = name, error = %e, "cannot load a skill for a slash command");
+                input.to_owned()
+            }
+        }
+    }
+
+    /// Start the background review (after a turn with at least `skills.review_min_tool_calls`
+    /// tool calls) and the memory nudge (every `skills.memory_nudge_every_turns` user turns),
+    /// when enabled. They run on their own tasks; [`Self::wait_background`] waits for them.
+    fn after_turn(&self, session: &Session, outcome: &TurnOutcome) {
+        if outcome.stop == TurnStop::Interrupted {
+            return;
+        }
+        let config = &self.settings.skills;
+        let user_turns = session.messages().filter(|m| m.role == Role::User).count();
+        let mut kinds = Vec::new();
+        if config.review_enabled && outcome.tool_calls >= config.review_min_tool_calls.max(1) {
+            kinds.push(crate::review::ReviewKind::Skills);
+        }
+        if config.memory_nudge_enabled
+            && user_turns > 0
+            && user_turns % config.memory_nudge_every_turns.max(1) == 0
+        {
+            kinds.push(crate::review::ReviewKind::Memory);
+        }
+        if kinds.is_empty() {
+            return;
+        }
+        let start = session
+            .messages
+            .iter()
+            .rposition(|(_, m)| m.role == Role::User)
+            .unwrap_or(0);
+        let transcript: Vec<Message> = session.messages[start..]
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect();
+        let provider = session
+            .provider
+            .as_ref()
+            .map_or_else(|| self.provider.clone(), |(_, p)| p.clone());
+        for kind in kinds {
+            let job = crate::review::ReviewJob {
+                kind,
+                provider: provider.clone(),
+                model: session.model.clone(),
+                executor: self.executor.clone(),
+                store: self.store.clone(),
+                skills: self.skills.clone(),
+                memory: session.memory.clone(),
+                search_scope: session.search_scope.clone(),
+                session: session.id.clone(),
+                workspace: session.workspace.clone(),
+                talaria_home: self.home.root().to_owned(),
+                transcript: transcript.clone(),
+                untrusted: outcome.untrusted_context,
+                output_limit: self.settings.tool_output_max_chars,
+            };
+            tracing::info!(session = %session.id, ?kind, "background review started");
+            let handle = tokio::spawn(job.run());
+            let mut running = self
+                .background
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            running.retain(|h| !h.is_finished());
+            running.push(handle);
+        }
+    }
+
+    /// Wait for the background reviews and nudges started so far (before the process exits,
+    /// and in tests).
+    pub async fn wait_background(&self) {
+        let handles: Vec<_> = self
+            .background
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for handle in handles {
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "a background review task failed");
+            }
+        }
     }
 }
 

@@ -21,11 +21,12 @@ pub mod registry;
 pub mod tree;
 pub mod validate;
 
-pub use registry::{
-    Action, Author, CatalogueEntry, PendingVersion, Provenance, Registry, RegistryError, SkillDetails, SkillState,
-    SkillSummary, SyncReport, WriteOutcome, short,
-};
 pub use curator::{CuratorChange, CuratorPolicy, CuratorReport};
+pub use registry::{
+    Action, Author, CatalogueEntry, PendingVersion, Provenance, Registry, RegistryError,
+    SkillDetails, SkillState, SkillSummary, SyncReport, WriteOutcome, short,
+};
 pub use tree::{SkillFile, SkillTree};
-pub use validate::{FrontMatter, Mode, Problem, Report, Severity, metadata_value, validate_dir, validate_tree,
+pub use validate::{
+    FrontMatter, Mode, Problem, Report, Severity, metadata_value, validate_dir, validate_tree,
 };

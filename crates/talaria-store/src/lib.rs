@@ -25,6 +25,6 @@ pub use requests::{RequestState, SessionKey, TurnRequest};
 pub use scope::{SessionHit, SessionScope};
 pub use search::SearchHit;
 pub use sessions::{NewSession, SessionRecord, StoredMessage};
-pub use skill_usage::{SkillUse, SkillUsageRecord};
+pub use skill_usage::{SkillUsageRecord, SkillUse};
 pub use skills::{SkillAuditRecord, SkillFileRecord, SkillLedger, SkillRecord, SkillVersionRecord};
 pub use store::Store;

@@ -53,6 +53,7 @@ impl ToolExecutor for UnconfinedExecutor {
             timed_out: finished.timed_out,
             dropped_bytes: finished.dropped_bytes,
             duration: finished.duration,
+            networked: false,
         })
     }
 

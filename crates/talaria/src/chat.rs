@@ -418,6 +418,10 @@ async fn slash_command(chat: &mut Chat, line: &str) -> anyhow::Result<bool> {
                 );
             }
         }
+        // `/skill-name …` loads an active skill into a turn.
+        _ if chat.agent.is_skill_command(line).await => {
+            run_turn_interactive(chat, line).await;
+        }
         other => println!("unknown command {other}; /help lists them"),
     }
     Ok(true)

@@ -46,6 +46,9 @@ pub enum Command {
     /// Import skills, memory, SOUL.md, model settings and cron jobs from Hermes or OpenClaw.
     #[command(subcommand)]
     Migrate(crate::migrate_cmd::MigrateCommand),
+    /// Grade skills by use: mark unused ones stale, archive stale ones (never deletes).
+    #[command(subcommand)]
+    Curator(crate::skills_cmd::CuratorCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,5 +183,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Skills(cmd) => crate::skills_cmd::run(cmd).await,
         Command::Memory(cmd) => crate::memory_cmd::run(cmd).await,
         Command::Migrate(cmd) => crate::migrate_cmd::run(cmd).await,
+        Command::Curator(cmd) => crate::skills_cmd::curator(cmd).await,
     }
 }

@@ -14,7 +14,7 @@ use talaria_core::SessionId;
 use talaria_executor::{
     Executor, ExecutorError, ProcessError, ProcessOp, RunRequest, process_report,
 };
-use talaria_policy::{PolicySet, Surface};
+use talaria_policy::{NetworkMode, PolicySet, Surface};
 use tokio_util::sync::CancellationToken;
 
 pub use talaria_executor::setup::HELPER_ARG;
@@ -151,6 +151,7 @@ impl ToolExecutor for SandboxedTools {
         argv.extend(spec.args);
         let mut request = self.request(origin, argv, &spec.cwd);
         request.stdin = spec.stdin;
+        request.profile = spec.profile;
         request.command_line = Some(spec.command_line);
         request.timeout = Some(spec.timeout);
         let outcome = match self.executor.run(request.clone(), cancel).await {
@@ -161,6 +162,11 @@ impl ToolExecutor for SandboxedTools {
             other => other,
         }
         .map_err(|e| exec_error(&spec.program, e))?;
+        let networked = self
+            .executor
+            .policies()
+            .profile(&outcome.profile)
+            .map_or(true, |p| p.network().mode() != NetworkMode::Off);
         let finished = outcome.finished;
         Ok(CommandOutcome {
             stdout: finished.stdout,
@@ -172,6 +178,7 @@ impl ToolExecutor for SandboxedTools {
             timed_out: finished.timed_out,
             dropped_bytes: finished.dropped_bytes,
             duration: finished.duration,
+            networked,
         })
     }
 

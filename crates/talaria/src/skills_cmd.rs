@@ -1,4 +1,5 @@
-//! `talaria skills validate|import|list|show|log|diff|rollback|approve|reject|quarantine|verify|sync`.
+//! `talaria skills validate|import|list|show|log|diff|rollback|approve|reject|quarantine|pin|unpin|verify|sync`
+//! and `talaria curator run [--dry-run]`.
 //!
 //! Everything here is the owner acting: writes are recorded with the actor `user`.
 
@@ -42,6 +43,10 @@ pub enum SkillsCommand {
     },
     /// Versions waiting for approval.
     Quarantine,
+    /// Pin a skill: the curator never marks it stale or archives it.
+    Pin { name: String },
+    /// Unpin a skill.
+    Unpin { name: String },
     /// Recompute every version's hash and the audit chain, and compare the skills on disk; exit
     /// 1 naming everything tampered with.
     Verify,
@@ -182,6 +187,16 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
             println!("rejected {name} version {}", short(&version));
             Ok(())
         }
+        SkillsCommand::Pin { name } => {
+            registry.set_pinned(&name, true).await?;
+            println!("pinned {name}: the curator leaves it alone");
+            Ok(())
+        }
+        SkillsCommand::Unpin { name } => {
+            registry.set_pinned(&name, false).await?;
+            println!("unpinned {name}");
+            Ok(())
+        }
         SkillsCommand::Quarantine => {
             let pending = registry.quarantine().await?;
             if pending.is_empty() {
@@ -274,4 +289,46 @@ fn validate(path: &std::path::Path, lenient: bool) -> anyhow::Result<()> {
         }
         .into())
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CuratorCommand {
+    /// Mark unused skills stale and archive stale ones (never deletes; pinned skills are left
+    /// alone), then write a report to $TALARIA_HOME/curator/ and print it. A scheduler job that
+    /// runs this when the agent is idle makes it periodic.
+    Run {
+        /// Report what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Grade as if it were this unix time in milliseconds (for tests and what-ifs).
+        #[arg(long, hide = true)]
+        now_ms: Option<i64>,
+    },
+}
+
+pub async fn curator(command: CuratorCommand) -> anyhow::Result<()> {
+    let CuratorCommand::Run { dry_run, now_ms } = command;
+    let home = context::home()?;
+    let config = context::load_config(&home)?;
+    let store = context::open_store(&home).await?;
+    let registry = Registry::new(store.clone(), home.root().join("skills"));
+    let now = now_ms.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
+    let policy = talaria_skills::CuratorPolicy {
+        stale_after_days: config.skills.stale_after_days,
+        archive_after_days: config.skills.archive_after_days,
+    };
+    let report = talaria_skills::curator::run(&registry, &store, policy, now, dry_run).await?;
+    let text = report.to_markdown(&format_time(now));
+    let dir = home.root().join("curator");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let file = dir.join(format!(
+        "report-{now}{}.md",
+        if dry_run { "-dry-run" } else { "" }
+    ));
+    std::fs::write(&file, &text)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    print!("{text}");
+    println!("\nreport written to {}", file.display());
+    Ok(())
 }

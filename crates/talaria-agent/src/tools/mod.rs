@@ -10,6 +10,7 @@ mod memory_tool;
 mod process;
 mod search;
 mod session_search;
+mod skills_tool;
 mod terminal;
 mod todo;
 
@@ -23,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exec::{ExecError, ExecOrigin, ToolExecutor};
 use crate::memory::MemoryFiles;
+use crate::skills::SkillLibrary;
+pub use skills_tool::{DEFAULT_SKILL_PROFILE, PROFILE_KEY};
 pub use todo::TodoList;
 
 /// Everything a tool call may touch.
@@ -45,6 +48,8 @@ pub struct ToolContext<'a> {
     pub untrusted: bool,
     /// Whose sessions `session_search` may read.
     pub search_scope: &'a talaria_store::SessionScope,
+    /// The skill library: recall, `skill_manage`, `skill_run`.
+    pub skills: &'a SkillLibrary,
     pub terminal_timeout: Duration,
     /// Bytes of command output the executor keeps.
     pub output_limit: usize,
@@ -52,6 +57,15 @@ pub struct ToolContext<'a> {
 }
 
 impl ToolContext<'_> {
+    /// This call's result carries untrusted content (see [`crate::skills`]): the loop carries
+    /// the flag into every later call of the turn.
+    fn saw_untrusted(&mut self) {
+        if !self.untrusted {
+            tracing::info!(session = %self.session, "untrusted content entered the turn's context");
+        }
+        self.untrusted = true;
+    }
+
     fn origin(&self, tool: &str) -> ExecOrigin {
         ExecOrigin {
             tool: tool.to_owned(),
@@ -151,12 +165,36 @@ impl Default for ToolBox {
                 memory_tool::spec(),
                 process::spec(),
                 session_search::spec(),
+                skills_tool::list_spec(),
+                skills_tool::view_spec(),
+                skills_tool::manage_spec(),
+                skills_tool::run_spec(),
             ],
         }
     }
 }
 
 impl ToolBox {
+    /// The tools of a background review: the skill tools (no scripts) and memory, nothing
+    /// that touches the machine.
+    pub fn review() -> Self {
+        Self {
+            specs: vec![
+                skills_tool::list_spec(),
+                skills_tool::view_spec(),
+                skills_tool::manage_spec(),
+                memory_tool::spec(),
+            ],
+        }
+    }
+
+    /// The tools of a memory nudge: memory only.
+    pub fn memory_nudge() -> Self {
+        Self {
+            specs: vec![memory_tool::spec()],
+        }
+    }
+
     pub fn specs(&self) -> &[ToolSpec] {
         &self.specs
     }
@@ -171,7 +209,9 @@ impl ToolBox {
         ctx: &mut ToolContext<'_>,
     ) -> Result<String, ToolError> {
         let raw = call.arguments.as_str();
+        let offered = self.specs.iter().any(|s| s.name == call.name);
         match call.name.as_str() {
+            _ if !offered => Err(self.unknown(&call.name)),
             "terminal" => terminal::run(parse_args("terminal", raw)?, ctx).await,
             "read_file" => files::read_file(parse_args("read_file", raw)?, ctx).await,
             "write_file" => files::write_file(parse_args("write_file", raw)?, ctx).await,
@@ -181,15 +221,23 @@ impl ToolBox {
             "memory" => memory_tool::run(parse_args("memory", raw)?, ctx),
             "process" => process::run(parse_args("process", raw)?, ctx).await,
             "session_search" => session_search::run(parse_args("session_search", raw)?, ctx).await,
-            other => Err(ToolError::UnknownTool {
-                name: other.to_owned(),
-                available: self
-                    .specs
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+            "skills_list" => skills_tool::list(parse_args("skills_list", raw)?, ctx).await,
+            "skill_view" => skills_tool::view(parse_args("skill_view", raw)?, ctx).await,
+            "skill_manage" => skills_tool::manage(parse_args("skill_manage", raw)?, ctx).await,
+            "skill_run" => skills_tool::run(parse_args("skill_run", raw)?, ctx).await,
+            other => Err(self.unknown(other)),
+        }
+    }
+
+    fn unknown(&self, name: &str) -> ToolError {
+        ToolError::UnknownTool {
+            name: name.to_owned(),
+            available: self
+                .specs
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }
@@ -203,6 +251,7 @@ pub fn summarize_call(call: &ToolCall) -> String {
         "search_files" => "pattern",
         "memory" => "action",
         "session_search" => "query",
+        "skill_view" | "skill_manage" | "skill_run" => "name",
         _ => "",
     };
     let detail = args.get(key).and_then(|v| v.as_str()).unwrap_or("");

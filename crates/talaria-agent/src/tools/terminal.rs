@@ -89,11 +89,15 @@ eval "$3""#;
         stdin: None,
         timeout: Duration::from_secs(timeout_secs),
         output_limit: ctx.output_limit,
+        profile: None,
     };
     let outcome = ctx
         .executor
         .run(&ctx.origin("terminal"), spec, ctx.cancel)
         .await?;
+    if outcome.networked {
+        ctx.saw_untrusted();
+    }
 
     let (output, final_dir) = split_marker(&outcome.stdout, &marker);
     if let Some(new_dir) = final_dir.filter(|d| std::path::Path::new(d).is_dir()) {
@@ -128,6 +132,7 @@ async fn start_background(
         stdin: None,
         timeout: Duration::from_secs(MAX_TIMEOUT_SECS),
         output_limit: ctx.output_limit,
+        profile: None,
     };
     let id = ctx
         .executor

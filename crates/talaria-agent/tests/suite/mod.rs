@@ -1,3 +1,4 @@
 mod routing;
+mod skills;
 mod tools;
 mod turns;

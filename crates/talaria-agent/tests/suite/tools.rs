@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use talaria_agent::memory::MemoryFiles;
+use talaria_agent::skills::SkillLibrary;
 use talaria_agent::tools::{TodoList, ToolBox, ToolContext, ToolError};
 use talaria_core::{Message, SessionId, ToolCall};
 use talaria_store::{NewSession, SessionKey, SessionScope, Store};
@@ -76,6 +77,7 @@ impl Fixture {
             memory: &self.memory,
             untrusted: self.untrusted,
             search_scope: &self.scope,
+            skills: &SkillLibrary::new(self.store.clone(), self.home.join("skills"), 2000),
             terminal_timeout: Duration::from_secs(10),
             output_limit: 100_000,
             cancel: &self.cancel,
