@@ -275,6 +275,10 @@ impl AgentLink {
             OwnedVariant::from(Str::from(turn.request_id.to_owned())),
         );
         options.insert("create".into(), OwnedVariant::from(turn.create));
+        options.insert(
+            "user".into(),
+            OwnedVariant::from(Str::from(turn.user.to_owned())),
+        );
         if let Some(model) = turn.model {
             options.insert(
                 "model".into(),
@@ -312,6 +316,9 @@ pub struct TurnRequest<'a> {
     pub text: &'a str,
     pub create: bool,
     pub model: Option<&'a str>,
+    /// Who the agent is talking to: the API key's id, so each key holder has their own USER
+    /// memory and search scope.
+    pub user: &'a str,
 }
 
 /// Sorts a `SubmitTurn` failure into "try again" and "give up".

@@ -188,6 +188,7 @@ impl Turns {
             text: &row.text,
             create: row.create_session,
             model: row.model.as_deref(),
+            user: &row.key_id,
         };
         let mut ever_accepted = row.state == RequestState::Submitted;
         let mut next_submit = Some(started);
