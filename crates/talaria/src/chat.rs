@@ -108,6 +108,8 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
     match args.query {
         Some(prompt) => {
             let result = one_shot(&mut chat, &prompt, verbose).await;
+            // A review or memory nudge the turn started finishes before the process exits.
+            chat.agent.wait_background().await;
             chat.agent.end_session(&chat.session);
             result
         }
@@ -325,6 +327,7 @@ async fn repl(mut chat: Chat, home: &talaria_agent::TalariaHome) -> anyhow::Resu
         }
         run_turn_interactive(&mut chat, &input).await;
     }
+    chat.agent.wait_background().await;
     chat.agent.end_session(&chat.session);
     println!(
         "session {} saved; resume with talaria chat --resume {}",
