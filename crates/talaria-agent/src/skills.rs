@@ -80,6 +80,24 @@ impl SkillLibrary {
         &self.store
     }
 
+    /// Notice edits made to the projected skills outside Talaria: valid ones are recorded as
+    /// new versions by `user`, invalid ones refused (the registry's version stays and is
+    /// written back on disk next time). Called when a session starts, before its catalogue is
+    /// frozen.
+    pub async fn sync_disk(&self) {
+        match self.registry.sync().await {
+            Ok(report) => {
+                for (name, version) in &report.recorded {
+                    tracing::info!(skill = %name, %version, "recorded an edit made on disk as a new version by user");
+                }
+                for (name, problems) in &report.refused {
+                    tracing::warn!(skill = %name, problems = problems.len(), "an edit made on disk does not validate; the registry's version stays (see talaria skills sync)");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check the skills directory for edits"),
+        }
+    }
+
     /// The catalogue section of the system prompt, or `None` when no skill is active.
     ///
     /// When every active skill fits in the budget, all are listed by name. Otherwise pinned

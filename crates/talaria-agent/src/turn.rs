@@ -278,6 +278,7 @@ impl Agent {
             .to_string();
         // Frozen with the prompt for the whole session (prompt caching); skills written later
         // are found with skills_list.
+        self.skills.sync_disk().await;
         let skill_catalogue = self.skills.catalogue(None).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "skill registry unreadable; starting without the skill catalogue");
             None

@@ -542,3 +542,55 @@ async fn memory_nudges_come_every_n_user_turns_with_only_the_memory_tool() {
     assert_eq!(requests.len(), 3);
     assert_eq!(requests[2].tool_names(), ["memory"]);
 }
+
+#[tokio::test]
+async fn an_edit_made_on_disk_is_recorded_by_user_when_the_next_session_starts() {
+    let server = FakeModelServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let agent = agent_with(
+        &server,
+        home.path(),
+        Arc::new(UnconfinedExecutor),
+        &config(),
+    )
+    .await;
+    let mut first = session(&agent).await;
+    server.push(create_call(
+        "tidy-logs",
+        "Rotate the logs",
+        "Run logrotate.",
+    ));
+    server.push(Reply::text("saved"));
+    turn(&agent, &mut first, "remember how to rotate logs").await;
+
+    // Someone edits the projected skill by hand: valid, so it becomes a `user` version and the
+    // next session's catalogue shows the new description.
+    let file = home.path().join("skills/tidy-logs/SKILL.md");
+    std::fs::write(
+        &file,
+        skill_md(
+            "tidy-logs",
+            "Rotate and compress the logs",
+            "Run logrotate -f.",
+        ),
+    )
+    .unwrap();
+    let next = session(&agent).await;
+    assert!(
+        system_prompt(&next).contains("- tidy-logs: Rotate and compress the logs"),
+        "{}",
+        system_prompt(&next)
+    );
+    let registry = talaria_skills::Registry::new(agent.store().clone(), home.path().join("skills"));
+    let log = registry.log(Some("tidy-logs")).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|entry| entry.action == "external_edit" || entry.actor.starts_with("user")),
+        "{log:?}"
+    );
+
+    // An invalid edit is refused: the registry's version stays in the catalogue.
+    std::fs::write(&file, "no front matter at all").unwrap();
+    let third = session(&agent).await;
+    assert!(system_prompt(&third).contains("- tidy-logs: Rotate and compress the logs"));
+}
