@@ -157,10 +157,7 @@ impl ToolExecutor for BusTools {
             timed_out: outcome.timed_out,
             dropped_bytes: outcome.dropped_bytes,
             duration: Duration::from_millis(outcome.duration_ms),
-            // The reply names the profile but not its network mode, and this unit does not load
-            // the policies: fail safe and treat the output as untrusted (skills written after it
-            // are quarantined) until the executor reports the network mode.
-            networked: true,
+            networked: outcome.networked,
         })
     }
 

@@ -154,7 +154,7 @@ impl FromStr for TurnEventKind {
     }
 }
 
-/// The reply of `Executor1.Run`: `(iibhhsstt)`, sent as nine out arguments.
+/// The reply of `Executor1.Run`: `(iibhhssttb)`, sent as ten out arguments.
 #[derive(Debug, Serialize, Deserialize, Type)]
 pub struct RunOutcome {
     /// Exit status, or `-1` when the process was killed by a signal.
@@ -176,6 +176,9 @@ pub struct RunOutcome {
     pub dropped_bytes: u64,
     /// Wall time of the command, milliseconds.
     pub duration_ms: u64,
+    /// The command could reach a network (its resolved profile's network was not `off`), so
+    /// its output is outside text: untrusted for the learning loop.
+    pub networked: bool,
 }
 
 /// One job in `Scheduler1.ListJobs`: `(ssss)`.

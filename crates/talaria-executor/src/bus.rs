@@ -75,7 +75,8 @@ impl ExecutorService {
         "profile",
         "backend",
         "dropped_bytes",
-        "duration_ms"
+        "duration_ms",
+        "networked"
     ))]
     #[allow(clippy::type_complexity)]
     async fn run(
@@ -84,7 +85,21 @@ impl ExecutorService {
         stdin: OwnedFd,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
-    ) -> Result<(i32, i32, bool, OwnedFd, OwnedFd, String, String, u64, u64), Error> {
+    ) -> Result<
+        (
+            i32,
+            i32,
+            bool,
+            OwnedFd,
+            OwnedFd,
+            String,
+            String,
+            u64,
+            u64,
+            bool,
+        ),
+        Error,
+    > {
         let _busy = self.activity.busy();
         self.authorize(connection, &header).await?;
         let mut run = run_request(&request)?;
@@ -134,6 +149,7 @@ impl ExecutorService {
             outcome.backend.name().to_owned(),
             finished.dropped_bytes,
             u64::try_from(finished.duration.as_millis()).unwrap_or(u64::MAX),
+            outcome.networked,
         ))
     }
 

@@ -99,6 +99,9 @@ pub struct RunOutcome {
     pub finished: Finished,
     pub profile: String,
     pub backend: Backend,
+    /// The command could reach a network (its resolved profile's network was not `off`): its
+    /// output is outside text, untrusted for the learning loop.
+    pub networked: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -348,12 +351,20 @@ impl Executor {
             t.min(prepared.resolved.wall_time)
         });
         let limit = usize::try_from(prepared.resolved.output_bytes).unwrap_or(usize::MAX);
+        let networked = !matches!(
+            prepared.resolved.spec.network,
+            talaria_sandbox::spec::NetworkRules::Off
+        );
         match prepared.backend {
             Backend::Landlock => {}
             Backend::Oci => {
                 return self
                     .run_oci(&request, prepared, timeout, limit, cancel)
-                    .await;
+                    .await
+                    .map(|outcome| RunOutcome {
+                        networked,
+                        ..outcome
+                    });
             }
         }
         let command = self.helper_command(&prepared)?;
@@ -379,6 +390,7 @@ impl Executor {
             finished,
             profile: prepared.profile,
             backend: Backend::Landlock,
+            networked,
         })
     }
 
@@ -459,6 +471,8 @@ impl Executor {
             finished,
             profile,
             backend: Backend::Oci,
+            // Set by `run` from the resolved spec.
+            networked: true,
         })
     }
 

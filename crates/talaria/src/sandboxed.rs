@@ -14,7 +14,7 @@ use talaria_core::SessionId;
 use talaria_executor::{
     Executor, ExecutorError, ProcessError, ProcessOp, RunRequest, process_report,
 };
-use talaria_policy::{NetworkMode, PolicySet, Surface};
+use talaria_policy::{PolicySet, Surface};
 use tokio_util::sync::CancellationToken;
 
 pub use talaria_executor::setup::HELPER_ARG;
@@ -162,11 +162,7 @@ impl ToolExecutor for SandboxedTools {
             other => other,
         }
         .map_err(|e| exec_error(&spec.program, e))?;
-        let networked = self
-            .executor
-            .policies()
-            .profile(&outcome.profile)
-            .map_or(true, |p| p.network().mode() != NetworkMode::Off);
+        let networked = outcome.networked;
         let finished = outcome.finished;
         Ok(CommandOutcome {
             stdout: finished.stdout,

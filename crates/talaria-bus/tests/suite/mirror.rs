@@ -91,14 +91,26 @@ impl ExecutorMirror {
         "profile",
         "backend",
         "dropped_bytes",
-        "duration_ms"
+        "duration_ms",
+        "networked"
     ))]
     #[allow(clippy::type_complexity)]
     async fn run(
         &self,
         request: VariantDict,
         stdin: OwnedFd,
-    ) -> fdo::Result<(i32, i32, bool, OwnedFd, OwnedFd, String, String, u64, u64)> {
+    ) -> fdo::Result<(
+        i32,
+        i32,
+        bool,
+        OwnedFd,
+        OwnedFd,
+        String,
+        String,
+        u64,
+        u64,
+        bool,
+    )> {
         let argv: Vec<String> = request
             .get("argv")
             .and_then(|v| Vec::<String>::try_from(v.try_clone().ok()?).ok())
@@ -119,6 +131,7 @@ impl ExecutorMirror {
             "mirror".into(),
             0,
             12,
+            false,
         ))
     }
 

@@ -311,3 +311,37 @@ async fn only_the_agents_user_may_call_the_executor() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_executor_says_whether_a_command_could_reach_the_network() {
+    let dir = scratch();
+    let bus = Bus::start(dir.path(), ExecutorPolicy::AgentOnly);
+    let home = dir.path().join("home");
+    let workspace = dir.path().join("ws");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let _executord = Daemon::spawn(
+        "talaria-executord",
+        &["--home", home.to_str().unwrap()],
+        &bus,
+    );
+    let client = bus.connect().await;
+    wait_for_name(&client, names::EXECUTOR, true, TURN).await;
+    let executor = ExecutorProxy::new(&client).await.unwrap();
+    let stdin = talaria_bus::fd::memory_file("stdin", b"").unwrap();
+    for (profile, networked) in [("workspace-write", false), ("networked", true)] {
+        let request = options(&[
+            ("tool", s("terminal")),
+            ("session", s("s-net")),
+            ("workspace", s(workspace.to_str().unwrap())),
+            ("profile", s(profile)),
+            (
+                "argv",
+                OwnedVariant::try_from(zbus::Variant::from(vec!["true".to_owned()])).unwrap(),
+            ),
+        ]);
+        let outcome = executor.run(&request, (&stdin).into()).await.unwrap();
+        assert_eq!(outcome.exit_code, 0, "{profile}");
+        assert_eq!(outcome.profile, profile);
+        assert_eq!(outcome.networked, networked, "{profile}");
+    }
+}
