@@ -1,7 +1,10 @@
 //! System prompt assembly: identity, environment, project instructions and the memory snapshot.
 //!
-//! The prompt is built once when a session starts and stored as the session's first message, so
-//! a resumed session sees exactly the prompt it started with and provider prompt caches hit.
+//! The prompt is built when a session starts and stored as the session's first message, so a
+//! resumed session sees exactly the prompt it started with and provider prompt caches hit. It is
+//! provisional until the first user message: sessions are created before anyone says anything,
+//! and a large skill catalogue is ranked by the request, so the first turn builds the prompt
+//! again with its request before anything is sent; from then on it is frozen.
 
 use std::path::Path;
 

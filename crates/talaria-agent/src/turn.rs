@@ -233,8 +233,9 @@ impl Agent {
         &self.tools
     }
 
-    /// Start a session: build the system prompt (identity, AGENTS.md, memory snapshot) and
-    /// persist it as the first message.
+    /// Start a session: build the system prompt (identity, AGENTS.md, memory snapshot, skill
+    /// catalogue) and persist it as the first message. The prompt is provisional until the
+    /// first user message, which ranks the catalogue by what it asks and freezes the prompt.
     ///
     /// # Errors
     /// A store error.
@@ -266,31 +267,9 @@ impl Agent {
             &now.strftime("%Y%m%d-%H%M%S").to_string(),
             fastrand::u32(..),
         );
-        let soul = read_optional(&self.home.soul_file()).await;
-        let agents_md = read_optional(&cwd.join("AGENTS.md")).await;
-        let memory_snapshot = memory.snapshot().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "memory files unreadable; starting without the memory snapshot");
-            None
-        });
-        let date = now
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d")
-            .to_string();
-        // Frozen with the prompt for the whole session (prompt caching); skills written later
-        // are found with skills_list.
         self.skills.sync_disk().await;
-        let skill_catalogue = self.skills.catalogue(None).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "skill registry unreadable; starting without the skill catalogue");
-            None
-        });
-        let prompt = system_prompt(&PromptInputs {
-            skill_catalogue: skill_catalogue.as_deref(),
-            soul: soul.as_deref(),
-            agents_md: agents_md.as_deref(),
-            cwd: &cwd,
-            date: &date,
-            memory_snapshot: memory_snapshot.as_deref(),
-        });
+        // Provisional until the first user message ranks the catalogue (see `freeze_prompt`).
+        let prompt = self.build_prompt(&cwd, &memory, None).await;
         self.store
             .create_session(NewSession {
                 id: id.clone(),
@@ -316,6 +295,63 @@ impl Agent {
         self.persist(&mut session, vec![Message::system(prompt)])
             .await?;
         Ok(session)
+    }
+
+    /// The system prompt of a session working in `cwd` whose memory is `memory`: identity,
+    /// AGENTS.md, the memory snapshot and the skill catalogue, ranked by `request` when the
+    /// library is larger than the catalogue's budget.
+    async fn build_prompt(
+        &self,
+        cwd: &std::path::Path,
+        memory: &MemoryFiles,
+        request: Option<&str>,
+    ) -> String {
+        let soul = read_optional(&self.home.soul_file()).await;
+        let agents_md = read_optional(&cwd.join("AGENTS.md")).await;
+        let memory_snapshot = memory.snapshot().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "memory files unreadable; starting without the memory snapshot");
+            None
+        });
+        let date = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d")
+            .to_string();
+        let skill_catalogue = self.skills.catalogue(request).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "skill registry unreadable; starting without the skill catalogue");
+            None
+        });
+        system_prompt(&PromptInputs {
+            skill_catalogue: skill_catalogue.as_deref(),
+            soul: soul.as_deref(),
+            agents_md: agents_md.as_deref(),
+            cwd,
+            date: &date,
+            memory_snapshot: memory_snapshot.as_deref(),
+        })
+    }
+
+    /// Before a session's first user message: build its prompt again with `request`, so a
+    /// large catalogue lists the skills relevant to what was asked, and store it in place of
+    /// the provisional one. Nothing has been sent to a model yet, so no cached prompt changes;
+    /// from this message on the prompt is frozen (skills written later are found with
+    /// skills_list).
+    async fn freeze_prompt(&self, session: &mut Session, request: &str) -> Result<(), AgentError> {
+        let [(seq, first)] = session.messages.as_slice() else {
+            return Ok(());
+        };
+        if first.role != Role::System {
+            return Ok(());
+        }
+        let seq = *seq;
+        let prompt = self
+            .build_prompt(&session.workspace, &session.memory, Some(request))
+            .await;
+        if prompt == first.content {
+            return Ok(());
+        }
+        self.store.truncate_from(&session.id, seq).await?;
+        session.messages.clear();
+        self.persist(session, vec![Message::system(prompt)]).await
     }
 
     /// Reopen a stored session. Tool calls a crash left without results get an explicit
@@ -435,6 +471,7 @@ impl Agent {
         on_event: &(dyn Fn(TurnEvent) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<TurnOutcome, AgentError> {
+        self.freeze_prompt(session, input).await?;
         let input = self.expand_skill_command(input).await;
         self.persist(session, vec![Message::user(input)]).await?;
         let outcome = self.drive(session, on_event, cancel).await?;
@@ -456,6 +493,7 @@ impl Agent {
         cancel: &CancellationToken,
     ) -> Result<TurnOutcome, AgentError> {
         let text = request.text.clone();
+        self.freeze_prompt(session, &text).await?;
         let seq = self.store.start_request(request).await?;
         session.messages.push((seq, Message::user(text)));
         let outcome = self.drive(session, on_event, cancel).await?;

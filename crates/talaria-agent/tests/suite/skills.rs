@@ -346,6 +346,115 @@ async fn a_large_catalogue_is_ranked_by_the_request_and_kept_under_budget() {
     assert!(!all.contains("more skills"));
 }
 
+/// The system prompt of each request the fake model received.
+fn sent_prompts(server: &FakeModelServer) -> Vec<String> {
+    server
+        .chat_requests()
+        .iter()
+        .map(|r| {
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+const POSTGRES_LINE: &str =
+    "- postgres-backup: Back up a PostgreSQL database with pg_dump and rotate old dumps";
+
+#[tokio::test]
+async fn a_new_sessions_catalogue_is_ranked_by_its_first_request_then_frozen() {
+    let server = FakeModelServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.skills.catalogue_budget_tokens = 120;
+    let agent = agent_with(&server, home.path(), Arc::new(UnconfinedExecutor), &config).await;
+    many_skills(&agent, 40).await;
+
+    // Created before anyone said anything: ranked by pinned and usage only, so the skill that
+    // sorts last is left out.
+    let mut s = session(&agent).await;
+    assert!(!system_prompt(&s).contains(POSTGRES_LINE));
+    server.push(Reply::text("on it"));
+    turn(&agent, &mut s, "back up the postgres database tonight").await;
+    let sent = sent_prompts(&server);
+    let catalogue: Vec<&str> = sent[0].lines().filter(|l| l.starts_with("- ")).collect();
+    assert_eq!(catalogue[0], POSTGRES_LINE, "{}", sent[0]);
+    assert_eq!(
+        system_prompt(&s),
+        sent[0],
+        "the stored prompt is the one sent"
+    );
+    assert_eq!(
+        s.messages().filter(|m| m.role == Role::System).count(),
+        1,
+        "the provisional prompt was replaced, not added to"
+    );
+
+    // Frozen from then on: a later request about something else sends the same prompt, and so
+    // does the session reopened from the store.
+    server.push(Reply::text("done"));
+    turn(&agent, &mut s, "now run chore number 7").await;
+    let mut resumed = agent.resume_session(&s.id).await.unwrap();
+    server.push(Reply::text("still here"));
+    turn(&agent, &mut resumed, "anything else about the build farm?").await;
+    let sent = sent_prompts(&server);
+    assert_eq!(sent.len(), 3);
+    assert!(sent.iter().all(|p| *p == sent[0]));
+    let stored = agent.store().messages(&s.id).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|m| m.message.role == Role::System)
+            .count(),
+        1
+    );
+
+    // A bus session is created, then reopened for its first request: the same applies.
+    let person = talaria_core::Person::Remote {
+        uid: 1000,
+        user: talaria_core::UserId::parse("alice").unwrap(),
+    };
+    let created = agent
+        .new_session_for(std::env::temp_dir(), "fake-model", "bus", &person)
+        .await
+        .unwrap();
+    agent
+        .store()
+        .bind_session_key(talaria_store::SessionKey {
+            key: "gateway:alice".into(),
+            owner_uid: 1000,
+            user: talaria_core::UserId::parse("alice").unwrap(),
+            session_id: created.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut reopened = agent.resume_session(&created.id).await.unwrap();
+    server.push(Reply::text("sure"));
+    agent
+        .run_request(
+            &mut reopened,
+            talaria_store::TurnRequest {
+                request_id: "r1".into(),
+                owner_uid: 1000,
+                session_key: "gateway:alice".into(),
+                session_id: created.id.clone(),
+                text: "please back up postgres".into(),
+                state: talaria_store::RequestState::Running,
+                answer: None,
+                error: None,
+            },
+            &|_| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let last = sent_prompts(&server).pop().unwrap();
+    let catalogue: Vec<&str> = last.lines().filter(|l| l.starts_with("- ")).collect();
+    assert_eq!(catalogue[0], POSTGRES_LINE, "{last}");
+}
+
 #[tokio::test]
 async fn skill_view_reads_files_and_slash_name_loads_a_skill() {
     let server = FakeModelServer::start().await;
