@@ -437,6 +437,11 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "US dollars per million prompt tokens read from the provider's cache",
     },
     KeyDoc {
+        key: "providers.<name>.models.cache_write_price",
+        kind: KeyKind::Text,
+        doc: "US dollars per million prompt tokens written to the provider's cache (default: the input price)",
+    },
+    KeyDoc {
         key: "providers.<name>.models.tools",
         kind: KeyKind::Bool,
         doc: "the model can call tools",
@@ -615,7 +620,12 @@ impl Config {
                 if !seen.insert(model.name.as_str()) {
                     return Err((at, format!("model {:?} is listed twice", model.name)));
                 }
-                let prices = [model.input_price, model.output_price, model.cached_price];
+                let prices = [
+                    model.input_price,
+                    model.output_price,
+                    model.cached_price,
+                    model.cache_write_price,
+                ];
                 if prices
                     .into_iter()
                     .flatten()
@@ -1058,6 +1068,7 @@ mod tests {
                     input_price: Some(1.0),
                     output_price: Some(1.0),
                     cached_price: Some(1.0),
+                    cache_write_price: Some(1.0),
                     tools: true,
                     vision: true,
                     thinking: true,

@@ -12,7 +12,7 @@ pub mod secret;
 pub mod session;
 
 pub use config::{Config, ConfigError, SkillsConfig};
-pub use message::{Message, Role, ToolCall, ToolSpec, Usage};
+pub use message::{Message, Role, ToolCall, ToolSpec, Usage, UsageTask};
 pub use person::{Person, UserId};
 pub use provider::{ApiKind, ModelEntry, ProviderEntry};
 pub use secret::Secret;

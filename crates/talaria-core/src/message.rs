@@ -127,6 +127,10 @@ pub struct Usage {
     /// Prompt tokens served from the provider's cache, when it says so.
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache (Anthropic's
+    /// `cache_creation_input_tokens`), billed above the plain input price.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {
@@ -138,5 +142,47 @@ impl Usage {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.cached_tokens += other.cached_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+    }
+}
+
+/// What a model call was for, so usage can be told apart by purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageTask {
+    /// A call of the turn loop: the conversation itself.
+    Turn,
+    /// Summarizing the middle of a long conversation.
+    Compression,
+    /// Naming a session.
+    Title,
+    /// The background skill review after a turn.
+    Review,
+    /// The background memory nudge.
+    MemoryNudge,
+}
+
+impl UsageTask {
+    pub const ALL: [UsageTask; 5] = [
+        UsageTask::Turn,
+        UsageTask::Compression,
+        UsageTask::Title,
+        UsageTask::Review,
+        UsageTask::MemoryNudge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageTask::Turn => "turn",
+            UsageTask::Compression => "compression",
+            UsageTask::Title => "title",
+            UsageTask::Review => "review",
+            UsageTask::MemoryNudge => "memory_nudge",
+        }
+    }
+
+    /// The task named `name` (as [`Self::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<UsageTask> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }

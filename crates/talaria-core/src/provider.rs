@@ -72,10 +72,67 @@ pub struct ModelEntry {
     /// Price of prompt tokens read from the provider's cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_price: Option<f64>,
+    /// Price of prompt tokens written to the provider's cache (Anthropic: 1.25 × input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_price: Option<f64>,
     #[serde(default)]
     pub tools: bool,
     #[serde(default)]
     pub vision: bool,
     #[serde(default)]
     pub thinking: bool,
+}
+
+impl ModelEntry {
+    /// What `usage` costs in US dollars at this model's prices, or `None` when the input or
+    /// output price is unknown. Cache reads and writes without their own price are charged at
+    /// the input price.
+    pub fn cost(&self, usage: &crate::Usage) -> Option<f64> {
+        let input = self.input_price?;
+        let output = self.output_price?;
+        let read = usage.cached_tokens;
+        let write = usage.cache_write_tokens;
+        let plain = usage.prompt_tokens.saturating_sub(read + write);
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "token counts stay far below 2^52"
+        )]
+        let dollars = (plain as f64 * input
+            + read as f64 * self.cached_price.unwrap_or(input)
+            + write as f64 * self.cache_write_price.unwrap_or(input)
+            + usage.completion_tokens as f64 * output)
+            / 1_000_000.0;
+        Some(dollars)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_counts_cache_reads_and_writes_at_their_prices() {
+        let model = ModelEntry {
+            name: "m".into(),
+            input_price: Some(3.0),
+            output_price: Some(15.0),
+            cached_price: Some(0.3),
+            cache_write_price: Some(3.75),
+            ..ModelEntry::default()
+        };
+        let usage = crate::Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 100_000,
+            cached_tokens: 400_000,
+            cache_write_tokens: 100_000,
+        };
+        let cost = model.cost(&usage).unwrap();
+        // 500k plain × 3 + 400k × 0.3 + 100k × 3.75 + 100k × 15, per million
+        assert!((cost - (1.5 + 0.12 + 0.375 + 1.5)).abs() < 1e-9, "{cost}");
+        let unpriced = ModelEntry {
+            name: "m".into(),
+            ..ModelEntry::default()
+        };
+        assert_eq!(unpriced.cost(&usage), None);
+    }
 }

@@ -420,6 +420,7 @@ fn apply_usage(usage: &mut Usage, wire: &Value) {
     if input.is_some() || read.is_some() || created.is_some() {
         usage.prompt_tokens = input.unwrap_or(0) + read.unwrap_or(0) + created.unwrap_or(0);
         usage.cached_tokens = read.unwrap_or(0);
+        usage.cache_write_tokens = created.unwrap_or(0);
     }
     if let Some(out) = n("output_tokens") {
         usage.completion_tokens = out;
@@ -546,6 +547,7 @@ fn parse_message(bytes: &[u8], requested_model: &str) -> Result<ChatResponse, Ll
             .filter(|m| !m.is_empty())
             .unwrap_or(requested_model)
             .to_owned(),
+        provider: None,
     })
 }
 
@@ -700,6 +702,7 @@ impl MessageStream {
             usage: self.usage,
             finish_reason: self.stop_reason.as_deref().map(finish_reason),
             model: self.model.unwrap_or_else(|| requested_model.to_owned()),
+            provider: None,
         })
     }
 }
@@ -869,7 +872,7 @@ mod tests {
             Err(LlmError::InvalidResponse { .. })
         ));
         let ok = parse_message(
-            br#"{"content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"cache_read_input_tokens":10,"output_tokens":2}}"#,
+            br#"{"content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"cache_read_input_tokens":10,"cache_creation_input_tokens":5,"output_tokens":2}}"#,
             "m",
         )
         .unwrap();
@@ -878,9 +881,10 @@ mod tests {
         assert_eq!(
             ok.usage,
             Usage {
-                prompt_tokens: 13,
+                prompt_tokens: 18,
                 completion_tokens: 2,
-                cached_tokens: 10
+                cached_tokens: 10,
+                cache_write_tokens: 5,
             }
         );
     }

@@ -79,6 +79,9 @@ pub struct ChatResponse {
     pub finish_reason: Option<String>,
     /// The model that answered, as the server named it (else the requested one).
     pub model: String,
+    /// The catalogue provider that answered, when a [`Router`] chose it; `None` from a plain
+    /// client.
+    pub provider: Option<String>,
 }
 
 /// Something that answers chat requests.

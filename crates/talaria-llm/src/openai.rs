@@ -441,6 +441,7 @@ fn parse_completion(bytes: &[u8], requested_model: &str) -> Result<ChatResponse,
             .model
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| requested_model.to_owned()),
+        provider: None,
     })
 }
 

@@ -154,7 +154,10 @@ impl Router {
                 route.clients[key].chat(&request, &mut forward).await
             };
             let error = match result {
-                Ok(response) => return Ok(response),
+                Ok(mut response) => {
+                    response.provider = Some(route.provider.clone());
+                    return Ok(response);
+                }
                 Err(e) if shown => return Err((e, true)),
                 Err(e) => e,
             };

@@ -267,6 +267,7 @@ impl StreamAccumulator {
             usage: self.usage.unwrap_or_default(),
             finish_reason: self.finish_reason,
             model: self.model.unwrap_or_else(|| requested_model.to_owned()),
+            provider: None,
         })
     }
 }
@@ -407,7 +408,8 @@ mod tests {
             Usage {
                 prompt_tokens: 9,
                 completion_tokens: 3,
-                cached_tokens: 4
+                cached_tokens: 4,
+                cache_write_tokens: 0,
             }
         );
         assert_eq!(

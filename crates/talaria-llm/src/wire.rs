@@ -158,6 +158,7 @@ impl WireUsage {
                 .and_then(|d| d.cached_tokens)
                 .or(self.prompt_cache_hit_tokens)
                 .unwrap_or(0),
+            cache_write_tokens: 0,
         }
     }
 }
@@ -415,7 +416,8 @@ mod tests {
             Usage {
                 prompt_tokens: 100,
                 completion_tokens: 20,
-                cached_tokens: 64
+                cached_tokens: 64,
+                cache_write_tokens: 0,
             }
         );
         let deepseek: WireUsage = serde_json::from_value(

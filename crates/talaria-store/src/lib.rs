@@ -17,6 +17,7 @@ mod sessions;
 mod skill_usage;
 mod skills;
 mod store;
+mod usage;
 
 pub use error::StoreError;
 pub use migrations::{SCHEMA_VERSION, migrate_to};
@@ -28,3 +29,4 @@ pub use sessions::{NewSession, SessionRecord, StoredMessage};
 pub use skill_usage::{SkillUsageRecord, SkillUse};
 pub use skills::{SkillAuditRecord, SkillFileRecord, SkillLedger, SkillRecord, SkillVersionRecord};
 pub use store::Store;
+pub use usage::{ModelCall, UsageFilter, UsageLine};

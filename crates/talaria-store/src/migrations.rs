@@ -29,6 +29,10 @@
 //!   registry whenever a catalogue is computed, so it holds nothing the registry does not).
 //! - v8: `session_keys.user`: the person a bus caller vouches for (the gateway's API key id);
 //!   keys made before it belong to the caller's `default` user.
+//! - v9: usage accounting: `usage.provider`, `usage.task` (`turn`, `compression`, `title`,
+//!   `review`, `memory_nudge`; earlier rows are `turn`), `usage.cache_write_tokens` and
+//!   `usage.cost` (US dollars from the catalogue's prices at record time, NULL when unknown);
+//!   `sessions.provider`, the provider chosen for the session (NULL: the configured one).
 
 use std::path::{Path, PathBuf};
 
@@ -38,7 +42,7 @@ use talaria_core::ToolCall;
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
@@ -82,7 +86,23 @@ const MIGRATIONS: &[Migration] = &[
         version: 8,
         apply: v8_session_key_user,
     },
+    Migration {
+        version: 9,
+        apply: v9_usage_accounting_and_session_provider,
+    },
 ];
+
+fn v9_usage_accounting_and_session_provider(conn: &Connection) -> rusqlite::Result<()> {
+    // Rows written before v9 were all turn-loop calls of an unrecorded provider and price.
+    conn.execute_batch(
+        "ALTER TABLE usage ADD COLUMN provider TEXT;
+         ALTER TABLE usage ADD COLUMN task TEXT NOT NULL DEFAULT 'turn';
+         ALTER TABLE usage ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE usage ADD COLUMN cost REAL;
+         CREATE INDEX usage_by_time ON usage (created_at);
+         ALTER TABLE sessions ADD COLUMN provider TEXT;",
+    )
+}
 
 fn v7_skill_usage_and_catalogue(conn: &Connection) -> rusqlite::Result<()> {
     // Counters, not history: the registry's audit log is the history. A row exists once a skill

@@ -32,6 +32,9 @@ pub struct SessionRecord {
     /// The first line of the first user message, once there is one.
     pub title: Option<String>,
     pub model: String,
+    /// The provider chosen for this session (`talaria model set`, `/model`); `None`: the
+    /// configured one.
+    pub provider: Option<String>,
     pub source: String,
     pub cwd: String,
     /// Unix milliseconds.
@@ -57,7 +60,7 @@ pub struct StoredMessage {
 const TITLE_MAX_CHARS: usize = 60;
 
 /// How many columns [`SESSION_COLUMNS`] selects.
-pub(crate) const SESSION_COLUMN_COUNT: usize = 11;
+pub(crate) const SESSION_COLUMN_COUNT: usize = 13;
 
 pub(crate) const SESSION_COLUMNS: &str =
     "SELECT s.id, s.title, s.model, s.source, s.cwd, s.created_at,
@@ -65,7 +68,9 @@ pub(crate) const SESSION_COLUMNS: &str =
         (SELECT count(*) FROM messages WHERE session_id = s.id),
         (SELECT coalesce(sum(prompt_tokens), 0) FROM usage WHERE session_id = s.id),
         (SELECT coalesce(sum(completion_tokens), 0) FROM usage WHERE session_id = s.id),
-        (SELECT coalesce(sum(cached_tokens), 0) FROM usage WHERE session_id = s.id)
+        (SELECT coalesce(sum(cached_tokens), 0) FROM usage WHERE session_id = s.id),
+        (SELECT coalesce(sum(cache_write_tokens), 0) FROM usage WHERE session_id = s.id),
+        s.provider
     FROM sessions s";
 
 /// Newest first; `rowid` breaks ties left by databases written before the clock was monotonic.
@@ -254,6 +259,24 @@ pub(crate) fn set_model(
     })
 }
 
+/// Set (or with `None` clear) the session's provider.
+pub(crate) fn set_provider(
+    conn: &mut Connection,
+    id: &SessionId,
+    provider: Option<&str>,
+) -> Result<(), StoreError> {
+    write(conn, |tx| {
+        let updated = tx.execute(
+            "UPDATE sessions SET provider = ?2 WHERE id = ?1",
+            params![id.as_str(), provider],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::NoSuchSession(id.to_string()));
+        }
+        Ok(())
+    })
+}
+
 pub(crate) fn record_usage(
     conn: &mut Connection,
     id: &SessionId,
@@ -335,7 +358,7 @@ pub(crate) fn write<T>(
     Ok(value)
 }
 
-fn require_session(conn: &Connection, id: &SessionId) -> Result<(), StoreError> {
+pub(crate) fn require_session(conn: &Connection, id: &SessionId) -> Result<(), StoreError> {
     let exists = conn
         .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
         .exists([id.as_str()])?;
@@ -438,6 +461,7 @@ pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord>
         model: row.get(2)?,
         source: row.get(3)?,
         cwd: row.get(4)?,
+        provider: row.get(12)?,
         created_at: row.get(5)?,
         updated_at: row.get(6)?,
         message_count: count(row.get(7)?),
@@ -445,16 +469,17 @@ pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord>
             prompt_tokens: count(row.get(8)?),
             completion_tokens: count(row.get(9)?),
             cached_tokens: count(row.get(10)?),
+            cache_write_tokens: count(row.get(11)?),
         },
     })
 }
 
 /// SQLite integers are signed; counts are stored from `u64` and saturate rather than wrap.
-fn sql_int(n: impl TryInto<i64>) -> i64 {
+pub(crate) fn sql_int(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
 
-fn count(n: i64) -> u64 {
+pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
@@ -580,6 +605,7 @@ mod tests {
             prompt_tokens: p,
             completion_tokens: c,
             cached_tokens: k,
+            cache_write_tokens: 0,
         };
         record_usage(&mut conn, &a, "m1", &u(10, 2, 4)).unwrap();
         record_usage(&mut conn, &a, "m2", &u(5, 1, 0)).unwrap();

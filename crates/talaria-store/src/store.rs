@@ -157,6 +157,46 @@ impl Store {
             .await
     }
 
+    /// Record one model call with its provider, task and cost.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchSession`].
+    pub async fn record_model_call(
+        &self,
+        id: &SessionId,
+        call: crate::ModelCall,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.run(move |conn| crate::usage::record(conn, &id, &call))
+            .await
+    }
+
+    /// Recorded usage grouped by session, day, provider, model and task.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn usage_lines(
+        &self,
+        filter: crate::UsageFilter,
+    ) -> Result<Vec<crate::UsageLine>, StoreError> {
+        self.run(move |conn| crate::usage::lines(conn, &filter))
+            .await
+    }
+
+    /// Remember the provider chosen for the session (`None`: the configured one).
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchSession`].
+    pub async fn set_provider(
+        &self,
+        id: &SessionId,
+        provider: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (id, provider) = (id.clone(), provider.map(str::to_owned));
+        self.run(move |conn| sessions::set_provider(conn, &id, provider.as_deref()))
+            .await
+    }
+
     /// Messages matching every word of `query` (in text or tool names), best first. Any text is
     /// a valid query; one with no words finds nothing.
     ///

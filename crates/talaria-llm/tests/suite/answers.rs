@@ -210,6 +210,7 @@ async fn usage_is_reported_in_both_modes_with_cached_tokens() {
             prompt_tokens: prompt_tokens(0),
             completion_tokens: "First answer.".len() as u64 / 4,
             cached_tokens: 0,
+            cache_write_tokens: 0,
         }
     );
     // The second request extends the first, so the fake reports the first prompt as cached.
@@ -219,6 +220,7 @@ async fn usage_is_reported_in_both_modes_with_cached_tokens() {
             prompt_tokens: prompt_tokens(1),
             completion_tokens: "Second answer.".len() as u64 / 4,
             cached_tokens: prompt_tokens(0),
+            cache_write_tokens: 0,
         }
     );
     assert!(second.usage.prompt_tokens > first.usage.prompt_tokens);

@@ -61,6 +61,7 @@ async fn a_conversation_with_tool_calls_round_trips_through_the_file() {
                 prompt_tokens: 120,
                 completion_tokens: 30,
                 cached_tokens: 100,
+                cache_write_tokens: 0,
             },
         )
         .await

@@ -3,6 +3,7 @@ mod conversation;
 mod migration;
 mod open_errors;
 mod search;
+mod usage;
 
 use std::path::{Path, PathBuf};
 
