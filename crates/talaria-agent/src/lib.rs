@@ -6,6 +6,7 @@
 //! resumes cleanly. It must never run a side-effecting tool itself: commands and file writes go
 //! to the executor.
 
+mod accounting;
 pub mod bus;
 pub mod compress;
 pub mod daemon;

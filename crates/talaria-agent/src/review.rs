@@ -67,6 +67,7 @@ pub(crate) struct ReviewJob {
     pub transcript: Vec<Message>,
     pub untrusted: bool,
     pub output_limit: usize,
+    pub pricing: crate::accounting::Pricing,
 }
 
 impl ReviewJob {
@@ -101,8 +102,15 @@ impl ReviewJob {
                 temperature: None,
             };
             let response = self.provider.chat(&request, &mut |_| {}).await?;
+            let task = match self.kind {
+                ReviewKind::Skills => talaria_core::UsageTask::Review,
+                ReviewKind::Memory => talaria_core::UsageTask::MemoryNudge,
+            };
             self.store
-                .record_usage(&self.session, &response.model, response.usage)
+                .record_model_call(
+                    &self.session,
+                    self.pricing.call(task, &self.model, &response),
+                )
                 .await?;
             let calls = response.message.tool_calls.clone();
             messages.push(response.message);

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use talaria_core::{Config, Message, Person, Role, SessionId, ToolCall, Usage};
+use talaria_core::{Config, Message, Person, Role, SessionId, ToolCall, Usage, UsageTask};
 use talaria_llm::{ChatProvider, ChatRequest, LlmError, StreamEvent};
 use talaria_store::{NewSession, SessionScope, Store, StoreError, TurnRequest};
 use tokio_util::sync::CancellationToken;
@@ -604,9 +604,10 @@ impl Agent {
                 }
                 other => other?,
             };
-            self.store
-                .record_usage(&session.id, &response.model, response.usage)
-                .await?;
+            let call = self
+                .pricing(session)
+                .call(UsageTask::Turn, &request.model, &response);
+            self.store.record_model_call(&session.id, call).await?;
             outcome.usage.add(&response.usage);
             session.usage.add(&response.usage);
             let calls = response.message.tool_calls.clone();
@@ -729,6 +730,17 @@ impl Agent {
         Ok(())
     }
 
+    /// How the session's calls are priced: the catalogue and the session's provider.
+    fn pricing(&self, session: &Session) -> crate::accounting::Pricing {
+        crate::accounting::Pricing {
+            catalogue: self.catalogue.clone(),
+            provider: session
+                .provider
+                .as_ref()
+                .map_or_else(|| self.provider_name.clone(), |(name, _)| name.clone()),
+        }
+    }
+
     /// The context window of the session's model: the catalogue's, else a conservative default.
     fn context_window(&self, session: &Session) -> u64 {
         let provider = session
@@ -812,9 +824,10 @@ impl Agent {
         let replaced = range.len();
         match provider.chat(&request, &mut |_| {}).await {
             Ok(response) if !response.message.content.trim().is_empty() => {
-                self.store
-                    .record_usage(&session.id, &response.model, response.usage)
-                    .await?;
+                let call =
+                    self.pricing(session)
+                        .call(UsageTask::Compression, &request.model, &response);
+                self.store.record_model_call(&session.id, call).await?;
                 session.usage.add(&response.usage);
                 let summary =
                     compress::summary_message(&response.message.content, &view[range.clone()]);
@@ -970,6 +983,7 @@ impl Agent {
                 transcript: transcript.clone(),
                 untrusted: outcome.untrusted_context,
                 output_limit: self.settings.tool_output_max_chars,
+                pricing: self.pricing(session),
             };
             tracing::info!(session = %session.id, ?kind, "background review started");
             let handle = tokio::spawn(job.run());

@@ -2,3 +2,4 @@ mod routing;
 mod skills;
 mod tools;
 mod turns;
+mod usage;
