@@ -18,7 +18,7 @@ use serde_json::json;
 use talaria_bus::{Error, ExecutorProxy, SessionMatch, SessionSummary, VariantDict};
 use talaria_core::{Person, SessionId, UserId};
 use talaria_daemon::{Activity, Callers};
-use talaria_store::{RequestState, SessionKey, TurnRequest};
+use talaria_store::{RequestState, SessionKey, SessionScope, TurnRequest};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use zbus::message::Header;
@@ -476,6 +476,19 @@ impl AgentService {
         outcome.map_err(|e| e.to_string())
     }
 
+    /// The key a bus caller knows session `id` by (every session in a bus person's scope has
+    /// one).
+    async fn key_of(&self, id: &SessionId) -> Result<Option<String>, Error> {
+        Ok(self
+            .inner
+            .agent
+            .store()
+            .key_of_session(id)
+            .await
+            .map_err(internal)?
+            .map(|k| k.key))
+    }
+
     /// The session a key names for `uid` and `user`, created when `create` is set.
     async fn session_for(
         &self,
@@ -542,6 +555,18 @@ impl AgentService {
             Err(e) => Err(internal(e)),
         }
     }
+}
+
+/// The sessions a bus caller may list and search: the person `uid` vouches for as `user`
+/// (empty: the default user), exactly the scope of that person's own `session_search`.
+fn person_scope(uid: u32, user: &str) -> Result<SessionScope, Error> {
+    let user = if user.is_empty() {
+        UserId::default_user()
+    } else {
+        UserId::parse(user).map_err(|e| invalid(e.to_string()))?
+    };
+    let person = Person::Remote { uid, user };
+    Ok(SessionScope::of(&person, uid))
 }
 
 fn stop_name(stop: TurnStop) -> &'static str {
@@ -729,34 +754,39 @@ impl AgentService {
     #[zbus(out_args("sessions"))]
     async fn list_sessions(
         &self,
+        user: String,
         limit: u32,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<SessionSummary>, Error> {
         let uid = self.caller(connection, &header).await?;
         self.inner.activity.touch();
-        let sessions = self
-            .inner
-            .agent
-            .store()
-            .owned_sessions(uid, limit as usize)
+        let scope = person_scope(uid, &user)?;
+        let store = self.inner.agent.store();
+        let sessions = store
+            .recent_sessions(scope, None, limit as usize)
             .await
             .map_err(internal)?;
-        Ok(sessions
-            .into_iter()
-            .map(|(key, record)| SessionSummary {
+        let mut out = Vec::with_capacity(sessions.len());
+        for record in sessions {
+            let Some(key) = self.key_of(&record.id).await? else {
+                continue;
+            };
+            out.push(SessionSummary {
                 id: key,
                 title: record.title.unwrap_or_default(),
                 model: record.model,
                 updated_at_ms: record.updated_at,
                 message_count: record.message_count,
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     #[zbus(out_args("matches"))]
     async fn search_sessions(
         &self,
+        user: String,
         query: String,
         limit: u32,
         #[zbus(header)] header: Header<'_>,
@@ -764,32 +794,28 @@ impl AgentService {
     ) -> Result<Vec<SessionMatch>, Error> {
         let uid = self.caller(connection, &header).await?;
         self.inner.activity.touch();
-        let store = self.inner.agent.store();
-        let owned: HashMap<SessionId, (String, String)> = store
-            .owned_sessions(uid, usize::MAX >> 1)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(|(key, record)| (record.id, (key, record.title.unwrap_or_default())))
-            .collect();
-        // Search wide, then keep the caller's own sessions: others' never leave the agent.
-        let hits = store
-            .search(&query, (limit as usize).saturating_mul(8).max(64))
+        let scope = person_scope(uid, &user)?;
+        // The store filters by the person in SQL: others' sessions never leave it.
+        let hits = self
+            .inner
+            .agent
+            .store()
+            .search_sessions(&query, scope, None, limit as usize)
             .await
             .map_err(internal)?;
-        Ok(hits
-            .into_iter()
-            .filter_map(|hit| {
-                let (key, title) = owned.get(&hit.session_id)?;
-                Some(SessionMatch {
-                    session_id: key.clone(),
-                    title: title.clone(),
-                    updated_at_ms: hit.updated_at,
-                    snippet: hit.snippet,
-                })
-            })
-            .take(limit as usize)
-            .collect())
+        let mut out = Vec::with_capacity(hits.len());
+        for hit in hits {
+            let Some(key) = self.key_of(&hit.session_id).await? else {
+                continue;
+            };
+            out.push(SessionMatch {
+                session_id: key,
+                title: hit.title.unwrap_or_default(),
+                updated_at_ms: hit.updated_at,
+                snippet: hit.snippet,
+            });
+        }
+        Ok(out)
     }
 
     #[zbus(signal)]

@@ -81,9 +81,10 @@ pub struct SessionMatch {
     pub session_id: String,
     /// The session's title.
     pub title: String,
-    /// When the matching message was written, milliseconds since the Unix epoch.
+    /// The session's last update, milliseconds since the Unix epoch.
     pub updated_at_ms: i64,
-    /// A short excerpt around the match.
+    /// A short excerpt of the session's best matching message, matched terms marked
+    /// `«like this»`.
     pub snippet: String,
 }
 
@@ -232,11 +233,20 @@ pub trait Agent {
     /// connection that submitted the turn (or the same uid) may cancel it.
     fn cancel_turn(&self, turn_id: &str) -> zbus::Result<()>;
 
-    /// The caller's most recently updated sessions, newest first, at most `limit`.
-    fn list_sessions(&self, limit: u32) -> zbus::Result<Vec<SessionSummary>>;
+    /// The most recently updated sessions of one person — the caller's uid and `user` (as
+    /// `SubmitTurn`'s option; empty means `default`) — newest first, at most `limit`. A `user`
+    /// that is not a valid user id is `InvalidArgs`.
+    fn list_sessions(&self, user: &str, limit: u32) -> zbus::Result<Vec<SessionSummary>>;
 
-    /// Full-text search over the caller's stored messages, best match first, at most `limit`.
-    fn search_sessions(&self, query: &str, limit: u32) -> zbus::Result<Vec<SessionMatch>>;
+    /// Discovery over one person's sessions (as [`Self::list_sessions`]): sessions whose
+    /// messages match `query`, one match per session with a snippet, best first, at most
+    /// `limit`. Another person's sessions are never searched.
+    fn search_sessions(
+        &self,
+        user: &str,
+        query: &str,
+        limit: u32,
+    ) -> zbus::Result<Vec<SessionMatch>>;
 
     /// Progress of a turn, sent to the submitter only. `kind` is a [`TurnEventKind`] spelling;
     /// `payload` is JSON: `text_delta {text}`, `tool_started {summary}`, `tool_finished

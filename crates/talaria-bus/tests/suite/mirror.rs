@@ -38,11 +38,11 @@ impl AgentMirror {
     }
 
     #[zbus(out_args("sessions"))]
-    async fn list_sessions(&self, limit: u32) -> Vec<SessionSummary> {
+    async fn list_sessions(&self, user: String, limit: u32) -> Vec<SessionSummary> {
         (0..limit)
             .map(|i| SessionSummary {
                 id: format!("s{i}"),
-                title: format!("title {i}"),
+                title: format!("title {i} of {user}"),
                 model: "m".into(),
                 updated_at_ms: -1 - i64::from(i),
                 message_count: u64::from(i) + 1,
@@ -51,10 +51,10 @@ impl AgentMirror {
     }
 
     #[zbus(out_args("matches"))]
-    async fn search_sessions(&self, query: String, limit: u32) -> Vec<SessionMatch> {
+    async fn search_sessions(&self, user: String, query: String, limit: u32) -> Vec<SessionMatch> {
         vec![SessionMatch {
             session_id: "s0".into(),
-            title: format!("limit {limit}"),
+            title: format!("limit {limit} for {user}"),
             updated_at_ms: 1_700_000_000_000,
             snippet: format!("…{query}…"),
         }]

@@ -46,15 +46,16 @@ async fn agent_turn_emits_a_turn_event_and_sessions_list() {
     agent.cancel_turn(&turn_id).await.unwrap();
     assert!(agent.cancel_turn("").await.is_err());
 
-    let sessions = agent.list_sessions(2).await.unwrap();
+    let sessions = agent.list_sessions("alice", 2).await.unwrap();
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions[1].id, "s1");
+    assert_eq!(sessions[1].title, "title 1 of alice");
     assert_eq!(sessions[1].updated_at_ms, -2);
     assert_eq!(sessions[1].message_count, 2);
 
-    let matches = agent.search_sessions("needle", 5).await.unwrap();
+    let matches = agent.search_sessions("bob", "needle", 5).await.unwrap();
     assert_eq!(matches[0].snippet, "…needle…");
-    assert_eq!(matches[0].title, "limit 5");
+    assert_eq!(matches[0].title, "limit 5 for bob");
 }
 
 #[tokio::test]

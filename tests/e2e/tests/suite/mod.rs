@@ -1,3 +1,4 @@
 mod agent_executor;
 mod fixture;
+mod people;
 mod whole_suite;
