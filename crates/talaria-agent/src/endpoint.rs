@@ -409,3 +409,38 @@ pub async fn choose_model(
         ),
     }
 }
+
+/// Give a resumed session back the provider stored for it (`talaria model set`, `/model
+/// PROVIDER:MODEL`), unless it is the one `endpoint` already talks to. Returns whether it did.
+///
+/// # Errors
+/// The stored provider is no longer usable (unknown, or its key is missing); the message says
+/// how to choose another.
+pub async fn restore_session_provider(
+    agent: &crate::Agent,
+    session: &mut crate::Session,
+    endpoint: &Endpoint,
+    config: &Config,
+    config_path: &std::path::Path,
+) -> anyhow::Result<bool> {
+    let Some(stored) = agent
+        .store()
+        .session(&session.id)
+        .await?
+        .and_then(|r| r.provider)
+    else {
+        return Ok(false);
+    };
+    if stored == endpoint.provider.name {
+        return Ok(false);
+    }
+    let spec = format!("{stored}:{}", session.model);
+    let (provider, model) = switch(&spec, config, config_path).with_context(|| {
+        format!(
+            "session {} uses {spec}; choose another with talaria model set",
+            session.id
+        )
+    })?;
+    agent.switch_model(session, provider, &model).await?;
+    Ok(true)
+}

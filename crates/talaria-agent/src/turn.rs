@@ -725,6 +725,8 @@ impl Agent {
         self.set_model(session, model).await?;
         if let Some((name, client)) = provider {
             tracing::info!(session = %session.id, provider = %name, model, "model switched");
+            // Stored with the model, so a resumed session goes back to the same provider.
+            self.store.set_provider(&session.id, Some(&name)).await?;
             session.provider = Some((name, client));
         }
         Ok(())

@@ -32,7 +32,10 @@ const SLASH_COMMANDS: &[(&str, &str)] = &[
         "show the model, or /model [PROVIDER:]MODEL to switch for this session",
     ),
     ("/compress", "summarize the middle of the conversation now"),
-    ("/usage", "tokens used in this session"),
+    (
+        "/usage",
+        "tokens and cost of this session, by model and task",
+    ),
     (
         "/sessions",
         "recent sessions (resume one with talaria chat --resume ID)",
@@ -88,7 +91,19 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
     let session = match resume_id {
         Some(id) => {
             let mut session = agent.resume_session(&id).await?;
-            if let Some(model) = &endpoint.model {
+            // The session's own provider wins over the configured one, unless --provider says.
+            let restored = args.endpoint.provider.is_none()
+                && endpoint::restore_session_provider(
+                    &agent,
+                    &mut session,
+                    &endpoint,
+                    &config,
+                    &home.config_file(),
+                )
+                .await?;
+            if let Some(model) = &endpoint.model
+                && (!restored || args.endpoint.model.is_some())
+            {
                 agent.set_model(&mut session, model).await?;
             }
             session
@@ -370,8 +385,8 @@ async fn slash_command(chat: &mut Chat, line: &str) -> anyhow::Result<bool> {
         "/model" if rest.is_empty() => println!("model: {}", chat.session.model),
         "/model" => {
             let config_path = context::home()?.config_file();
-            match endpoint::switch(rest, &chat.config, &config_path) {
-                Ok((provider, model)) => {
+            match crate::model_cmd::choose(rest, &chat.config, &config_path, false) {
+                Ok(crate::model_cmd::Choice { provider, model }) => {
                     let shown = match &provider {
                         Some((name, _)) => format!("{name}:{model}"),
                         None => model.clone(),
@@ -399,17 +414,10 @@ async fn slash_command(chat: &mut Chat, line: &str) -> anyhow::Result<bool> {
                 println!("nothing was compressed");
             }
         }
-        "/usage" => {
-            let u = chat.session.usage;
-            println!(
-                "session {}: {} prompt + {} completion = {} tokens ({} prompt tokens cached)",
-                chat.session.id,
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.total(),
-                u.cached_tokens
-            );
-        }
+        "/usage" => print!(
+            "{}",
+            crate::insights_cmd::session_usage(chat.agent.store(), &chat.session.id).await?
+        ),
         "/sessions" => {
             for s in chat.agent.store().list_sessions(10).await? {
                 let marker = if s.id == chat.session.id { "*" } else { " " };

@@ -49,6 +49,10 @@ pub enum Command {
     /// Grade skills by use: mark unused ones stale, archive stale ones (never deletes).
     #[command(subcommand)]
     Curator(crate::skills_cmd::CuratorCommand),
+    /// Tokens and cost over recent sessions: per model, per task, per day.
+    Insights(crate::insights_cmd::InsightsArgs),
+    /// List models, set one for the latest session (or --global), or pick from a numbered list.
+    Model(crate::model_cmd::ModelArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,5 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Memory(cmd) => crate::memory_cmd::run(cmd).await,
         Command::Migrate(cmd) => crate::migrate_cmd::run(cmd).await,
         Command::Curator(cmd) => crate::skills_cmd::curator(cmd).await,
+        Command::Insights(args) => crate::insights_cmd::run(args).await,
+        Command::Model(args) => crate::model_cmd::run(args).await,
     }
 }

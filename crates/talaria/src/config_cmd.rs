@@ -39,7 +39,7 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
 }
 
 /// Replace the file atomically, readable by its owner only (it may hold an API key).
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("toml.tmp");
