@@ -132,11 +132,20 @@ pub enum SessionsCommand {
     },
     /// Print a session's transcript.
     Show { id: String },
-    /// Full-text search over all messages; exits 1 with no output when nothing matches.
+    /// Find the owner's sessions by their messages: ranked sessions, one snippet each (the CLI
+    /// sessions and the owner's own bus sessions, never another person's); with --around, the
+    /// messages around one message. Exits 1 with no output when nothing matches.
     Search {
-        query: String,
+        #[arg(required_unless_present = "around")]
+        query: Option<String>,
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Scroll: show the messages around message SEQ of session SESSION (the `#SEQ` of a hit).
+        #[arg(long, value_name = "SESSION:SEQ", conflicts_with = "query")]
+        around: Option<String>,
+        /// Messages shown on each side with --around.
+        #[arg(long, default_value_t = 5, requires = "around")]
+        window: usize,
     },
     /// Export a session.
     Export {

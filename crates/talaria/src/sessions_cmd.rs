@@ -1,11 +1,15 @@
 //! `talaria sessions list|show|search|export|delete`.
+//!
+//! `search` reads like the agent's `session_search`, through the store's [`SessionScope`] for
+//! the owner: discovery (ranked sessions, one snippet each) and scroll (`--around SESSION:SEQ`);
+//! `list` is browse.
 
 use std::io::Write;
 
 use anyhow::Context;
 use talaria_agent::format_time;
-use talaria_core::{Role, SessionId};
-use talaria_store::Store;
+use talaria_core::{Person, Role, SessionId};
+use talaria_store::{SessionScope, Store};
 
 use crate::Exit;
 use crate::cli::SessionsCommand;
@@ -18,7 +22,18 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<()> {
     match command {
         SessionsCommand::List { limit } => list(&store, limit).await,
         SessionsCommand::Show { id } => show(&store, &SessionId::parse(&id)?).await,
-        SessionsCommand::Search { query, limit } => search(&store, &query, limit).await,
+        SessionsCommand::Search {
+            query,
+            limit,
+            around,
+            window,
+        } => match (around, query) {
+            (Some(around), _) => scroll(&store, &around, window).await,
+            (None, Some(query)) => search(&store, &query, limit).await,
+            (None, None) => Err(anyhow::anyhow!(
+                "give words to search for, or --around SESSION:SEQ"
+            )),
+        },
         SessionsCommand::Export { id, format, output } => {
             let id = SessionId::parse(&id)?;
             let record = store.session(&id).await?.ok_or_else(|| no_session(&id))?;
@@ -118,44 +133,97 @@ async fn show(store: &Store, id: &SessionId) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The owner's sessions: the CLI's (unkeyed) and the keyed sessions of the owner's own uid
+/// for its default user, as the owner's `session_search` sees them. Other people's
+/// conversations (gateway users, other uids) are not the owner's to search from here.
+fn owner_scope() -> SessionScope {
+    SessionScope::of(&Person::Owner, talaria_daemon::own_uid())
+}
+
+fn nothing_found() -> anyhow::Error {
+    Exit {
+        code: 1,
+        message: None,
+    }
+    .into()
+}
+
+/// Discovery: ranked sessions, one line each with the best matching message.
 async fn search(store: &Store, query: &str, limit: usize) -> anyhow::Result<()> {
     let hits = store
-        .search(query, limit.saturating_mul(5).max(limit))
+        .search_sessions(query, owner_scope(), None, limit)
         .await?;
     if hits.is_empty() {
-        return Err(Exit {
-            code: 1,
-            message: None,
-        }
-        .into());
+        return Err(nothing_found());
     }
-    let mut order: Vec<SessionId> = Vec::new();
-    let mut grouped: std::collections::HashMap<SessionId, Vec<&talaria_store::SearchHit>> =
-        Default::default();
-    for hit in &hits {
-        if !grouped.contains_key(&hit.session_id) {
-            if order.len() == limit {
-                continue;
-            }
-            order.push(hit.session_id.clone());
-        }
-        grouped.entry(hit.session_id.clone()).or_default().push(hit);
-    }
-    for id in order {
-        let session_hits = &grouped[&id];
-        let first = session_hits[0];
+    for hit in hits {
+        let more = match hit.matches {
+            0 | 1 => String::new(),
+            n => format!("  ({n} matching messages)"),
+        };
         println!(
-            "{}  {}  {}",
-            id,
-            format_time(first.updated_at),
-            first.title.as_deref().unwrap_or("(untitled)")
+            "{}  {}  {}{more}",
+            hit.session_id,
+            format_time(hit.updated_at),
+            hit.title.as_deref().unwrap_or("(untitled)")
         );
-        for hit in session_hits.iter().take(3) {
+        println!(
+            "    #{} [{}] {}",
+            hit.seq,
+            hit.role.as_str(),
+            hit.snippet.replace('\n', " ")
+        );
+    }
+    Ok(())
+}
+
+/// Characters of each message a scroll shows.
+const SCROLL_MESSAGE_CHARS: usize = 2_000;
+
+/// Scroll: the messages around `SESSION:SEQ`, the one asked for marked `>`.
+async fn scroll(store: &Store, around: &str, window: usize) -> anyhow::Result<()> {
+    let (id, seq) = around
+        .rsplit_once(':')
+        .and_then(|(id, seq)| Some((id, seq.parse::<i64>().ok()?)))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--around {around:?} is not SESSION:SEQ (a hit's session id and #SEQ)")
+        })?;
+    let id = SessionId::parse(id)?;
+    let messages = store
+        .message_window(owner_scope(), &id, seq, window, window)
+        .await?
+        .ok_or_else(|| no_session(&id))?;
+    if messages.is_empty() {
+        return Err(nothing_found());
+    }
+    for stored in messages {
+        let m = &stored.message;
+        let mark = if stored.seq == seq { '>' } else { ' ' };
+        if m.role == Role::System {
+            // Not the conversation; `sessions export` has it.
             println!(
-                "    [{}] {}",
-                hit.role.as_str(),
-                hit.snippet.replace('\n', " ")
+                "{mark} #{:<4} [system] (the session's system prompt, {} characters)",
+                stored.seq,
+                m.content.chars().count()
             );
+            continue;
+        }
+        let mut text: String = m.content.chars().take(SCROLL_MESSAGE_CHARS).collect();
+        if m.content.chars().count() > SCROLL_MESSAGE_CHARS {
+            text.push_str("… [cut; talaria sessions show has everything]");
+        }
+        for call in &m.tool_calls {
+            text.push_str(&format!("\n→ {} {}", call.name, call.arguments));
+        }
+        let mut lines = text.lines();
+        println!(
+            "{mark} #{:<4} [{}] {}",
+            stored.seq,
+            m.role.as_str(),
+            lines.next().unwrap_or_default()
+        );
+        for line in lines {
+            println!("         {line}");
         }
     }
     Ok(())

@@ -169,3 +169,159 @@ async fn delete_removes_a_session_and_its_search_hits() {
             .contains("invalid session id")
     );
 }
+
+/// A session a bus person (uid 900, `alice`, as the gateway would key it) had with the agent.
+async fn someone_elses_session(home: &std::path::Path, text: &str) -> String {
+    let store = talaria_store::Store::open(&home.join("state.db"))
+        .await
+        .unwrap();
+    let id = talaria_core::SessionId::parse("20261121-000000-0badcafe").unwrap();
+    store
+        .create_session(talaria_store::NewSession {
+            id: id.clone(),
+            model: "fake-model".into(),
+            source: "bus".into(),
+            cwd: "/".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .bind_session_key(talaria_store::SessionKey {
+            key: "gateway:alice".into(),
+            owner_uid: 900,
+            user: talaria_core::UserId::parse("alice").unwrap(),
+            session_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    store
+        .append_messages(&id, vec![talaria_core::Message::user(text)])
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_discovers_the_owners_sessions_and_scrolls_around_a_hit() {
+    let env = Env::new().await;
+    env.server.push(Reply::text("Walrus facts: they like ice."));
+    env.run(&["chat", "-q", "tell me about the walrus"])
+        .await
+        .success();
+    let first = env.latest_session().await;
+    env.server.push(Reply::text("noted"));
+    env.run(&[
+        "chat",
+        "--resume",
+        &first,
+        "-q",
+        "and one more walrus question",
+    ])
+    .await
+    .success();
+    env.server.push(Reply::text("Penguins, not a walrus."));
+    env.run(&["chat", "-q", "what about penguins?"])
+        .await
+        .success();
+    let second = env.latest_session().await;
+    assert_ne!(first, second);
+    let secret = someone_elses_session(env.home_path(), "my walrus password is hunter2").await;
+
+    // Discovery: one entry per session (ranked by the store), however many messages match.
+    let found = env
+        .run(&["sessions", "search", "walrus"])
+        .await
+        .success()
+        .stdout();
+    let headers: Vec<&str> = found.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(headers.len(), 2, "{found}");
+    let header_of = |id: &str| *headers.iter().find(|h| h.starts_with(id)).unwrap();
+    assert!(
+        header_of(&first).ends_with("tell me about the walrus  (3 matching messages)"),
+        "{found}"
+    );
+    assert!(
+        header_of(&second).ends_with("what about penguins?"),
+        "{found}"
+    );
+    assert!(found.contains("«walrus»"), "{found}");
+    // Another person's conversation is not the owner's to search from the CLI.
+    assert!(
+        !found.contains(&secret) && !found.contains("hunter2"),
+        "{found}"
+    );
+    assert_eq!(
+        env.run(&["sessions", "search", "hunter2"]).await.code(),
+        Some(1)
+    );
+    let limited = env
+        .run(&["sessions", "search", "walrus", "--limit", "1"])
+        .await
+        .success()
+        .stdout();
+    assert_eq!(limited.lines().count(), 2, "{limited}");
+
+    // Scroll: the hit's #SEQ, with a window on each side; the asked-for message is marked.
+    let hit_line = found
+        .lines()
+        .skip_while(|l| !l.starts_with(&first))
+        .nth(1)
+        .unwrap();
+    let seq = Some(hit_line)
+        .and_then(|l| l.trim_start().strip_prefix('#'))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let around = format!("{first}:{seq}");
+    let window = env
+        .run(&["sessions", "search", "--around", &around, "--window", "1"])
+        .await
+        .success()
+        .stdout();
+    let marked: Vec<&str> = window.lines().filter(|l| l.starts_with('>')).collect();
+    assert_eq!(marked.len(), 1, "{window}");
+    assert!(marked[0].contains(&format!("#{seq}")), "{window}");
+    assert!(
+        window.lines().count() == 3
+            && window
+                .lines()
+                .all(|l| l.starts_with("  #") || l.starts_with("> #")),
+        "{window}"
+    );
+    let whole = env
+        .run(&[
+            "sessions",
+            "search",
+            "--around",
+            &format!("{first}:1"),
+            "--window",
+            "10",
+        ])
+        .await
+        .success()
+        .stdout();
+    assert!(
+        whole.contains("> #1    [user] tell me about the walrus")
+            && whole.contains("[assistant] noted"),
+        "{whole}"
+    );
+
+    let hidden = env
+        .run(&["sessions", "search", "--around", &format!("{secret}:0")])
+        .await;
+    assert_eq!(hidden.code(), Some(1));
+    assert!(
+        hidden
+            .stderr()
+            .contains(&format!("no session with id {secret}")),
+        "{}",
+        hidden.stderr()
+    );
+    let bad = env.run(&["sessions", "search", "--around", &first]).await;
+    assert_eq!(bad.code(), Some(1), "{}", bad.stderr());
+    assert!(
+        bad.stderr().contains("is not SESSION:SEQ"),
+        "{}",
+        bad.stderr()
+    );
+}
