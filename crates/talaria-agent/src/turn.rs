@@ -51,6 +51,9 @@ pub struct AgentSettings {
     pub user_char_limit: usize,
     pub compress_at_percent: u8,
     pub compress_keep_last: usize,
+    /// Offer rarely used tools through `tool_search` once all schemas pass this percentage of
+    /// the context window.
+    pub tool_search_at_percent: u8,
     /// The learning loop: catalogue budget, background review, memory nudge.
     pub skills: talaria_core::SkillsConfig,
 }
@@ -66,6 +69,7 @@ impl AgentSettings {
             user_char_limit: config.memory.user_char_limit,
             compress_at_percent: config.agent.compress_at_percent,
             compress_keep_last: config.agent.compress_keep_last,
+            tool_search_at_percent: config.agent.tool_search_at_percent,
             skills: config.skills.clone(),
         }
     }
@@ -138,6 +142,8 @@ pub struct Session {
     pub person: Person,
     memory: MemoryFiles,
     search_scope: SessionScope,
+    /// Lazy tools `tool_search` loaded: their schemas go with every later request.
+    loaded_tools: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +297,7 @@ impl Agent {
             search_scope: SessionScope::of(person, talaria_daemon::own_uid()),
             person: person.clone(),
             memory,
+            loaded_tools: Default::default(),
         };
         self.persist(&mut session, vec![Message::system(prompt)])
             .await?;
@@ -397,6 +404,7 @@ impl Agent {
             workspace: workspace.clone(),
             cwd: workspace,
             usage: record.usage,
+            loaded_tools: Default::default(),
         };
         let repairs = missing_results(&plain, ABANDONED_RESULT);
         if !repairs.is_empty() {
@@ -560,7 +568,7 @@ impl Agent {
             let request = ChatRequest {
                 model: session.model.clone(),
                 messages,
-                tools: self.tools.specs().to_vec(),
+                tools: self.request_tools(session),
                 stream: self.settings.stream,
                 max_tokens: None,
                 temperature: None,
@@ -667,7 +675,11 @@ impl Agent {
                     output_limit: self.settings.tool_output_max_chars.saturating_mul(4),
                     cancel,
                 };
-                let result = self.tools.call(call, &mut ctx).await;
+                let result = if call.name == crate::tools::tool_search::NAME {
+                    Ok(self.tool_search(&call.arguments, &mut session.loaded_tools))
+                } else {
+                    self.tools.call(call, &mut ctx).await
+                };
                 // A result from outside taints the rest of the turn.
                 outcome.untrusted_context |= ctx.untrusted;
                 result
@@ -730,6 +742,49 @@ impl Agent {
             session.provider = Some((name, client));
         }
         Ok(())
+    }
+
+    /// The tools of the next request: all of them, or, when their schemas would pass
+    /// `agent.tool_search_at_percent` of the context window, the eager ones, the lazy ones the
+    /// session loaded, and `tool_search` describing the rest in one line each.
+    fn request_tools(&self, session: &Session) -> Vec<talaria_core::ToolSpec> {
+        use crate::tools::tool_search;
+        let all = self.tools.specs();
+        let budget =
+            self.context_window(session) * u64::from(self.settings.tool_search_at_percent) / 100;
+        if compress::estimate_tokens(&[], all) <= budget {
+            return all.to_vec();
+        }
+        let unloaded = |t: &&talaria_core::ToolSpec| {
+            tool_search::LAZY.contains(&t.name.as_str()) && !session.loaded_tools.contains(&t.name)
+        };
+        let lazy: Vec<&talaria_core::ToolSpec> = all.iter().filter(unloaded).collect();
+        let mut tools: Vec<_> = all.iter().filter(|t| !unloaded(t)).cloned().collect();
+        if !lazy.is_empty() {
+            tools.push(tool_search::spec(&lazy));
+        }
+        tools
+    }
+
+    /// Run `tool_search`: load the matching lazy tools into the session.
+    fn tool_search(
+        &self,
+        arguments: &str,
+        loaded: &mut std::collections::BTreeSet<String>,
+    ) -> String {
+        use crate::tools::tool_search;
+        let query = serde_json::from_str::<tool_search::Args>(arguments)
+            .map(|a| a.query)
+            .unwrap_or_else(|_| arguments.to_owned());
+        let lazy: Vec<&talaria_core::ToolSpec> = self
+            .tools
+            .specs()
+            .iter()
+            .filter(|t| tool_search::LAZY.contains(&t.name.as_str()))
+            .collect();
+        let found = tool_search::matching(&query, &lazy);
+        loaded.extend(found.iter().map(|t| t.name.clone()));
+        tool_search::result(&found, &lazy)
     }
 
     /// How the session's calls are priced: the catalogue and the session's provider.

@@ -13,6 +13,7 @@ mod session_search;
 mod skills_tool;
 mod terminal;
 mod todo;
+pub mod tool_search;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,5 +1,6 @@
 mod routing;
 mod skills;
+mod tool_search;
 mod tools;
 mod turns;
 mod usage;
