@@ -11,10 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use talaria_core::{Message, SessionId, UserId};
 
 use crate::error::StoreError;
-use crate::sessions::{
-    SESSION_COLUMN_COUNT, SESSION_COLUMNS, SessionRecord, append_in, now_ms, session_from_row,
-    session_id, write,
-};
+use crate::sessions::{append_in, now_ms, session_id, write};
 
 /// A caller's name for a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,31 +110,6 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SessionKey> {
         })?,
         session_id: session_id(row, 2)?,
     })
-}
-
-/// The owner's keyed sessions, most recently updated first.
-pub(crate) fn owned_sessions(
-    conn: &Connection,
-    owner_uid: u32,
-    limit: usize,
-) -> Result<Vec<(String, SessionRecord)>, StoreError> {
-    // The key comes after the session columns, so `session_from_row` reads the row as is.
-    let sql = format!(
-        "SELECT q.*, k.key FROM session_keys k JOIN ({SESSION_COLUMNS}) q ON q.id = k.session_id
-         WHERE k.owner_uid = ?1 ORDER BY q.updated_at DESC LIMIT ?2"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map(
-            params![owner_uid, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |row| {
-                let record = session_from_row(row)?;
-                let key: String = row.get(SESSION_COLUMN_COUNT)?;
-                Ok((key, record))
-            },
-        )?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
 }
 
 pub(crate) fn start_request(

@@ -59,9 +59,6 @@ pub struct StoredMessage {
 /// Longest title derived from a user message, in characters.
 const TITLE_MAX_CHARS: usize = 60;
 
-/// How many columns [`SESSION_COLUMNS`] selects.
-pub(crate) const SESSION_COLUMN_COUNT: usize = 13;
-
 pub(crate) const SESSION_COLUMNS: &str =
     "SELECT s.id, s.title, s.model, s.source, s.cwd, s.created_at,
         s.updated_at,

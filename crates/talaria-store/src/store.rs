@@ -304,19 +304,6 @@ impl Store {
             .await
     }
 
-    /// The sessions keyed for `owner_uid`, most recently updated first, with their keys.
-    ///
-    /// # Errors
-    /// On a database failure.
-    pub async fn owned_sessions(
-        &self,
-        owner_uid: u32,
-        limit: usize,
-    ) -> Result<Vec<(String, SessionRecord)>, StoreError> {
-        self.run(move |conn| crate::requests::owned_sessions(conn, owner_uid, limit))
-            .await
-    }
-
     /// Record a turn request as running and store its user message, in one transaction.
     /// Returns the message's seq.
     ///
