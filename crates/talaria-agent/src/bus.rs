@@ -256,6 +256,8 @@ pub struct AgentServiceConfig {
     pub workspace: PathBuf,
     /// Who may call: see [`Callers`].
     pub callers: Callers,
+    /// Gives a resumed session its stored provider back (none: the configured one).
+    pub restore: Option<Arc<crate::daemon::ProviderRestore>>,
 }
 
 /// Serves `org.talaria.Agent1` over an [`Agent`].
@@ -446,6 +448,17 @@ impl AgentService {
             .resume_session(&request.session_id)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(restore) = &self.inner.config.restore {
+            crate::endpoint::restore_session_provider(
+                agent,
+                &mut session,
+                &restore.endpoint,
+                &restore.config,
+                &restore.config_path,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        }
         let on_event = |event: TurnEvent| {
             let outgoing = match event {
                 TurnEvent::TextDelta(text) => Outgoing::Event("text_delta", json!({"text": text})),

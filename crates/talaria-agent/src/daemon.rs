@@ -87,22 +87,36 @@ pub async fn serve(
     let tools = BusTools::new(&connection)
         .await
         .map_err(|e| format!("cannot reach the executor's interface: {e}"))?;
+    let catalogue =
+        talaria_llm::Catalogue::builtin_with(&config.providers).map_err(|e| format!("{e:#}"))?;
     let agent = Agent::new(
         provider,
         Arc::new(tools),
-        store,
+        store.clone(),
         home.clone(),
         AgentSettings::from_config(&config),
-    );
+    )
+    // Context windows and prices for compression, tool_search and cost accounting.
+    .with_catalogue(Arc::new(catalogue), &endpoint.provider.name);
+    let curator = talaria_skills::CuratorPolicy {
+        stale_after_days: config.skills.stale_after_days,
+        archive_after_days: config.skills.archive_after_days,
+    };
     let service = AgentService::new(
         agent,
         AgentServiceConfig {
             default_model,
             workspace: unit.workspace,
             callers: unit.callers,
+            restore: Some(Arc::new(ProviderRestore {
+                endpoint,
+                config,
+                config_path: home.config_file(),
+            })),
         },
-        activity,
+        activity.clone(),
     );
+    tokio::spawn(curate_when_idle(store, home.clone(), curator, activity));
     connection
         .object_server()
         .at(talaria_bus::paths::AGENT, service.clone())
@@ -117,6 +131,71 @@ pub async fn serve(
         tracing::info!(resumed, "resumed interrupted turns");
     }
     Ok(connection)
+}
+
+/// What a bus session needs to get its stored provider back when it is resumed (a session
+/// switched with `talaria model set --session` keeps its provider).
+#[derive(Debug)]
+pub struct ProviderRestore {
+    pub endpoint: endpoint::Endpoint,
+    pub config: talaria_core::Config,
+    pub config_path: PathBuf,
+}
+
+/// How often the curator runs, at most.
+const CURATOR_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long the agent must have been idle before the curator runs.
+const CURATOR_IDLE: Duration = Duration::from_secs(60);
+
+/// Runs the skills curator (item: active → stale → archived by disuse) once a day when the
+/// agent has been idle for a minute. The last run's time is the newest report in
+/// `<home>/curator/`, so a D-Bus-activated agent that comes and goes still curates daily.
+async fn curate_when_idle(
+    store: talaria_store::Store,
+    home: TalariaHome,
+    policy: talaria_skills::CuratorPolicy,
+    activity: Activity,
+) {
+    let dir = home.root().join("curator");
+    let registry = talaria_skills::Registry::new(store.clone(), home.root().join("skills"));
+    loop {
+        let last = last_report_age(&dir);
+        if let Some(wait) = last.and_then(|age| CURATOR_PERIOD.checked_sub(age)) {
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        activity.idle_for(CURATOR_IDLE).await;
+        let now = jiff::Timestamp::now().as_millisecond();
+        match talaria_skills::curator::run(&registry, &store, policy, now, false).await {
+            Ok(report) => {
+                let when = crate::format_time(now);
+                match talaria_skills::curator::write_report(&report, &dir, &when) {
+                    Ok((file, _)) => {
+                        tracing::info!(changes = report.changes.len(), report = %file.display(), "curator ran")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "curator ran but its report could not be written")
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "curator failed; trying again later"),
+        }
+        tokio::time::sleep(CURATOR_PERIOD).await;
+    }
+}
+
+/// How long ago the newest (non-dry-run) curator report was written.
+fn last_report_age(dir: &std::path::Path) -> Option<Duration> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("report-") && !name.ends_with("-dry-run.md")
+        })
+        .filter_map(|e| e.metadata().ok()?.modified().ok()?.elapsed().ok())
+        .min()
 }
 
 /// The daemon: serve until SIGTERM or idle, then exit.
@@ -164,4 +243,20 @@ pub async fn run(args: Args) -> Result<(), String> {
     tracing::info!(?stop, drained, "agent stopped");
     drop(connection);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_curator_schedule_counts_only_real_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(last_report_age(dir.path()), None, "never ran");
+        std::fs::write(dir.path().join("report-1-dry-run.md"), "x").unwrap();
+        assert_eq!(last_report_age(dir.path()), None, "a dry run is not a run");
+        std::fs::write(dir.path().join("report-2.md"), "x").unwrap();
+        let age = last_report_age(dir.path()).unwrap();
+        assert!(age < CURATOR_PERIOD, "{age:?}");
+    }
 }

@@ -83,6 +83,27 @@ impl CuratorReport {
     }
 }
 
+/// Writes `report` as Markdown to `dir/report-<at>[-dry-run].md` (created if missing) and
+/// returns the file and the text. `when` is the run time as people read it.
+///
+/// # Errors
+/// The directory or the file cannot be written.
+pub fn write_report(
+    report: &CuratorReport,
+    dir: &std::path::Path,
+    when: &str,
+) -> std::io::Result<(std::path::PathBuf, String)> {
+    let text = report.to_markdown(when);
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join(format!(
+        "report-{}{}.md",
+        report.at,
+        if report.dry_run { "-dry-run" } else { "" }
+    ));
+    std::fs::write(&file, &text)?;
+    Ok((file, text))
+}
+
 /// Grade every active skill at `now` (unix ms) and, unless `dry_run`, apply the changes.
 ///
 /// # Errors

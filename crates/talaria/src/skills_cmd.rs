@@ -318,16 +318,9 @@ pub async fn curator(command: CuratorCommand) -> anyhow::Result<()> {
         archive_after_days: config.skills.archive_after_days,
     };
     let report = talaria_skills::curator::run(&registry, &store, policy, now, dry_run).await?;
-    let text = report.to_markdown(&format_time(now));
     let dir = home.root().join("curator");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let file = dir.join(format!(
-        "report-{now}{}.md",
-        if dry_run { "-dry-run" } else { "" }
-    ));
-    std::fs::write(&file, &text)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    let (file, text) = talaria_skills::curator::write_report(&report, &dir, &format_time(now))
+        .map_err(|e| anyhow::anyhow!("cannot write the report in {}: {e}", dir.display()))?;
     print!("{text}");
     println!("\nreport written to {}", file.display());
     Ok(())
