@@ -600,7 +600,12 @@ impl Agent {
                 return Ok(outcome);
             };
             let response = match result {
-                Err(e @ LlmError::ContextOverflow { .. }) if !overflow_retried => {
+                // Context overflow or a request too large (413): the classifier says compress.
+                Err(e)
+                    if !overflow_retried
+                        && talaria_llm::Failure::of(&e).action()
+                            == talaria_llm::Action::CompressAndRetry =>
+                {
                     // Compress and send again, once; a second overflow is the user's to see.
                     overflow_retried = true;
                     tracing::info!(session = %session.id, error = %e, "context overflow; compressing and retrying");

@@ -207,6 +207,45 @@ async fn compression_that_fails_drops_nothing_and_is_retried_next_turn() {
     );
 }
 
+#[tokio::test]
+async fn a_request_too_large_is_compressed_and_sent_again_once() {
+    let server = FakeModelServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.agent.compress_keep_last = 2;
+    let agent = agent(&server, home.path(), &config).await;
+    let mut session = agent
+        .new_session(std::env::temp_dir(), "fake-model", "test")
+        .await
+        .unwrap();
+    server.push(Reply::text("answer one"));
+    server.push(Reply::text("answer two"));
+    turn(&agent, &mut session, "q1").await;
+    turn(&agent, &mut session, "q2").await;
+
+    // The provider refuses the third request as too large (413): compress, then send again.
+    server.push(Reply::Status {
+        code: 413,
+        body: r#"{"error":{"message":"request entity too large"}}"#.into(),
+        retry_after: None,
+    });
+    server.push(Reply::text("SUMMARY: q1 and q2"));
+    server.push(Reply::text("answer three"));
+    let (answer, notices) = turn(&agent, &mut session, "q3").await;
+    assert_eq!(answer, "answer three");
+    assert!(
+        notices.iter().any(|n| n.starts_with("context compressed")),
+        "{notices:?}"
+    );
+    let requests = server.chat_requests();
+    let resent = contents(&requests.last().unwrap().body);
+    assert!(
+        resent.iter().any(|m| m.starts_with(SUMMARY_MARKER)),
+        "{resent:?}"
+    );
+    assert_eq!(resent.last().unwrap(), "q3");
+}
+
 /// Measures (prints, never asserts) the size of the first request of a session for a one-line
 /// question with the default tools: `cargo nextest run -p talaria-agent first_request
 /// --no-capture`.
