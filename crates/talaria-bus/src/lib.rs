@@ -101,16 +101,20 @@ pub enum TurnEventKind {
     Done,
     /// The turn failed; payload `{"message": …}`; no more events follow.
     Error,
+    /// Something the user should know that does not end the turn (a fallback model answered,
+    /// the context was compressed); payload `{"text": …}`.
+    Notice,
 }
 
 impl TurnEventKind {
     /// Every kind, in wire order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::TextDelta,
         Self::ToolStarted,
         Self::ToolFinished,
         Self::Done,
         Self::Error,
+        Self::Notice,
     ];
 
     /// The wire spelling.
@@ -122,6 +126,7 @@ impl TurnEventKind {
             Self::ToolFinished => "tool_finished",
             Self::Done => "done",
             Self::Error => "error",
+            Self::Notice => "notice",
         }
     }
 }
@@ -250,7 +255,7 @@ pub trait Agent {
 
     /// Progress of a turn, sent to the submitter only. `kind` is a [`TurnEventKind`] spelling;
     /// `payload` is JSON: `text_delta {text}`, `tool_started {summary}`, `tool_finished
-    /// {summary, ok, duration_ms}`, `done {text, stop, session_key}`, `error {message, kind}`.
+    /// {summary, ok, duration_ms}`, `done {text, stop, session_key}`, `error {message, kind}`, `notice {text}`.
     #[zbus(signal)]
     fn turn_event(&self, turn_id: &str, kind: &str, payload: &str) -> zbus::Result<()>;
 }

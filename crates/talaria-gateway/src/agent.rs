@@ -362,7 +362,10 @@ pub fn terminal_outcome(kind: TurnEventKind, payload: &str) -> Option<Outcome> {
     let json: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
     let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     match kind {
-        TurnEventKind::TextDelta | TurnEventKind::ToolStarted | TurnEventKind::ToolFinished => None,
+        TurnEventKind::TextDelta
+        | TurnEventKind::ToolStarted
+        | TurnEventKind::ToolFinished
+        | TurnEventKind::Notice => None,
         TurnEventKind::Done => {
             let finish_reason = match field("stop").as_deref() {
                 Some("length" | "max_tokens") => "length",

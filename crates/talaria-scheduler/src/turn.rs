@@ -210,6 +210,11 @@ pub async fn ask_agent(
                             }
                             return Err(TurnError::Agent(message));
                         }
+                        Ok(TurnEventKind::Notice) => {
+                            if let Some(notice) = json_field(args.payload(), "text") {
+                                tracing::info!(run_id, %notice, "agent notice during a job");
+                            }
+                        }
                         Ok(TurnEventKind::ToolStarted | TurnEventKind::ToolFinished) | Err(_) => {}
                     }
                 }

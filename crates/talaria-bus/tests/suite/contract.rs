@@ -48,7 +48,8 @@ fn turn_event_kinds_round_trip_through_their_wire_spelling() {
             "tool_started",
             "tool_finished",
             "done",
-            "error"
+            "error",
+            "notice"
         ]
     );
     for kind in TurnEventKind::ALL {
