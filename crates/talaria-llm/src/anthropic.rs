@@ -17,7 +17,6 @@
 //! the server sends that does not parse is an [`LlmError`], never a panic.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
@@ -26,9 +25,9 @@ use talaria_core::{Message, Role, Secret, ToolCall, Usage};
 
 use crate::error::{LlmError, classify_status, snippet};
 use crate::openai::{
-    EndpointConfig, EventSink, Failure, body_error, error_failure, http_client, transport_error,
+    EndpointConfig, EventSink, body_error, error_failure, http_client, transport_error,
 };
-use crate::retry::RetryPolicy;
+use crate::retry::{Failure, Retrier, RetryPolicy};
 use crate::sse::SseParser;
 use crate::wire::{WireModelList, fallback_call_id};
 use crate::{ChatProvider, ChatRequest, ChatResponse, StreamEvent};
@@ -119,6 +118,14 @@ impl Anthropic {
         }
     }
 
+    fn retrier(&self) -> Retrier<'_> {
+        Retrier {
+            policy: &self.retry,
+            endpoint: &self.shown_url,
+            api_key: self.api_key.as_ref(),
+        }
+    }
+
     fn headers(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         let builder = builder.header("anthropic-version", ANTHROPIC_VERSION);
         match &self.api_key {
@@ -133,31 +140,6 @@ impl Anthropic {
             },
             None => builder,
         }
-    }
-
-    fn scrub(&self, error: LlmError) -> LlmError {
-        match &self.api_key {
-            Some(key) => error.redacted(key.expose()),
-            None => error,
-        }
-    }
-
-    fn retry_delay(&self, what: &str, retry: u32, failure: Failure) -> Result<Duration, LlmError> {
-        let error = self.scrub(failure.error);
-        if !error.is_retryable() || retry >= self.retry.max_retries {
-            return Err(error);
-        }
-        let delay = self.retry.delay(retry, failure.retry_after);
-        tracing::warn!(
-            endpoint = %self.shown_url,
-            request = what,
-            retry = retry + 1,
-            max_retries = self.retry.max_retries,
-            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            error = %error,
-            "model request failed; retrying"
-        );
-        Ok(delay)
     }
 
     async fn chat_once(
@@ -262,9 +244,9 @@ impl ChatProvider for Anthropic {
                 .await
             {
                 Ok(answer) => return Ok(answer),
-                Err(failure) if sink.emitted => return Err(self.scrub(failure.error)),
+                Err(failure) if sink.emitted => return Err(self.retrier().scrub(failure.error)),
                 Err(failure) => {
-                    let delay = self.retry_delay("messages", retry, failure)?;
+                    let delay = self.retrier().delay("messages", retry, failure)?;
                     tokio::time::sleep(delay).await;
                     retry += 1;
                 }
@@ -275,17 +257,9 @@ impl ChatProvider for Anthropic {
     async fn list_models(&self) -> Result<Vec<String>, LlmError> {
         let url = format!("{}/v1/models", self.base_url);
         let shown = format!("{}/v1/models", self.shown_url);
-        let mut retry = 0;
-        loop {
-            match self.models_once(&url, &shown).await {
-                Ok(models) => return Ok(models),
-                Err(failure) => {
-                    let delay = self.retry_delay("list models", retry, failure)?;
-                    tokio::time::sleep(delay).await;
-                    retry += 1;
-                }
-            }
-        }
+        self.retrier()
+            .run("list models", || self.models_once(&url, &shown))
+            .await
     }
 }
 

@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use talaria_core::Secret;
 
 use crate::error::{LlmError, TimeoutPhase, classify_status, is_retryable_status, snippet};
-use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::retry::{Failure, Retrier, RetryPolicy, parse_retry_after};
 use crate::sse::{Progress, SseParser, StreamAccumulator};
 use crate::wire::{WireCompletion, WireModelList, request_body};
 use crate::{ChatProvider, ChatRequest, ChatResponse, StreamEvent};
@@ -68,21 +68,6 @@ impl std::fmt::Debug for OpenAiCompatible {
     }
 }
 
-/// A failed attempt, with the server's requested wait when it gave one.
-pub(crate) struct Failure {
-    pub(crate) error: LlmError,
-    pub(crate) retry_after: Option<Duration>,
-}
-
-impl From<LlmError> for Failure {
-    fn from(error: LlmError) -> Self {
-        Self {
-            error,
-            retry_after: None,
-        }
-    }
-}
-
 /// Forwards events to the caller and remembers whether any was sent, because after that a
 /// retry would show the user a second, different beginning of the answer.
 pub(crate) struct EventSink<'a> {
@@ -114,43 +99,19 @@ impl OpenAiCompatible {
         })
     }
 
+    fn retrier(&self) -> Retrier<'_> {
+        Retrier {
+            policy: &self.retry,
+            endpoint: &self.shown_url,
+            api_key: self.api_key.as_ref(),
+        }
+    }
+
     fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.api_key {
             Some(key) => builder.bearer_auth(key.expose()),
             None => builder,
         }
-    }
-
-    /// `error` with the API key scrubbed from any server text it quotes. Every error leaves
-    /// this type, and reaches a log line, through here.
-    fn scrub(&self, error: LlmError) -> LlmError {
-        match &self.api_key {
-            Some(key) => error.redacted(key.expose()),
-            None => error,
-        }
-    }
-
-    /// Decides whether to retry after `failure`; returns the wait, or the (scrubbed) error to
-    /// give up with.
-    fn retry_delay(&self, what: &str, retry: u32, failure: Failure) -> Result<Duration, LlmError> {
-        let failure = Failure {
-            error: self.scrub(failure.error),
-            ..failure
-        };
-        if !failure.error.is_retryable() || retry >= self.retry.max_retries {
-            return Err(failure.error);
-        }
-        let delay = self.retry.delay(retry, failure.retry_after);
-        tracing::warn!(
-            endpoint = %self.shown_url,
-            request = what,
-            retry = retry + 1,
-            max_retries = self.retry.max_retries,
-            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            error = %failure.error,
-            "model request failed; retrying"
-        );
-        Ok(delay)
     }
 
     /// Reads a non-success response into its classified error.
@@ -260,9 +221,9 @@ impl ChatProvider for OpenAiCompatible {
             {
                 Ok(answer) => return Ok(answer),
                 // The user has seen part of this answer: a retry would show a different one.
-                Err(failure) if sink.emitted => return Err(self.scrub(failure.error)),
+                Err(failure) if sink.emitted => return Err(self.retrier().scrub(failure.error)),
                 Err(failure) => {
-                    let delay = self.retry_delay("chat", retry, failure)?;
+                    let delay = self.retrier().delay("chat", retry, failure)?;
                     tokio::time::sleep(delay).await;
                     retry += 1;
                 }
@@ -273,17 +234,9 @@ impl ChatProvider for OpenAiCompatible {
     async fn list_models(&self) -> Result<Vec<String>, LlmError> {
         let url = format!("{}/models", self.base_url);
         let shown = format!("{}/models", self.shown_url);
-        let mut retry = 0;
-        loop {
-            match self.models_once(&url, &shown).await {
-                Ok(models) => return Ok(models),
-                Err(failure) => {
-                    let delay = self.retry_delay("list models", retry, failure)?;
-                    tokio::time::sleep(delay).await;
-                    retry += 1;
-                }
-            }
-        }
+        self.retrier()
+            .run("list models", || self.models_once(&url, &shown))
+            .await
     }
 }
 

@@ -6,6 +6,10 @@
 
 use std::time::{Duration, SystemTime};
 
+use talaria_core::Secret;
+
+use crate::error::LlmError;
+
 /// The longest `Retry-After` we honour; a server asking for more gets retried after this long
 /// rather than stalling the user's turn for an unbounded time.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
@@ -64,6 +68,84 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A failed attempt, with the server's requested wait when it gave one.
+pub(crate) struct Failure {
+    pub(crate) error: LlmError,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl From<LlmError> for Failure {
+    fn from(error: LlmError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// Both clients' retry decisions: the policy, the endpoint as logs show it, and the key that
+/// must never appear in an error that leaves the client.
+#[derive(Clone, Copy)]
+pub(crate) struct Retrier<'a> {
+    pub(crate) policy: &'a RetryPolicy,
+    pub(crate) endpoint: &'a str,
+    pub(crate) api_key: Option<&'a Secret>,
+}
+
+impl Retrier<'_> {
+    /// `error` with the API key scrubbed from any server text it quotes. Every error leaves a
+    /// client, and reaches a log line, through here.
+    pub(crate) fn scrub(self, error: LlmError) -> LlmError {
+        match self.api_key {
+            Some(key) => error.redacted(key.expose()),
+            None => error,
+        }
+    }
+
+    /// Decides whether to retry after `failure`; returns the wait, or the (scrubbed) error to
+    /// give up with.
+    pub(crate) fn delay(
+        self,
+        what: &str,
+        retry: u32,
+        failure: Failure,
+    ) -> Result<Duration, LlmError> {
+        let error = self.scrub(failure.error);
+        if !error.is_retryable() || retry >= self.policy.max_retries {
+            return Err(error);
+        }
+        let delay = self.policy.delay(retry, failure.retry_after);
+        tracing::warn!(
+            endpoint = %self.endpoint,
+            request = what,
+            retry = retry + 1,
+            max_retries = self.policy.max_retries,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            error = %error,
+            "model request failed; retrying"
+        );
+        Ok(delay)
+    }
+
+    /// Runs `attempt` until it succeeds or [`Self::delay`] gives up.
+    pub(crate) async fn run<T, F, Fut>(self, what: &str, mut attempt: F) -> Result<T, LlmError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut retry = 0;
+        loop {
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(failure) => {
+                    tokio::time::sleep(self.delay(what, retry, failure)?).await;
+                    retry += 1;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
