@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 use crate::{ShutdownOnDrop, lock};
 
@@ -198,19 +197,10 @@ impl FakeAnthropicServer {
             .route("/v1/models", get(models))
             .fallback(unknown_route)
             .with_state(Arc::clone(&state));
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.await;
-            };
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await;
-        });
         Ok(FakeAnthropicServer {
             state,
             addr,
-            _shutdown: Arc::new(ShutdownOnDrop(Mutex::new(Some(tx)))),
+            _shutdown: ShutdownOnDrop::serve(listener, app),
         })
     }
 

@@ -80,6 +80,24 @@ impl Drop for ShutdownOnDrop {
     }
 }
 
+impl ShutdownOnDrop {
+    /// Serves `app` on `listener` in the background until the returned handle is dropped.
+    fn serve(listener: tokio::net::TcpListener, app: Router) -> Arc<Self> {
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            // An accept error ends the server; the test then sees connection errors, which
+            // name the real problem better than anything we could add here.
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        });
+        Arc::new(Self(Mutex::new(Some(tx))))
+    }
+}
+
 /// Locks a mutex, recovering the data if a panicking test poisoned it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -125,21 +143,10 @@ impl FakeModelServer {
             .route("/v1/models", get(list_models))
             .fallback(unknown_route)
             .with_state(Arc::clone(&state));
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.await;
-            };
-            // An accept error ends the server; the test then sees connection errors, which
-            // name the real problem better than anything we could add here.
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await;
-        });
         Ok(FakeModelServer {
             state,
             addr,
-            _shutdown: Arc::new(ShutdownOnDrop(Mutex::new(Some(tx)))),
+            _shutdown: ShutdownOnDrop::serve(listener, app),
         })
     }
 
