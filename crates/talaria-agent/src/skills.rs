@@ -80,6 +80,23 @@ impl SkillLibrary {
         &self.store
     }
 
+    /// Whether the catalogue depends on the request: only when the active skills do not all
+    /// fit the budget (then they are ranked). Cheap: no search, no prompt.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn ranks_by_request(&self) -> Result<bool, RegistryError> {
+        Ok(!self.fits(&self.registry.active_catalogue().await?))
+    }
+
+    fn fits(&self, entries: &[CatalogueEntry]) -> bool {
+        let total: usize = entries
+            .iter()
+            .map(|e| estimate_tokens(&catalogue_line(e)))
+            .sum();
+        total <= self.budget_tokens
+    }
+
     /// Notice edits made to the projected skills outside Talaria: valid ones are recorded as
     /// new versions by `user`, invalid ones refused (the registry's version stays and is
     /// written back on disk next time). Called when a session starts, before its catalogue is
@@ -112,19 +129,7 @@ impl SkillLibrary {
         if entries.is_empty() {
             return Ok(None);
         }
-        let line = |e: &CatalogueEntry| {
-            let description: String = e
-                .description
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(DESCRIPTION_MAX_CHARS)
-                .collect();
-            format!("- {}: {description}\n", e.name)
-        };
-        let total: usize = entries.iter().map(|e| estimate_tokens(&line(e))).sum();
-        let ordered: Vec<&CatalogueEntry> = if total <= self.budget_tokens {
+        let ordered: Vec<&CatalogueEntry> = if self.fits(&entries) {
             entries.iter().collect()
         } else {
             self.ranked(&entries, request).await?
@@ -133,7 +138,7 @@ impl SkillLibrary {
         let mut used = 0;
         let mut shown = 0;
         for entry in &ordered {
-            let text = line(entry);
+            let text = catalogue_line(entry);
             let cost = estimate_tokens(&text);
             if used + cost > self.budget_tokens {
                 continue;
@@ -282,6 +287,19 @@ pub fn slash_skill(input: &str) -> Option<(&str, &str)> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     valid.then(|| (name, tail.trim()))
+}
+
+/// One skill's line in the catalogue: `- name: description` (whitespace folded, cut short).
+fn catalogue_line(entry: &CatalogueEntry) -> String {
+    let description: String = entry
+        .description
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(DESCRIPTION_MAX_CHARS)
+        .collect();
+    format!("- {}: {description}\n", entry.name)
 }
 
 #[cfg(test)]

@@ -349,6 +349,10 @@ impl Agent {
         if first.role != Role::System {
             return Ok(());
         }
+        // A catalogue that lists every skill does not depend on the request: nothing to redo.
+        if !self.skills.ranks_by_request().await.unwrap_or(true) {
+            return Ok(());
+        }
         let seq = *seq;
         let prompt = self
             .build_prompt(&session.workspace, &session.memory, Some(request))
