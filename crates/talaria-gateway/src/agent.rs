@@ -324,8 +324,19 @@ pub struct TurnRequest<'a> {
 /// Sorts a `SubmitTurn` failure into "try again" and "give up".
 pub fn classify(error: &zbus::Error) -> SubmitError {
     let Some((name, message)) = talaria_bus::error_parts(error) else {
-        // Not an error reply: our own connection or the transport failed.
-        return SubmitError::Transient(error.to_string());
+        return match error {
+            // Not an error reply: our own connection or the transport failed.
+            zbus::Error::InputOutput(_)
+            | zbus::Error::Connection(..)
+            | zbus::Error::Handshake(_) => SubmitError::Transient(error.to_string()),
+            // The call could not be encoded (a value the wire format refuses, a message too
+            // large): it would fail the same way every time, so it fails now, for good.
+            other => SubmitError::Final(StoredFailure {
+                code: FailureCode::Unsendable,
+                kind: None,
+                message: format!("the request cannot be encoded for the bus: {other}"),
+            }),
+        };
     };
     let final_failure = |code| {
         SubmitError::Final(StoredFailure {
@@ -448,5 +459,18 @@ mod tests {
             code(zbus::fdo::Error::InvalidArgs("bad id".into())),
             Some(FailureCode::InvalidRequest)
         );
+        // Encoding failures are not retried: the same request would fail the same way.
+        for error in [zbus::Error::ExcessData, zbus::Error::Failure("bad".into())] {
+            assert!(
+                matches!(
+                    classify(&error),
+                    SubmitError::Final(StoredFailure {
+                        code: FailureCode::Unsendable,
+                        ..
+                    })
+                ),
+                "{error}"
+            );
+        }
     }
 }

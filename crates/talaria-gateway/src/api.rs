@@ -179,6 +179,13 @@ fn failure_error(failure: &StoredFailure, completion: &Completion) -> ApiError {
             "rejected_by_agent",
             format!("the agent rejected the request: {}", failure.message),
         ),
+        FailureCode::Unsendable => ApiError::bad_request(
+            "unsendable_request",
+            format!(
+                "the gateway cannot pass this request to the agent: {}",
+                failure.message
+            ),
+        ),
         FailureCode::AgentError => ApiError::server(
             StatusCode::BAD_GATEWAY,
             "agent_error",
@@ -292,7 +299,7 @@ async fn chat_completions(
     {
         return Err(ApiError::bad_request(
             "invalid_model",
-            "`model` must be a model name of at most 256 characters",
+            "`model` must be a model name of at most 256 characters, without control characters",
         ));
     }
 

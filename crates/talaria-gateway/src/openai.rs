@@ -48,7 +48,9 @@ impl ChatRequest {
     /// newlines.
     ///
     /// # Errors
-    /// No messages, no user message, or a last user message without text.
+    /// No messages, no user message, a last user message without text, or text the bus
+    /// cannot carry (a NUL character), named by its place in the body
+    /// (`messages[2].content[0].text`).
     pub fn user_text(&self) -> Result<String, ApiError> {
         if self.messages.is_empty() {
             return Err(ApiError::bad_request(
@@ -56,20 +58,39 @@ impl ChatRequest {
                 "`messages` is empty: send at least one message with role \"user\"",
             ));
         }
-        let Some(last) = self.messages.iter().rev().find(|m| m.role == "user") else {
+        let Some((index, last)) = self
+            .messages
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, m)| m.role == "user")
+        else {
             return Err(ApiError::bad_request(
                 "no_user_message",
                 "`messages` has no message with role \"user\"",
             ));
         };
         let text = match &last.content {
-            Some(Content::Text(text)) => text.clone(),
-            Some(Content::Parts(parts)) => parts
-                .iter()
-                .filter(|part| part.kind == "text")
-                .filter_map(|part| part.text.as_deref())
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Some(Content::Text(text)) => {
+                bus_text(&format!("messages[{index}].content"), text)?;
+                text.clone()
+            }
+            Some(Content::Parts(parts)) => {
+                let mut texts = Vec::new();
+                for (part_index, part) in parts.iter().enumerate() {
+                    if part.kind != "text" {
+                        continue;
+                    }
+                    if let Some(text) = part.text.as_deref() {
+                        bus_text(
+                            &format!("messages[{index}].content[{part_index}].text"),
+                            text,
+                        )?;
+                        texts.push(text);
+                    }
+                }
+                texts.join("\n")
+            }
             None => String::new(),
         };
         if text.trim().is_empty() {
@@ -79,6 +100,24 @@ impl ChatRequest {
             ));
         }
         Ok(text)
+    }
+}
+
+/// Refuses text the agent could never be sent: a D-Bus string cannot hold NUL, and the bus
+/// daemon drops the connection of a peer that sends one (JSON can carry it as `\u0000`).
+/// Everything else JSON can hold is valid UTF-8 already.
+///
+/// # Errors
+/// `invalid_text`, naming `field` and the byte where the NUL is.
+pub fn bus_text(field: &str, text: &str) -> Result<(), ApiError> {
+    match crate::turn::nul_at(text) {
+        None => Ok(()),
+        Some(at) => Err(ApiError::bad_request(
+            "invalid_text",
+            format!(
+                "`{field}` contains a NUL character (\\u0000) at byte {at}, which cannot be passed to the agent"
+            ),
+        )),
     }
 }
 
@@ -152,6 +191,24 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Every refusal is one log line naming its cause (never a key or message text: the
+        // messages name fields and positions). Rate-limit refusals come in floods, so they
+        // stay at debug.
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            tracing::debug!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "refused: {}",
+                self.message
+            );
+        } else if self.status.is_client_error() {
+            tracing::info!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "refused: {}",
+                self.message
+            );
+        }
         let mut response = (self.status, axum::Json(self.body())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
@@ -262,5 +319,34 @@ mod tests {
             "empty_user_message"
         );
         assert!(serde_json::from_str::<ChatRequest>(r#"{"model":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn nul_in_user_text_is_refused_naming_the_field() {
+        let error = parse(r#"{"messages":[{"role":"user","content":"ok"},{"role":"assistant","content":"a"},{"role":"user","content":"a\u0000b"}]}"#)
+            .user_text()
+            .unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.code, "invalid_text");
+        assert!(
+            error.message.contains("`messages[2].content`") && error.message.contains("byte 1"),
+            "{}",
+            error.message
+        );
+        let error = parse(r#"{"messages":[{"role":"user","content":[{"type":"text","text":"fine"},{"type":"text","text":"\u0000"}]}]}"#)
+            .user_text()
+            .unwrap_err();
+        assert!(
+            error.message.contains("`messages[0].content[1].text`"),
+            "{}",
+            error.message
+        );
+        // A NUL in an earlier message or a non-text part is never sent on, so it is no error.
+        assert_eq!(
+            parse(r#"{"messages":[{"role":"user","content":"\u0000"},{"role":"user","content":[{"type":"image_url","text":"\u0000"},{"type":"text","text":"hi"}]}]}"#)
+                .user_text()
+                .unwrap(),
+            "hi"
+        );
     }
 }

@@ -157,6 +157,9 @@ pub enum FailureCode {
     AccessDenied,
     /// The agent rejected the arguments.
     InvalidRequest,
+    /// The gateway could not put the request on the bus (a string D-Bus cannot carry, a
+    /// message it cannot encode); sending it again would fail the same way.
+    Unsendable,
 }
 
 impl FailureCode {
@@ -166,6 +169,7 @@ impl FailureCode {
             Self::UnknownSession => "unknown_session",
             Self::AccessDenied => "access_denied",
             Self::InvalidRequest => "invalid_request",
+            Self::Unsendable => "unsendable",
         }
     }
 
@@ -175,6 +179,7 @@ impl FailureCode {
             Self::UnknownSession,
             Self::AccessDenied,
             Self::InvalidRequest,
+            Self::Unsendable,
         ]
         .into_iter()
         .find(|code| code.as_str() == s)

@@ -20,7 +20,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentLink, LinkEvent, SubmitError, TurnRequest, delta_text, terminal_outcome};
-use crate::store::{InboxRow, Outcome, RequestState, Store, StoreError};
+use crate::store::{
+    FailureCode, InboxRow, Outcome, RequestState, Store, StoreError, StoredFailure,
+};
 
 /// First wait before submitting again after the agent could not be reached.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -179,6 +181,17 @@ impl Turns {
 
     async fn run(&self, row: &InboxRow, progress: &watch::Sender<TurnProgress>) -> TurnResult {
         let context = &self.context;
+        if let Some(failure) = unsendable(row) {
+            // Submitting it would get this gateway's bus connection dropped: fail the request
+            // instead, so it is answered and never resubmitted (rows accepted before the HTTP
+            // edge checked for this land here after an upgrade).
+            tracing::warn!(
+                request_id = row.request_id,
+                reason = failure.message,
+                "cannot send the request to the agent"
+            );
+            return self.finish(row, Outcome::Failed(failure)).await;
+        }
         let started = Instant::now();
         let deadline = started + context.turn_timeout;
         let mut events = context.link.subscribe(&row.request_id);
@@ -295,7 +308,12 @@ impl Turns {
                 }
             }
         };
-        match context.store.finish(&row.request_id, outcome).await {
+        self.finish(row, outcome).await
+    }
+
+    /// Records `outcome` in the outbox; what the outbox holds afterwards is the result.
+    async fn finish(&self, row: &InboxRow, outcome: Outcome) -> TurnResult {
+        match self.context.store.finish(&row.request_id, outcome).await {
             Ok(Some(stored)) => TurnResult::Done(stored),
             Ok(None) => TurnResult::GaveUp(GaveUp::Storage(format!(
                 "request {} is not in the inbox",
@@ -304,4 +322,32 @@ impl Turns {
             Err(error) => TurnResult::GaveUp(GaveUp::Storage(error.to_string())),
         }
     }
+}
+
+/// The byte offset of the first NUL in `text`, if any. D-Bus strings cannot hold NUL, and the
+/// bus daemon drops the connection of a peer that sends one, so no such string may ever reach
+/// a bus call (Rust strings are valid UTF-8 already, the bus's other requirement).
+pub fn nul_at(text: &str) -> Option<usize> {
+    text.bytes().position(|b| b == 0)
+}
+
+/// Why `row` cannot be sent to the agent, if it cannot: a string of `SubmitTurn` holds a NUL.
+pub fn unsendable(row: &InboxRow) -> Option<StoredFailure> {
+    let fields = [
+        ("text", Some(row.text.as_str())),
+        ("session key", Some(row.session_key.as_str())),
+        ("model", row.model.as_deref()),
+        ("request id", Some(row.request_id.as_str())),
+        ("key id", Some(row.key_id.as_str())),
+    ];
+    fields.into_iter().find_map(|(field, value)| {
+        let at = nul_at(value?)?;
+        Some(StoredFailure {
+            code: FailureCode::Unsendable,
+            kind: None,
+            message: format!(
+                "the request's {field} contains a NUL character at byte {at}, which cannot be sent over D-Bus"
+            ),
+        })
+    })
 }

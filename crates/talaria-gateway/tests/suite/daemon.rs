@@ -81,6 +81,18 @@ impl GatewayProcess {
         process
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// SIGKILL: a crash, as far as anyone can tell.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

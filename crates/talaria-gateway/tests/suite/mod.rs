@@ -1,5 +1,6 @@
 //! The gateway against a fake agent on a private `dbus-daemon`, over real HTTP.
 
+mod bad_input;
 mod completions;
 mod daemon;
 mod deliveries;
