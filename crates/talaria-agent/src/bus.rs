@@ -1,6 +1,6 @@
 //! The agent unit on the bus: [`AgentService`] serves `org.talaria.Agent1` over the same
-//! [`Agent`] loop `talaria chat` runs, and [`BusTools`] sends every side-effecting tool call to
-//! the executor unit (`org.talaria.Executor1`).
+//! [`Agent`] loop `talaria chat` runs; its tools go to the executor unit through
+//! [`talaria_bus::exec::ExecutorClient`].
 //!
 //! Turns are requests with idempotency ids. Starting one stores its user message in the same
 //! transaction that records it as running; the loop stores every step; the answer is stored
@@ -9,14 +9,12 @@
 //! resumed turn, and a turn is never run twice.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::json;
-use talaria_bus::{Error, ExecutorProxy, SessionMatch, SessionSummary, VariantDict};
-use talaria_core::{Person, SessionId, UserId};
+use talaria_bus::{Error, SessionMatch, SessionSummary, VariantDict};
+use talaria_core::{Person, SessionId, Surface, UserId};
 use talaria_daemon::{Activity, Callers};
 use talaria_store::{RequestState, SessionKey, SessionScope, TurnRequest};
 use tokio::sync::{Mutex, mpsc};
@@ -26,226 +24,7 @@ use zbus::names::{BusName, OwnedUniqueName};
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, OwnedVariant, fdo, interface};
 
-use crate::exec::{
-    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ExitKind, ProcessAction, ToolExecutor,
-};
 use crate::turn::{Agent, Session, TurnEvent, TurnOutcome, TurnStop};
-
-/// Output bytes read back from the executor per stream, at most.
-const MAX_OUTPUT_BYTES: u64 = 64 << 20;
-
-/// [`ToolExecutor`] over `org.talaria.Executor1`: the agent unit never runs a tool itself.
-#[derive(Debug, Clone)]
-pub struct BusTools {
-    executor: ExecutorProxy<'static>,
-    /// The inbound surface the executor narrows profiles for (`owner` for now).
-    surface: &'static str,
-}
-
-impl BusTools {
-    /// Tools over the executor reachable on `connection`.
-    ///
-    /// # Errors
-    /// A proxy that cannot be set up.
-    pub async fn new(connection: &Connection) -> zbus::Result<Self> {
-        Ok(Self {
-            executor: ExecutorProxy::new(connection).await?,
-            surface: "owner",
-        })
-    }
-
-    fn request(&self, origin: &ExecOrigin) -> VariantDict {
-        let mut dict = VariantDict::new();
-        put_str(&mut dict, "tool", &origin.tool);
-        put_str(&mut dict, "session", origin.session.as_str());
-        put_str(&mut dict, "workspace", &origin.workspace.to_string_lossy());
-        put_str(&mut dict, "surface", self.surface);
-        dict
-    }
-
-    fn command_request(&self, origin: &ExecOrigin, spec: &CommandSpec) -> VariantDict {
-        let mut dict = self.request(origin);
-        let mut argv = vec![spec.program.clone()];
-        argv.extend(spec.args.iter().cloned());
-        if let Ok(argv) = OwnedVariant::try_from(zbus::Variant::from(argv)) {
-            dict.insert("argv".into(), argv);
-        }
-        put_str(&mut dict, "cwd", &spec.cwd.to_string_lossy());
-        put_str(&mut dict, "command_line", &spec.command_line);
-        if let Some(profile) = &spec.profile {
-            put_str(&mut dict, "profile", profile);
-        }
-        let timeout_ms = u64::try_from(spec.timeout.as_millis()).unwrap_or(u64::MAX);
-        dict.insert("timeout_ms".into(), OwnedVariant::from(timeout_ms));
-        dict
-    }
-}
-
-fn put_str(dict: &mut VariantDict, key: &str, value: &str) {
-    dict.insert(
-        key.into(),
-        OwnedVariant::from(zbus::Str::from(value.to_owned())),
-    );
-}
-
-/// A bus error from the executor as the tool sees it.
-fn exec_error(program: &str, cwd: &Path, error: &zbus::Error) -> ExecError {
-    let Some((name, message)) = talaria_bus::error_parts(error) else {
-        return ExecError::Failed {
-            program: program.to_owned(),
-            message: format!("the executor unit failed: {error}"),
-        };
-    };
-    match name.rsplit('.').next().unwrap_or_default() {
-        "Refused" | "AccessDenied" => ExecError::Refused { message },
-        "BadWorkdir" => ExecError::BadWorkdir {
-            path: cwd.to_owned(),
-        },
-        "Cancelled" => ExecError::Cancelled,
-        "ServiceUnknown" | "NameHasNoOwner" | "NoReply" | "Disconnected" => ExecError::Failed {
-            program: program.to_owned(),
-            message: format!("the executor unit is not reachable ({name}: {message})"),
-        },
-        _ => ExecError::Failed {
-            program: program.to_owned(),
-            message: format!("{name}: {message}"),
-        },
-    }
-}
-
-#[async_trait]
-impl ToolExecutor for BusTools {
-    async fn run(
-        &self,
-        origin: &ExecOrigin,
-        spec: CommandSpec,
-        cancel: &CancellationToken,
-    ) -> Result<CommandOutcome, ExecError> {
-        let run_id = format!("{}-{:016x}", origin.session, fastrand::u64(..));
-        let mut request = self.command_request(origin, &spec);
-        put_str(&mut request, "run_id", &run_id);
-        let failed = |message: String| ExecError::Failed {
-            program: spec.program.clone(),
-            message,
-        };
-        let stdin = talaria_bus::fd::memory_file("stdin", spec.stdin.as_deref().unwrap_or(&[]))
-            .map_err(|e| failed(format!("cannot pass stdin to the executor: {e}")))?;
-        let call = self.executor.run(&request, (&stdin).into());
-        let outcome = tokio::select! {
-            outcome = call => outcome,
-            () = cancel.cancelled() => {
-                if let Err(e) = self.executor.cancel(&run_id).await {
-                    tracing::warn!(error = %e, %run_id, "could not cancel the command in the executor");
-                }
-                return Err(ExecError::Cancelled);
-            }
-        }
-        .map_err(|e| exec_error(&spec.program, &spec.cwd, &e))?;
-        let text = |fd| -> Result<String, ExecError> {
-            let bytes = talaria_bus::fd::read_all(fd, MAX_OUTPUT_BYTES)
-                .map_err(|e| failed(format!("cannot read the command's output: {e}")))?;
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        };
-        Ok(CommandOutcome {
-            stdout: text(outcome.stdout)?,
-            stderr: text(outcome.stderr)?,
-            exit: if outcome.signal != 0 {
-                ExitKind::Signal(outcome.signal)
-            } else {
-                ExitKind::Code(outcome.exit_code)
-            },
-            timed_out: outcome.timed_out,
-            dropped_bytes: outcome.dropped_bytes,
-            duration: Duration::from_millis(outcome.duration_ms),
-            networked: outcome.networked,
-        })
-    }
-
-    async fn write_file(
-        &self,
-        origin: &ExecOrigin,
-        path: &Path,
-        contents: &[u8],
-        cancel: &CancellationToken,
-    ) -> Result<(), ExecError> {
-        let mut request = self.request(origin);
-        put_str(&mut request, "path", &path.to_string_lossy());
-        let fd =
-            talaria_bus::fd::memory_file("contents", contents).map_err(|e| ExecError::Failed {
-                program: "write_file".into(),
-                message: format!("cannot pass the file to the executor: {e}"),
-            })?;
-        tokio::select! {
-            result = self.executor.write_file(&request, (&fd).into()) => {
-                result.map_err(|e| exec_error("write_file", &origin.workspace, &e))
-            }
-            () = cancel.cancelled() => Err(ExecError::Cancelled),
-        }
-    }
-
-    async fn start_background(
-        &self,
-        origin: &ExecOrigin,
-        spec: CommandSpec,
-    ) -> Result<String, ExecError> {
-        let request = self.command_request(origin, &spec);
-        self.executor
-            .start_background(&request)
-            .await
-            .map_err(|e| exec_error(&spec.program, &spec.cwd, &e))
-    }
-
-    async fn process(
-        &self,
-        origin: &ExecOrigin,
-        action: ProcessAction,
-    ) -> Result<String, ExecError> {
-        let mut args = VariantDict::new();
-        let ms = |d: Duration| OwnedVariant::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let name = match action {
-            ProcessAction::List => "list",
-            ProcessAction::Poll { id } => {
-                put_str(&mut args, "id", &id);
-                "poll"
-            }
-            ProcessAction::Log { id, offset, limit } => {
-                put_str(&mut args, "id", &id);
-                args.insert("offset".into(), OwnedVariant::from(offset));
-                args.insert("limit".into(), OwnedVariant::from(limit as u64));
-                "log"
-            }
-            ProcessAction::Wait { id, timeout } => {
-                put_str(&mut args, "id", &id);
-                args.insert("timeout_ms".into(), ms(timeout));
-                "wait"
-            }
-            ProcessAction::Kill { id } => {
-                put_str(&mut args, "id", &id);
-                "kill"
-            }
-            ProcessAction::Write { id, data, close } => {
-                put_str(&mut args, "id", &id);
-                put_str(&mut args, "data", &data);
-                args.insert("close".into(), OwnedVariant::from(close));
-                "write"
-            }
-        };
-        self.executor
-            .process(origin.session.as_str(), name, &args)
-            .await
-            .map_err(|e| exec_error("process", &origin.workspace, &e))
-    }
-
-    fn end_session(&self, session: &SessionId) {
-        let executor = self.executor.clone();
-        let session = session.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = executor.end_session(&session).await {
-                tracing::debug!(error = %e, %session, "executor did not release the session");
-            }
-        });
-    }
-}
 
 /// What the service is configured with.
 #[derive(Debug, Clone)]
@@ -502,7 +281,8 @@ impl AgentService {
             .map(|k| k.key))
     }
 
-    /// The session a key names for `uid` and `user`, created when `create` is set.
+    /// The session a key names for `uid` and `user`, created when `create` is set. A session
+    /// is narrowed to `surface` when that is narrower than its own; it is never widened.
     async fn session_for(
         &self,
         key: &str,
@@ -510,6 +290,7 @@ impl AgentService {
         user: &UserId,
         create: bool,
         model: Option<String>,
+        surface: Surface,
     ) -> Result<SessionId, Error> {
         let store = self.inner.agent.store();
         if let Some(found) = store.session_key(key).await.map_err(internal)? {
@@ -520,6 +301,12 @@ impl AgentService {
                     "session {key} belongs to another user"
                 ))
                 .into());
+            }
+            if surface > found.surface {
+                store
+                    .narrow_session_surface(key, surface)
+                    .await
+                    .map_err(internal)?;
             }
             return Ok(found.session_id);
         }
@@ -547,6 +334,7 @@ impl AgentService {
                     uid,
                     user: user.clone(),
                 },
+                surface,
             )
             .await
             .map_err(internal)?;
@@ -556,6 +344,7 @@ impl AgentService {
                 owner_uid: uid,
                 user: user.clone(),
                 session_id: session.id.clone(),
+                surface,
             })
             .await;
         match bound {
@@ -563,7 +352,7 @@ impl AgentService {
             // Two callers raced to create the same key: use the winner's session.
             Err(talaria_store::StoreError::SessionExists(_)) => {
                 let _ = store.delete_session(&session.id).await;
-                Box::pin(self.session_for(key, uid, user, false, None)).await
+                Box::pin(self.session_for(key, uid, user, false, None, surface)).await
             }
             Err(e) => Err(internal(e)),
         }
@@ -669,6 +458,14 @@ impl AgentService {
             Some(user) => UserId::parse(&user).map_err(|e| invalid(e.to_string()))?,
             None => UserId::default_user(),
         };
+        // Who the person is to the sandbox: what the caller says, and the narrowest when it
+        // says nothing. A name this version does not know is refused, not guessed at.
+        let surface = match option::<String>(&options, "surface", "s")? {
+            Some(name) => name
+                .parse::<Surface>()
+                .map_err(|e| invalid(format!("option surface: {e}")))?,
+            None => Surface::NARROWEST,
+        };
         if session_key.trim().is_empty() || session_key.len() > 256 {
             return Err(invalid("session_key must be 1 to 256 characters"));
         }
@@ -712,7 +509,7 @@ impl AgentService {
             return Err(invalid("text is empty"));
         }
         let session_id = self
-            .session_for(&session_key, uid, &user, create, model.clone())
+            .session_for(&session_key, uid, &user, create, model.clone(), surface)
             .await?;
         if let Some(model) = model {
             let mut session = self

@@ -1,4 +1,4 @@
-//! `talaria-agentd`: hosts [`AgentService`] on a bus, with [`BusTools`] sending tool calls to
+//! `talaria-agentd`: hosts [`AgentService`] on a bus, with [`ExecutorClient`](talaria_bus::exec::ExecutorClient) sending tool calls to
 //! the executor unit. The binary and the all-in-one `talaria serve` both go through [`serve`].
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use talaria_daemon::{Activity, Callers, DaemonArgs};
 
-use crate::bus::{AgentService, AgentServiceConfig, BusTools};
+use crate::bus::{AgentService, AgentServiceConfig};
 use crate::endpoint::{self, EndpointArgs};
 use crate::home::TalariaHome;
 use crate::turn::{Agent, AgentSettings};
@@ -84,7 +84,7 @@ pub async fn serve(
         .build()
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let tools = BusTools::new(&connection)
+    let tools = talaria_bus::exec::ExecutorClient::new(&connection)
         .await
         .map_err(|e| format!("cannot reach the executor's interface: {e}"))?;
     let catalogue =

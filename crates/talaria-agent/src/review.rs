@@ -61,6 +61,7 @@ pub(crate) struct ReviewJob {
     pub memory: MemoryFiles,
     pub search_scope: SessionScope,
     pub session: SessionId,
+    pub surface: talaria_core::Surface,
     pub workspace: PathBuf,
     pub talaria_home: PathBuf,
     /// The turn's messages, from its user message on.
@@ -120,6 +121,7 @@ impl ReviewJob {
             for call in &calls {
                 let mut ctx = ToolContext {
                     session: &self.session,
+                    surface: self.surface,
                     workspace: &self.workspace,
                     talaria_home: &self.talaria_home,
                     cwd: &mut cwd,

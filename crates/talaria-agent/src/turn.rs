@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use talaria_core::{Config, Message, Person, Role, SessionId, ToolCall, Usage, UsageTask};
+use talaria_core::{Config, Message, Person, Role, SessionId, Surface, ToolCall, Usage, UsageTask};
 use talaria_llm::{ChatProvider, ChatRequest, LlmError, StreamEvent};
 use talaria_store::{NewSession, SessionScope, Store, StoreError, TurnRequest};
 use tokio_util::sync::CancellationToken;
@@ -140,6 +140,9 @@ pub struct Session {
     pub usage: Usage,
     /// Who the session talks to: decides its USER.md and which sessions it may search.
     pub person: Person,
+    /// The surface that person came in on: it narrows every tool call's sandbox profile, and
+    /// anything but the owner's makes the session's turns untrusted for the learning loop.
+    pub surface: Surface,
     memory: MemoryFiles,
     search_scope: SessionScope,
     /// Lazy tools `tool_search` loaded: their schemas go with every later request.
@@ -251,12 +254,13 @@ impl Agent {
         model: &str,
         source: &str,
     ) -> Result<Session, AgentError> {
-        self.new_session_for(cwd, model, source, &Person::Owner)
+        self.new_session_for(cwd, model, source, &Person::Owner, Surface::Owner)
             .await
     }
 
-    /// [`Self::new_session`] for a session that talks to `person`: the prompt's memory
-    /// snapshot carries their USER.md.
+    /// [`Self::new_session`] for a session that talks to `person`, who came in on `surface`:
+    /// the prompt's memory snapshot carries their USER.md, and every tool call is narrowed for
+    /// `surface`.
     ///
     /// # Errors
     /// A store error.
@@ -266,6 +270,7 @@ impl Agent {
         model: &str,
         source: &str,
         person: &Person,
+        surface: Surface,
     ) -> Result<Session, AgentError> {
         let memory = self.memory.with_person(person);
         let now = jiff::Timestamp::now();
@@ -296,6 +301,7 @@ impl Agent {
             compressed: None,
             search_scope: SessionScope::of(person, talaria_daemon::own_uid()),
             person: person.clone(),
+            surface,
             memory,
             loaded_tools: Default::default(),
         };
@@ -387,18 +393,23 @@ impl Agent {
         } else {
             std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
         };
-        // A bus caller's key says who the session talks to; a session without one is the owner's.
-        let person = match self.store.key_of_session(id).await? {
-            Some(key) => Person::Remote {
-                uid: key.owner_uid,
-                user: key.user,
-            },
-            None => Person::Owner,
+        // A bus caller's key says who the session talks to and on which surface; a session
+        // without one is the owner's at the CLI.
+        let (person, surface) = match self.store.key_of_session(id).await? {
+            Some(key) => (
+                Person::Remote {
+                    uid: key.owner_uid,
+                    user: key.user,
+                },
+                key.surface,
+            ),
+            None => (Person::Owner, Surface::Owner),
         };
         let mut session = Session {
             search_scope: SessionScope::of(&person, talaria_daemon::own_uid()),
             memory: self.memory.with_person(&person),
             person,
+            surface,
             id: record.id,
             model: record.model,
             todos: TodoList::from_transcript(&plain),
@@ -535,7 +546,7 @@ impl Agent {
                 usage: Usage::default(),
                 tool_calls: 0,
                 model_calls: 0,
-                untrusted_context: !session.person.is_owner(),
+                untrusted_context: session.surface != Surface::Owner,
             });
         }
         self.drive(session, on_event, cancel).await
@@ -556,7 +567,7 @@ impl Agent {
             tool_calls: 0,
             model_calls: 0,
             // Inbound messages from anyone but the owner are untrusted content.
-            untrusted_context: !session.person.is_owner(),
+            untrusted_context: session.surface != Surface::Owner,
         };
         let mut overflow_retried = false;
         loop {
@@ -670,6 +681,7 @@ impl Agent {
             let result = {
                 let mut ctx = ToolContext {
                     session: &session.id,
+                    surface: session.surface,
                     workspace: &session.workspace,
                     talaria_home: self.home.root(),
                     cwd: &mut session.cwd,
@@ -1044,6 +1056,7 @@ impl Agent {
                 memory: session.memory.clone(),
                 search_scope: session.search_scope.clone(),
                 session: session.id.clone(),
+                surface: session.surface,
                 workspace: session.workspace.clone(),
                 talaria_home: self.home.root().to_owned(),
                 transcript: transcript.clone(),

@@ -223,7 +223,12 @@ pub trait Agent {
     /// `default`): the person the caller vouches for (the gateway passes the API key id). The
     /// session talks to that person: its prompt carries their own USER.md (under
     /// `memories/users/<uid>/<user>/`), its `session_search` sees only their sessions, and
-    /// their memory writes wait for the owner's approval.
+    /// their memory writes wait for the owner's approval; `surface` (s: `owner`,
+    /// `allowlisted_user`, `webhook`; default, and for a session first made without it, the
+    /// narrowest, `webhook`): who that person is to the sandbox. It narrows every tool call of
+    /// the session (the executor narrows the tool's profile for it), can only ever narrow a
+    /// session further, and anything but `owner` makes the session's turns untrusted for the
+    /// learning loop. An unknown name is `InvalidArgs`.
     ///
     /// A session key belongs to the uid and user that created it (another user is
     /// `AccessDenied`); `TurnEvent` signals go to the submitting connection only.
@@ -268,12 +273,15 @@ pub trait Agent {
 /// Which tool, session and workspace a request is for is the agent's word — the agent is the
 /// only caller — but the policy that confines it is the executor's.
 ///
-/// Request keys (`a{sv}`) shared by `Run`, `StartBackground` and `WriteFile`: `tool` (s, the
-/// tool whose policy applies), `session` (s), `workspace` (s, the policy's `${workspace}`),
-/// `surface` (s: `owner`, `allowlisted` or `webhook`; narrows the profile), and optionally
-/// `profile` (s, an explicit profile, still narrowed). Commands add `argv` (as), `cwd` (s),
-/// `command_line` (s, what approval rules match), `timeout_ms` (t), `output_limit` (t) and
-/// `run_id` (s, for `Cancel`). Refusals are `org.talaria.Error.Refused` with the reason.
+/// Request keys (`a{sv}`, encoded and decoded by [`exec::wire`]) shared by `Run`,
+/// `StartBackground` and `WriteFile`: `tool` (s, the tool whose policy applies), `session` (s),
+/// `workspace` (s, the policy's `${workspace}`), `surface` (s: `owner`, `allowlisted_user` or
+/// `webhook`; narrows the profile — **missing or unknown is the narrowest**, never the owner),
+/// and optionally `tool_profile` (s, the tool's declared default profile; a `tools.toml`
+/// mapping wins) and `profile` (s, an explicit profile, still narrowed). Commands add `argv`
+/// (as), `cwd` (s), `command_line` (s, what approval rules match), `timeout_ms` (t),
+/// `output_limit` (t) and `run_id` (s, for `Cancel`). Refusals are
+/// `org.talaria.Error.Refused` with the reason.
 #[proxy(
     interface = "org.talaria.Executor1",
     default_service = "org.talaria.Executor1",
@@ -397,5 +405,7 @@ pub fn error_parts(error: &zbus::Error) -> Option<(String, String)> {
     }
 }
 
+pub mod dict;
+pub mod exec;
 pub mod fd;
 pub mod introspection;

@@ -5,15 +5,19 @@
 //! must never do I/O: no files, sockets or processes. Parsing text that someone else read is fine.
 
 pub mod config;
+pub mod exit;
 pub mod message;
 pub mod person;
 pub mod provider;
 pub mod secret;
 pub mod session;
+pub mod surface;
 
 pub use config::{Config, ConfigError, SkillsConfig};
+pub use exit::ExitKind;
 pub use message::{Message, Role, ToolCall, ToolSpec, Usage, UsageTask};
 pub use person::{Person, UserId};
 pub use provider::{ApiKind, ModelEntry, ProviderEntry};
 pub use secret::Secret;
 pub use session::SessionId;
+pub use surface::{Surface, UnknownSurface};

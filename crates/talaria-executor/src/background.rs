@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::process::{ExitKind, kill_group};
+use crate::process::{ExitKind, exit_of, kill_group};
 
 /// Default bytes of output kept per background process.
 pub const DEFAULT_LOG_BYTES: usize = 1024 * 1024;
@@ -209,17 +209,7 @@ impl ProcessTable {
             for reader in readers {
                 let _ = reader.await;
             }
-            let exit = match status {
-                Ok(status) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    match (status.code(), status.signal()) {
-                        (Some(code), _) => ExitKind::Code(code),
-                        (None, Some(sig)) => ExitKind::Signal(sig),
-                        (None, None) => ExitKind::Code(-1),
-                    }
-                }
-                Err(_) => ExitKind::Code(-1),
-            };
+            let exit = status.map_or(ExitKind::Code(-1), exit_of);
             let _ = exit_tx.send(Some(exit));
         });
         self.entries().insert(id, entry);

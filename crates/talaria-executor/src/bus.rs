@@ -4,19 +4,20 @@
 //! file descriptors, never in message bodies.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use talaria_bus::dict::{DictError, get_bool, get_str, get_u64};
+use talaria_bus::exec::wire::{self, WireError, keys};
+use talaria_bus::exec::{ExitKind, ProcessAction};
 use talaria_bus::{Error, VariantDict};
 use talaria_daemon::{Activity, Callers};
-use talaria_policy::Surface;
 use tokio_util::sync::CancellationToken;
 use zbus::message::Header;
 use zbus::{Connection, OwnedFd, fdo, interface};
 
-use crate::process::{ExitKind, ProcessError};
-use crate::report::{ProcessOp, process_report};
+use crate::process::ProcessError;
+use crate::report::process_report;
 use crate::service::{Executor, ExecutorError, RunRequest};
 
 /// The most stdin or file content a request may carry (it is read into memory).
@@ -102,26 +103,13 @@ impl ExecutorService {
     > {
         let _busy = self.activity.busy();
         self.authorize(connection, &header).await?;
-        let mut run = run_request(&request)?;
-        let argv = strv(&request, "argv")?.unwrap_or_default();
-        let program = argv
-            .first()
-            .cloned()
-            .ok_or_else(|| invalid("argv (as) must name a program"))?;
-        run.argv = argv;
-        run.command_line = string(&request, "command_line")?;
-        run.timeout = uint(&request, "timeout_ms")?.map(Duration::from_millis);
-        run.cwd = string(&request, "cwd")?.map_or_else(|| run.workspace.clone(), PathBuf::from);
-        if !run.cwd.is_dir() {
-            return Err(Error::BadWorkdir(format!(
-                "working directory {} does not exist or is not a directory",
-                run.cwd.display()
-            )));
-        }
+        let (origin, mut command) = wire::decode_command(&request).map_err(wire_error)?;
+        check_workdir(&command.cwd)?;
         let input = read_fd(stdin)?;
-        run.stdin = (!input.is_empty()).then_some(input);
+        command.stdin = (!input.is_empty()).then_some(input);
+        let program = command.program.clone();
         let cancel = CancellationToken::new();
-        let run_id = string(&request, "run_id")?;
+        let run_id = get_str(&request, keys::RUN_ID).map_err(dict_error)?;
         let _entry = RunEntry {
             runs: &self.runs,
             id: run_id.clone(),
@@ -129,26 +117,30 @@ impl ExecutorService {
         if let (Some(id), Ok(mut runs)) = (run_id, self.runs.lock()) {
             runs.insert(id, cancel.clone());
         }
+        let run = RunRequest {
+            origin,
+            command,
+            approved: false,
+        };
         let outcome = self
             .executor
             .run(run, &cancel)
             .await
             .map_err(|e| bus_error(&program, e))?;
-        let finished = outcome.finished;
-        let (exit_code, signal) = match finished.exit {
+        let (exit_code, signal) = match outcome.exit {
             ExitKind::Code(code) => (code, 0),
             ExitKind::Signal(signal) => (-1, signal),
         };
         Ok((
             exit_code,
             signal,
-            finished.timed_out,
-            memory_file("stdout", finished.stdout.as_bytes())?,
-            memory_file("stderr", finished.stderr.as_bytes())?,
+            outcome.timed_out,
+            memory_file("stdout", outcome.stdout.as_bytes())?,
+            memory_file("stderr", outcome.stderr.as_bytes())?,
             outcome.profile,
-            outcome.backend.name().to_owned(),
-            finished.dropped_bytes,
-            u64::try_from(finished.duration.as_millis()).unwrap_or(u64::MAX),
+            outcome.backend,
+            outcome.dropped_bytes,
+            u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
             outcome.networked,
         ))
     }
@@ -182,13 +174,16 @@ impl ExecutorService {
     ) -> Result<(), Error> {
         let _busy = self.activity.busy();
         self.authorize(connection, &header).await?;
-        let mut run = run_request(&request)?;
-        run.cwd = run.workspace.clone();
-        let path = string(&request, "path")?.ok_or_else(|| invalid("path (s) is required"))?;
+        let origin = wire::decode_origin(&request).map_err(wire_error)?;
+        let path = talaria_bus::dict::require_str(&request, keys::PATH).map_err(dict_error)?;
         let contents = read_fd(contents)?;
+        let profile = get_str(&request, keys::PROFILE)
+            .map_err(dict_error)?
+            .filter(|p| !p.is_empty());
         self.executor
             .write_file(
-                run,
+                origin,
+                profile,
                 std::path::Path::new(&path),
                 contents,
                 &CancellationToken::new(),
@@ -206,21 +201,14 @@ impl ExecutorService {
     ) -> Result<String, Error> {
         let _busy = self.activity.busy();
         self.authorize(connection, &header).await?;
-        let mut run = run_request(&request)?;
-        run.argv = strv(&request, "argv")?.unwrap_or_default();
-        let program = run
-            .argv
-            .first()
-            .cloned()
-            .ok_or_else(|| invalid("argv (as) must name a program"))?;
-        run.command_line = string(&request, "command_line")?;
-        run.cwd = string(&request, "cwd")?.map_or_else(|| run.workspace.clone(), PathBuf::from);
-        if !run.cwd.is_dir() {
-            return Err(Error::BadWorkdir(format!(
-                "working directory {} does not exist or is not a directory",
-                run.cwd.display()
-            )));
-        }
+        let (origin, command) = wire::decode_command(&request).map_err(wire_error)?;
+        check_workdir(&command.cwd)?;
+        let program = command.program.clone();
+        let run = RunRequest {
+            origin,
+            command,
+            approved: false,
+        };
         self.executor
             .start_background(&run)
             .map(|id| id.to_string())
@@ -239,25 +227,32 @@ impl ExecutorService {
         let _busy = self.activity.busy();
         self.authorize(connection, &header).await?;
         let id = || -> Result<String, Error> {
-            string(&args, "id")?.ok_or_else(|| invalid(format!("{action} needs id (s)")))
+            get_str(&args, "id")
+                .map_err(dict_error)?
+                .ok_or_else(|| invalid(format!("{action} needs id (s)")))
         };
+        let uint = |key: &str| get_u64(&args, key).map_err(dict_error);
         let op = match action.as_str() {
-            "list" => ProcessOp::List,
-            "poll" => ProcessOp::Poll { id: id()? },
-            "log" => ProcessOp::Log {
+            "list" => ProcessAction::List,
+            "poll" => ProcessAction::Poll { id: id()? },
+            "log" => ProcessAction::Log {
                 id: id()?,
-                offset: uint(&args, "offset")?.unwrap_or(0),
-                limit: usize::try_from(uint(&args, "limit")?.unwrap_or(4000)).unwrap_or(usize::MAX),
+                offset: uint("offset")?.unwrap_or(0),
+                limit: usize::try_from(uint("limit")?.unwrap_or(4000)).unwrap_or(usize::MAX),
             },
-            "wait" => ProcessOp::Wait {
+            "wait" => ProcessAction::Wait {
                 id: id()?,
-                timeout: Duration::from_millis(uint(&args, "timeout_ms")?.unwrap_or(30_000)),
+                timeout: Duration::from_millis(uint("timeout_ms")?.unwrap_or(30_000)),
             },
-            "kill" => ProcessOp::Kill { id: id()? },
-            "write" => ProcessOp::Write {
+            "kill" => ProcessAction::Kill { id: id()? },
+            "write" => ProcessAction::Write {
                 id: id()?,
-                data: string(&args, "data")?.unwrap_or_default(),
-                close: boolean(&args, "close")?.unwrap_or(false),
+                data: get_str(&args, "data")
+                    .map_err(dict_error)?
+                    .unwrap_or_default(),
+                close: get_bool(&args, "close")
+                    .map_err(dict_error)?
+                    .unwrap_or(false),
             },
             other => {
                 return Err(invalid(format!(
@@ -296,65 +291,23 @@ fn bus_error(program: &str, error: ExecutorError) -> Error {
     }
 }
 
-/// The fields every request shares: tool, session, workspace, surface, profile.
-fn run_request(request: &VariantDict) -> Result<RunRequest, Error> {
-    let required = |key: &str| -> Result<String, Error> {
-        string(request, key)?
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| invalid(format!("{key} (s) is required")))
-    };
-    let surface = match string(request, "surface")?.as_deref() {
-        None | Some("owner") => Surface::Owner,
-        Some("allowlisted" | "allowlisted_user") => Surface::AllowlistedUser,
-        Some("webhook") => Surface::Webhook,
-        Some(other) => {
-            return Err(invalid(format!(
-                "surface {other:?} is not owner, allowlisted or webhook"
-            )));
-        }
-    };
-    let workspace = PathBuf::from(required("workspace")?);
-    Ok(RunRequest {
-        tool: required("tool")?,
-        session: required("session")?,
-        surface,
-        profile: string(request, "profile")?,
-        argv: Vec::new(),
-        command_line: None,
-        cwd: workspace.clone(),
-        workspace,
-        stdin: None,
-        timeout: None,
-        approved: false,
-    })
+fn dict_error(error: DictError) -> Error {
+    invalid(error.to_string())
 }
 
-fn typed<T>(dict: &VariantDict, key: &str, signature: &str) -> Result<Option<T>, Error>
-where
-    T: TryFrom<zbus::OwnedVariant>,
-{
-    let Some(value) = dict.get(key) else {
-        return Ok(None);
-    };
-    let wrong = || invalid(format!("{key} must be of type {signature}"));
-    let owned = value.try_clone().map_err(|_| wrong())?;
-    T::try_from(owned).map(Some).map_err(|_| wrong())
+fn wire_error(error: WireError) -> Error {
+    invalid(error.to_string())
 }
 
-fn string(dict: &VariantDict, key: &str) -> Result<Option<String>, Error> {
-    typed(dict, key, "s")
-}
-
-fn strv(dict: &VariantDict, key: &str) -> Result<Option<Vec<String>>, Error> {
-    typed(dict, key, "as")
-}
-
-fn uint(dict: &VariantDict, key: &str) -> Result<Option<u64>, Error> {
-    typed(dict, key, "t")
-}
-
-fn boolean(dict: &VariantDict, key: &str) -> Result<Option<bool>, Error> {
-    typed(dict, key, "b")
+fn check_workdir(cwd: &std::path::Path) -> Result<(), Error> {
+    if cwd.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::BadWorkdir(format!(
+            "working directory {} does not exist or is not a directory",
+            cwd.display()
+        )))
+    }
 }
 
 fn read_fd(fd: OwnedFd) -> Result<Vec<u8>, Error> {

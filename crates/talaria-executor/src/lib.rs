@@ -15,8 +15,8 @@ pub mod setup;
 
 pub use background::{BackgroundError, LogChunk, ProcessId, ProcessInfo, ProcessTable};
 pub use process::{ExitKind, Finished, ProcessError, run_to_completion};
-pub use report::{ProcessOp, process_report};
+pub use report::process_report;
 pub use service::{
     EXIT_SANDBOX_REFUSED, Executor, ExecutorConfig, ExecutorError, HelperCommand, OciBackend,
-    Prepared, RunOutcome, RunRequest,
+    Prepared, RunRequest,
 };

@@ -7,21 +7,15 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitKind {
-    Code(i32),
-    Signal(i32),
-}
+pub use talaria_core::ExitKind;
 
-impl ExitKind {
-    fn from_status(status: std::process::ExitStatus) -> Self {
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(code), _) => ExitKind::Code(code),
-            (None, Some(sig)) => ExitKind::Signal(sig),
-            (None, None) => ExitKind::Code(-1),
-        }
+/// How a process ended, from its wait status.
+pub(crate) fn exit_of(status: std::process::ExitStatus) -> ExitKind {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitKind::Code(code),
+        (None, Some(sig)) => ExitKind::Signal(sig),
+        (None, None) => ExitKind::Code(-1),
     }
 }
 
@@ -128,7 +122,7 @@ pub async fn run_to_completion(
         dropped_bytes: out.dropped + err.dropped,
         stdout: out.into_string(),
         stderr: err.into_string(),
-        exit: ExitKind::from_status(status),
+        exit: exit_of(status),
         timed_out,
         duration: started.elapsed(),
     })

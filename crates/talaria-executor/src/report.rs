@@ -2,38 +2,11 @@
 //! session only ever sees its own processes. Shared by the in-process tool executor and the
 //! executor unit's D-Bus service, so both answer the model identically.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::background::{BackgroundError, ProcessId, ProcessInfo, ProcessTable};
 use crate::process::ExitKind;
-
-/// One operation on a background process of a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProcessOp {
-    List,
-    Poll {
-        id: String,
-    },
-    Log {
-        id: String,
-        offset: u64,
-        limit: usize,
-    },
-    Wait {
-        id: String,
-        timeout: Duration,
-    },
-    Kill {
-        id: String,
-    },
-    Write {
-        id: String,
-        data: String,
-        close: bool,
-    },
-}
+use talaria_bus::exec::ProcessAction;
 
 /// How much recent output a poll or wait report carries.
 const RECENT_OUTPUT_BYTES: usize = 2000;
@@ -46,7 +19,7 @@ const RECENT_OUTPUT_BYTES: usize = 2000;
 pub async fn process_report(
     table: &ProcessTable,
     session: &str,
-    op: ProcessOp,
+    op: ProcessAction,
 ) -> Result<String, BackgroundError> {
     let own = |id: &str| -> Result<ProcessId, BackgroundError> {
         let unknown = || BackgroundError::NotFound(format!("{id} in this session"));
@@ -71,17 +44,17 @@ pub async fn process_report(
         v
     };
     let value = match op {
-        ProcessOp::List => {
+        ProcessAction::List => {
             json!({ "processes": table.list(Some(session)).iter().map(describe).collect::<Vec<_>>() })
         }
-        ProcessOp::Poll { id } => with_tail(table.poll(own(&id)?)?),
-        ProcessOp::Log { id, offset, limit } => {
+        ProcessAction::Poll { id } => with_tail(table.poll(own(&id)?)?),
+        ProcessAction::Log { id, offset, limit } => {
             let chunk = table.read_log(own(&id)?, offset, limit)?;
             json!({ "process_id": id, "output": chunk.text, "next_offset": chunk.next_offset, "dropped_bytes": chunk.dropped })
         }
-        ProcessOp::Wait { id, timeout } => with_tail(table.wait(own(&id)?, timeout).await?),
-        ProcessOp::Kill { id } => describe(&table.kill(own(&id)?).await?),
-        ProcessOp::Write { id, data, close } => {
+        ProcessAction::Wait { id, timeout } => with_tail(table.wait(own(&id)?, timeout).await?),
+        ProcessAction::Kill { id } => describe(&table.kill(own(&id)?).await?),
+        ProcessAction::Write { id, data, close } => {
             table.write_stdin(own(&id)?, data.as_bytes(), close).await?;
             json!({ "process_id": id, "written_bytes": data.len(), "stdin_closed": close })
         }

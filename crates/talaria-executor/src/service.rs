@@ -18,12 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use talaria_bus::exec::{CommandOutcome, CommandSpec, ExecOrigin};
 use talaria_oci::client::{ClientError, HelperConnection};
 use talaria_oci::protocol::Exit;
 use talaria_oci::{ContainerCommand, ContainerPlan};
-use talaria_policy::{
-    Backend, Decision, PolicyError, PolicySet, ResolveContext, Resolved, Surface,
-};
+use talaria_policy::{Backend, Decision, PolicyError, PolicySet, ResolveContext, Resolved};
 use tokio_util::sync::CancellationToken;
 
 use crate::background::{BackgroundError, ProcessId, ProcessTable};
@@ -70,38 +69,22 @@ pub struct ExecutorConfig {
     pub caller_env: Vec<(String, String)>,
 }
 
-/// One command to run for a tool call.
+/// One command to run for a tool call: who asks ([`ExecOrigin`]: tool, session, workspace,
+/// surface) and what ([`CommandSpec`]).
 #[derive(Debug, Clone)]
 pub struct RunRequest {
-    pub tool: String,
-    pub session: String,
-    pub surface: Surface,
-    /// Use this profile instead of the tool's (`talaria sandbox run --policy`); still narrowed
-    /// by the surface.
-    pub profile: Option<String>,
-    pub argv: Vec<String>,
-    /// What approval rules are matched against when `argv` is a wrapper around the real
-    /// command (the terminal tool's shell script); `None` matches `argv` joined by spaces.
-    pub command_line: Option<String>,
-    pub workspace: PathBuf,
-    pub cwd: PathBuf,
-    pub stdin: Option<Vec<u8>>,
-    /// Shorter than the profile's wall time, never longer.
-    pub timeout: Option<Duration>,
+    pub origin: ExecOrigin,
+    pub command: CommandSpec,
     /// A person approved this exact command after a `prompt` rule asked: it may run.
     /// `forbidden` rules still refuse it.
     pub approved: bool,
 }
 
-/// A finished sandboxed command.
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    pub finished: Finished,
-    pub profile: String,
-    pub backend: Backend,
-    /// The command could reach a network (its resolved profile's network was not `off`): its
-    /// output is outside text, untrusted for the learning loop.
-    pub networked: bool,
+impl RunRequest {
+    /// The session's id as the executor's directories and tables name it.
+    fn session(&self) -> &str {
+        self.origin.session.as_str()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,17 +196,14 @@ impl Executor {
     /// profile that cannot be resolved.
     pub fn prepare(&self, request: &RunRequest) -> Result<Prepared, ExecutorError> {
         let policies = &self.config.policies;
-        let base = match &request.profile {
+        let origin = &request.origin;
+        let base = match &request.command.profile {
             Some(name) => policies.profile(name)?,
-            None => policies.profile_for_tool(&request.tool)?,
+            None => policies.profile_for_tool(&origin.tool, origin.tool_profile.as_deref())?,
         };
-        let profile = base.narrow(request.surface);
+        let profile = base.narrow(origin.surface);
         let name = profile.name().to_owned();
-        let command_line = request
-            .command_line
-            .clone()
-            .unwrap_or_else(|| request.argv.join(" "));
-        match profile.decide(&command_line) {
+        match profile.decide(&request.command.command_line) {
             Decision::Allow => {}
             Decision::Prompt { .. } if request.approved => {}
             Decision::Prompt { reason } => {
@@ -239,24 +219,24 @@ impl Executor {
                 });
             }
         }
-        if !request.workspace.is_dir() {
+        if !origin.workspace.is_dir() {
             return Err(ExecutorError::Workspace {
-                path: request.workspace.clone(),
+                path: origin.workspace.clone(),
             });
         }
-        let tmp = self.scratch_dir(&request.session);
+        let tmp = self.scratch_dir(request.session());
         create_private_dir(&tmp).map_err(|source| ExecutorError::Scratch {
             path: tmp.clone(),
             source,
         })?;
         let resolved = profile.resolve(&ResolveContext {
-            workspace: request.workspace.clone(),
+            workspace: origin.workspace.clone(),
             home: std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
             tmp,
             talaria_home: self.config.talaria_home.clone(),
             caller_env: self.config.caller_env.clone(),
-            argv: request.argv.clone(),
-            cwd: request.cwd.clone(),
+            argv: request.command.argv(),
+            cwd: request.command.cwd.clone(),
         })?;
         let Some(backend) = resolved
             .backends
@@ -345,51 +325,61 @@ impl Executor {
         &self,
         request: RunRequest,
         cancel: &CancellationToken,
-    ) -> Result<RunOutcome, ExecutorError> {
+    ) -> Result<CommandOutcome, ExecutorError> {
         let prepared = self.prepare(&request)?;
-        let timeout = request.timeout.map_or(prepared.resolved.wall_time, |t| {
-            t.min(prepared.resolved.wall_time)
-        });
-        let limit = usize::try_from(prepared.resolved.output_bytes).unwrap_or(usize::MAX);
+        let timeout = request.command.timeout.min(prepared.resolved.wall_time);
+        let limit = usize::try_from(prepared.resolved.output_bytes)
+            .unwrap_or(usize::MAX)
+            .min(request.command.output_limit);
         let networked = !matches!(
             prepared.resolved.spec.network,
             talaria_sandbox::spec::NetworkRules::Off
         );
-        match prepared.backend {
-            Backend::Landlock => {}
-            Backend::Oci => {
-                return self
-                    .run_oci(&request, prepared, timeout, limit, cancel)
-                    .await
-                    .map(|outcome| RunOutcome {
-                        networked,
-                        ..outcome
+        let profile = prepared.profile.clone();
+        let backend = prepared.backend;
+        let finished = match backend {
+            Backend::Landlock => {
+                let command = self.helper_command(&prepared)?;
+                let finished = run_to_completion(
+                    command,
+                    &request.command.program,
+                    request.command.stdin.clone(),
+                    timeout,
+                    limit,
+                    cancel,
+                )
+                .await?;
+                if finished.exit == ExitKind::Code(EXIT_SANDBOX_REFUSED)
+                    && let Some(line) = finished
+                        .stderr
+                        .lines()
+                        .find(|l| l.starts_with("talaria-sandbox:"))
+                {
+                    return Err(ExecutorError::SandboxRefused {
+                        profile,
+                        message: line
+                            .trim_start_matches("talaria-sandbox:")
+                            .trim()
+                            .to_owned(),
                     });
+                }
+                finished
             }
-        }
-        let command = self.helper_command(&prepared)?;
-        let program = request.argv.first().cloned().unwrap_or_default();
-        let finished =
-            run_to_completion(command, &program, request.stdin, timeout, limit, cancel).await?;
-        if finished.exit == ExitKind::Code(EXIT_SANDBOX_REFUSED)
-            && let Some(line) = finished
-                .stderr
-                .lines()
-                .find(|l| l.starts_with("talaria-sandbox:"))
-        {
-            return Err(ExecutorError::SandboxRefused {
-                profile: prepared.profile,
-                message: line
-                    .trim_start_matches("talaria-sandbox:")
-                    .trim()
-                    .to_owned(),
-            });
-        }
-        tracing::debug!(tool = %request.tool, session = %request.session, profile = %prepared.profile, ?finished.exit, "sandboxed command finished");
-        Ok(RunOutcome {
-            finished,
-            profile: prepared.profile,
-            backend: Backend::Landlock,
+            Backend::Oci => {
+                self.run_oci(&request, prepared, timeout, limit, cancel)
+                    .await?
+            }
+        };
+        tracing::debug!(tool = %request.origin.tool, session = %request.origin.session, %profile, backend = backend.name(), exit = %finished.exit, "sandboxed command finished");
+        Ok(CommandOutcome {
+            stdout: finished.stdout,
+            stderr: finished.stderr,
+            exit: finished.exit,
+            timed_out: finished.timed_out,
+            dropped_bytes: finished.dropped_bytes,
+            duration: finished.duration,
+            profile,
+            backend: backend.name().to_owned(),
             networked,
         })
     }
@@ -402,7 +392,7 @@ impl Executor {
         timeout: Duration,
         limit: usize,
         cancel: &CancellationToken,
-    ) -> Result<RunOutcome, ExecutorError> {
+    ) -> Result<Finished, ExecutorError> {
         let profile = prepared.profile;
         let refused = |message: String| ExecutorError::SandboxRefused {
             profile: profile.clone(),
@@ -415,23 +405,24 @@ impl Executor {
         let plan = ContainerPlan::from_spec(
             spec,
             &settings.rootfs,
-            &request.workspace,
-            &self.scratch_dir(&request.session),
+            &request.origin.workspace,
+            &self.scratch_dir(request.session()),
         );
-        let command = ContainerCommand::from_spec(spec, request.stdin.clone(), timeout, limit);
+        let command =
+            ContainerCommand::from_spec(spec, request.command.stdin.clone(), timeout, limit);
         let session = self
-            .oci_session(&request.session)
+            .oci_session(request.session())
             .map_err(|e| refused(e.to_string()))?;
         let report = {
             let mut connection = session.connection.lock().await;
             tokio::select! {
                 report = connection.run(&plan, &command, false) => report,
                 () = cancel.cancelled() => {
-                    self.stop_oci_session(&request.session, &session);
+                    self.stop_oci_session(request.session(), &session);
                     return Err(ProcessError::Cancelled.into());
                 }
                 () = tokio::time::sleep(timeout + OCI_GRACE) => {
-                    self.stop_oci_session(&request.session, &session);
+                    self.stop_oci_session(request.session(), &session);
                     return Err(refused(format!(
                         "the container helper did not report within {}s; it was stopped",
                         (timeout + OCI_GRACE).as_secs()
@@ -446,7 +437,7 @@ impl Executor {
                 e @ (ClientError::Gone { .. } | ClientError::Protocol(_) | ClientError::Spawn(_)),
             ) => {
                 // The next command of the session starts a new helper.
-                self.stop_oci_session(&request.session, &session);
+                self.stop_oci_session(request.session(), &session);
                 return Err(refused(e.to_string()));
             }
         };
@@ -466,14 +457,8 @@ impl Executor {
             dropped_bytes: report.dropped,
             duration: Duration::from_millis(report.duration_ms),
         };
-        tracing::debug!(tool = %request.tool, session = %request.session, %profile, ?finished.exit, container = ?report.container, "containerized command finished");
-        Ok(RunOutcome {
-            finished,
-            profile,
-            backend: Backend::Oci,
-            // Set by `run` from the resolved spec.
-            networked: true,
-        })
+        tracing::debug!(container = ?report.container, "containerized command finished");
+        Ok(finished)
     }
 
     /// The session's OCI helper, started on first use.
@@ -529,29 +514,44 @@ impl Executor {
         }
     }
 
-    /// Create or replace a file from inside the tool's sandbox, so the write is confined by the
-    /// same rules as a command would be.
+    /// Create or replace a file from inside the tool's sandbox (or under `profile`, still
+    /// narrowed for the origin's surface), so the write is confined by the same rules as a
+    /// command would be.
     ///
     /// # Errors
     /// [`ExecutorError`], or `SandboxRefused` carrying the reason the write failed (e.g. a
     /// read-only or protected path).
     pub async fn write_file(
         &self,
-        mut request: RunRequest,
+        origin: ExecOrigin,
+        profile: Option<String>,
         path: &Path,
         contents: Vec<u8>,
         cancel: &CancellationToken,
     ) -> Result<(), ExecutorError> {
-        request.argv = vec![
-            "/bin/sh".into(),
+        let args = vec![
             "-c".into(),
             r#"mkdir -p -- "$(dirname -- "$1")" && cat > "$1""#.into(),
             "talaria-write".into(),
             path.to_string_lossy().into_owned(),
         ];
-        request.stdin = Some(contents);
+        let command = CommandSpec {
+            command_line: format!("/bin/sh {}", args.join(" ")),
+            program: "/bin/sh".into(),
+            args,
+            cwd: origin.workspace.clone(),
+            stdin: Some(contents),
+            timeout: Duration::MAX,
+            output_limit: usize::MAX,
+            profile,
+        };
+        let request = RunRequest {
+            origin,
+            command,
+            approved: false,
+        };
         let outcome = self.run(request, cancel).await?;
-        match outcome.finished.exit {
+        match outcome.exit {
             ExitKind::Code(0) => Ok(()),
             _ => Err(ExecutorError::SandboxRefused {
                 profile: outcome.profile,
@@ -559,7 +559,6 @@ impl Executor {
                     "cannot write {}: {}",
                     path.display(),
                     outcome
-                        .finished
                         .stderr
                         .trim()
                         .lines()
@@ -589,7 +588,7 @@ impl Executor {
         let command = self.helper_command(&prepared)?;
         Ok(self
             .background
-            .start(&request.session, &request.argv.join(" "), command)?)
+            .start(request.session(), &request.command.command_line, command)?)
     }
 
     /// A session is over: kill its background processes, stop its OCI helper (which deletes

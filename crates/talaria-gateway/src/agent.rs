@@ -279,6 +279,12 @@ impl AgentLink {
             "user".into(),
             OwnedVariant::from(Str::from(turn.user.to_owned())),
         );
+        // An API key holder is someone the owner let in, not the owner at the terminal: their
+        // tool calls run under the allow-listed user's narrowed profile.
+        options.insert(
+            "surface".into(),
+            OwnedVariant::from(Str::from(talaria_core::Surface::AllowlistedUser.name())),
+        );
         if let Some(model) = turn.model {
             options.insert(
                 "model".into(),

@@ -226,27 +226,7 @@ impl Decision {
     }
 }
 
-/// Who asked for the tool call. A surface can only narrow the profile a tool maps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Surface {
-    /// The owner at the CLI or an owner-authenticated channel: the profile as written.
-    Owner,
-    /// Someone the owner allow-listed on a chat platform.
-    AllowlistedUser,
-    /// An inbound webhook: nobody is there to answer a prompt.
-    Webhook,
-}
-
-impl Surface {
-    /// The name used in messages and `to_json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Surface::Owner => "owner",
-            Surface::AllowlistedUser => "allowlisted_user",
-            Surface::Webhook => "webhook",
-        }
-    }
-}
+pub use talaria_core::Surface;
 
 /// Where a key's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

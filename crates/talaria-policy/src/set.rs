@@ -16,6 +16,9 @@ use crate::shipped;
 /// The system-wide policy directory.
 pub const SYSTEM_POLICY_DIR: &str = "/etc/talaria/policies";
 
+/// [`ToolMapping::origin`] of a built-in default.
+const BUILT_IN: &str = "built-in";
+
 /// The profile each tool runs under unless a `tools.toml` says otherwise.
 pub const DEFAULT_TOOL_PROFILES: &[(&str, &str)] = &[
     ("terminal", "workspace-write"),
@@ -116,17 +119,30 @@ impl PolicySet {
 
     /// The profile `tool` runs under.
     ///
+    /// The profile `tool` runs under: the `[tools]` table of a `tools.toml` when it maps the
+    /// tool, else `declared` (the default the tool itself declares), else the built-in
+    /// default.
+    ///
     /// # Errors
-    /// [`PolicyError::UnmappedTool`] for a tool in no table, [`PolicyError::UnknownProfile`] for
-    /// a built-in mapping to a profile this set does not have.
-    pub fn profile_for_tool(&self, tool: &str) -> Result<&Profile, PolicyError> {
-        let mapping = self
-            .tools
-            .get(tool)
-            .ok_or_else(|| PolicyError::UnmappedTool {
-                tool: tool.to_owned(),
-            })?;
-        self.profile(&mapping.profile)
+    /// [`PolicyError::UnmappedTool`] for a tool in no table that declares nothing,
+    /// [`PolicyError::UnknownProfile`] for a mapping to a profile this set does not have.
+    pub fn profile_for_tool(
+        &self,
+        tool: &str,
+        declared: Option<&str>,
+    ) -> Result<&Profile, PolicyError> {
+        let mapping = self.tools.get(tool);
+        let name = match (mapping, declared) {
+            (Some(mapping), _) if mapping.origin != BUILT_IN => &mapping.profile,
+            (_, Some(declared)) => declared,
+            (Some(mapping), None) => &mapping.profile,
+            (None, None) => {
+                return Err(PolicyError::UnmappedTool {
+                    tool: tool.to_owned(),
+                });
+            }
+        };
+        self.profile(name)
     }
 
     /// All profiles, by name.
@@ -281,7 +297,7 @@ fn build(layers: &[Vec<PolicyFile>], errors: &mut Vec<PolicyError>) -> PolicySet
                 ToolMapping {
                     tool: (*tool).to_owned(),
                     profile: (*profile).to_owned(),
-                    origin: "built-in".to_owned(),
+                    origin: BUILT_IN.to_owned(),
                 },
             )
         })

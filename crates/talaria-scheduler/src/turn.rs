@@ -124,6 +124,14 @@ pub async fn ask_agent(
             OwnedVariant::from(zbus::Str::from(run_id.to_owned())),
         ),
         ("create".to_owned(), OwnedVariant::from(true)),
+        // A job's turn speaks for whoever created the job, not for the owner at a terminal:
+        // its tool calls run narrowed, and what it writes to memory waits for approval.
+        (
+            "surface".to_owned(),
+            OwnedVariant::from(zbus::Str::from(
+                talaria_core::Surface::AllowlistedUser.name(),
+            )),
+        ),
     ]);
     let turn_deadline = Instant::now() + limits.turn;
     let mut backoff = Backoff::new(limits.first_backoff, limits.max_backoff);

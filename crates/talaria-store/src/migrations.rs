@@ -33,6 +33,10 @@
 //!   `review`, `memory_nudge`; earlier rows are `turn`), `usage.cache_write_tokens` and
 //!   `usage.cost` (US dollars from the catalogue's prices at record time, NULL when unknown);
 //!   `sessions.provider`, the provider chosen for the session (NULL: the configured one).
+//! - v10: `session_keys.surface`: the surface the session's person came in on (`owner`,
+//!   `allowlisted_user`, `webhook`), which narrows every tool call's sandbox profile; it can only
+//!   ever narrow. Keys made before it were all made by the gateway or the scheduler on behalf
+//!   of someone other than the owner at the CLI, so they become `allowlisted_user`.
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +46,7 @@ use talaria_core::ToolCall;
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
@@ -90,7 +94,17 @@ const MIGRATIONS: &[Migration] = &[
         version: 9,
         apply: v9_usage_accounting_and_session_provider,
     },
+    Migration {
+        version: 10,
+        apply: v10_session_key_surface,
+    },
 ];
+
+fn v10_session_key_surface(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE session_keys ADD COLUMN surface TEXT NOT NULL DEFAULT 'allowlisted_user';",
+    )
+}
 
 fn v9_usage_accounting_and_session_provider(conn: &Connection) -> rusqlite::Result<()> {
     // Rows written before v9 were all turn-loop calls of an unrecorded provider and price.

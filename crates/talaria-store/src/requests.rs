@@ -8,7 +8,7 @@
 //! message stored (resume it) — never half-started.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use talaria_core::{Message, SessionId, UserId};
+use talaria_core::{Message, SessionId, Surface, UserId};
 
 use crate::error::StoreError;
 use crate::sessions::{append_in, now_ms, session_id, write};
@@ -21,6 +21,9 @@ pub struct SessionKey {
     /// The person the caller vouches for ([`UserId::default_user`] when it named none).
     pub user: UserId,
     pub session_id: SessionId,
+    /// The surface the person came in on; it narrows every tool call of the session and can
+    /// only ever narrow further ([`narrow_session_surface`]).
+    pub surface: Surface,
 }
 
 /// Where a turn request stands.
@@ -60,14 +63,15 @@ pub struct TurnRequest {
 pub(crate) fn bind_session_key(conn: &mut Connection, key: &SessionKey) -> Result<(), StoreError> {
     write(conn, |tx| {
         let inserted = tx.execute(
-            "INSERT INTO session_keys (key, owner_uid, session_id, created_at, user)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
+            "INSERT INTO session_keys (key, owner_uid, session_id, created_at, user, surface)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
             params![
                 key.key,
                 key.owner_uid,
                 key.session_id.as_str(),
                 now_ms(),
-                key.user.as_str()
+                key.user.as_str(),
+                key.surface.name(),
             ],
         )?;
         if inserted == 0 {
@@ -79,7 +83,9 @@ pub(crate) fn bind_session_key(conn: &mut Connection, key: &SessionKey) -> Resul
 
 pub(crate) fn session_key(conn: &Connection, key: &str) -> Result<Option<SessionKey>, StoreError> {
     let found = conn
-        .prepare_cached("SELECT key, owner_uid, session_id, user FROM session_keys WHERE key = ?1")?
+        .prepare_cached(
+            "SELECT key, owner_uid, session_id, user, surface FROM session_keys WHERE key = ?1",
+        )?
         .query_row([key], key_from_row)
         .optional()?;
     Ok(found)
@@ -92,7 +98,7 @@ pub(crate) fn key_of_session(
 ) -> Result<Option<SessionKey>, StoreError> {
     let found = conn
         .prepare_cached(
-            "SELECT key, owner_uid, session_id, user FROM session_keys WHERE session_id = ?1
+            "SELECT key, owner_uid, session_id, user, surface FROM session_keys WHERE session_id = ?1
              ORDER BY created_at LIMIT 1",
         )?
         .query_row([id.as_str()], key_from_row)
@@ -109,6 +115,38 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SessionKey> {
             rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
         })?,
         session_id: session_id(row, 2)?,
+        // A value this version does not know narrows to the narrowest.
+        surface: Surface::from_wire(row.get::<_, Option<String>>(4)?.as_deref()).0,
+    })
+}
+
+/// Narrows the surface of the session named `key` to `surface` when that is narrower than the
+/// stored one; never widens. Returns the surface now in force.
+pub(crate) fn narrow_session_surface(
+    conn: &mut Connection,
+    key: &str,
+    surface: Surface,
+) -> Result<Option<Surface>, StoreError> {
+    write(conn, |tx| {
+        let Some(stored) = tx
+            .query_row(
+                "SELECT surface FROM session_keys WHERE key = ?1",
+                [key],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let stored = Surface::from_wire(Some(&stored)).0;
+        let narrowed = stored.narrower(surface);
+        if narrowed != stored {
+            tx.execute(
+                "UPDATE session_keys SET surface = ?2 WHERE key = ?1",
+                params![key, narrowed.name()],
+            )?;
+        }
+        Ok(Some(narrowed))
     })
 }
 

@@ -230,6 +230,7 @@ mod tests {
                 owner_uid: uid,
                 user: UserId::parse(user).unwrap(),
                 session_id: id.clone(),
+                surface: talaria_core::Surface::AllowlistedUser,
             },
         )
         .unwrap();

@@ -294,6 +294,21 @@ impl Store {
             .await
     }
 
+    /// Narrows the surface of the session named `key` (never widens); the surface in force,
+    /// or `None` for an unknown key.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn narrow_session_surface(
+        &self,
+        key: &str,
+        surface: talaria_core::Surface,
+    ) -> Result<Option<talaria_core::Surface>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |conn| crate::requests::narrow_session_surface(conn, &key, surface))
+            .await
+    }
+
     /// What a session key names, if anything.
     ///
     /// # Errors

@@ -5,9 +5,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use talaria_agent::exec::{
-    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ExitKind, ToolExecutor,
-};
+use talaria_agent::exec::{CommandOutcome, CommandSpec, ExecError, ExecOrigin, ToolExecutor};
 use talaria_executor::{ProcessError, run_to_completion};
 use tokio_util::sync::CancellationToken;
 
@@ -46,13 +44,12 @@ impl ToolExecutor for UnconfinedExecutor {
         Ok(CommandOutcome {
             stdout: finished.stdout,
             stderr: finished.stderr,
-            exit: match finished.exit {
-                talaria_executor::ExitKind::Code(c) => ExitKind::Code(c),
-                talaria_executor::ExitKind::Signal(s) => ExitKind::Signal(s),
-            },
+            exit: finished.exit,
             timed_out: finished.timed_out,
             dropped_bytes: finished.dropped_bytes,
             duration: finished.duration,
+            profile: "unconfined".into(),
+            backend: "none".into(),
             networked: false,
         })
     }

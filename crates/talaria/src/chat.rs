@@ -21,7 +21,6 @@ use crate::cli::ChatArgs;
 use crate::context;
 use crate::sandboxed::{self, SandboxedTools, TerminalApprover};
 use talaria_agent::endpoint;
-use talaria_policy::Surface;
 
 const SLASH_COMMANDS: &[(&str, &str)] = &[
     ("/new", "start a new session"),
@@ -61,7 +60,6 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
         provider.clone(),
         Arc::new(SandboxedTools::new(
             Arc::new(sandboxed::executor(&home)?),
-            Surface::Owner,
             // Only a person at the interactive chat can be asked; a one-shot run refuses.
             if args.query.is_none() {
                 Some(Arc::new(TerminalApprover))

@@ -88,7 +88,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
             command,
         } => {
             let set = sandboxed::load_policies(&home)?;
-            let profile = set.profile_for_tool(&tool)?.narrow(Surface::Owner);
+            let profile = set.profile_for_tool(&tool, None)?.narrow(Surface::Owner);
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let workspace = workspace.unwrap_or_else(|| cwd.clone());
             let executor = sandboxed::executor(&home)?;

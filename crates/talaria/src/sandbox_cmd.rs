@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use talaria_bus::exec::{CommandSpec, ExecOrigin, ExitKind, Surface};
+use talaria_core::SessionId;
 use talaria_executor::{Executor, RunRequest};
-use talaria_policy::{Backend, Surface};
+use talaria_policy::Backend;
 
 use crate::Exit;
 use crate::cli::SandboxCommand;
@@ -31,26 +33,31 @@ pub async fn run(command: SandboxCommand) -> anyhow::Result<()> {
     let cwd = std::env::current_dir()
         .map_err(|e| setup_failed(format!("cannot read the current directory: {e}")))?;
     let workspace = workspace.unwrap_or_else(|| cwd.clone());
-    let session = format!("sandbox-run-{}", std::process::id());
+    // An unguessable session id: its scratch directory's name is not known in advance.
+    let session = SessionId::parse(&format!("sandbox-run-{:016x}", fastrand::u64(..)))
+        .map_err(|e| setup_failed(e.to_string()))?;
+    let cwd = if cwd.starts_with(&workspace) {
+        cwd
+    } else {
+        workspace.clone()
+    };
     let request = RunRequest {
-        tool: "terminal".into(),
-        session: session.clone(),
-        surface: Surface::Owner,
-        profile: Some(policy),
-        argv: command,
-        command_line: None,
-        cwd: if cwd.starts_with(&workspace) {
-            cwd
-        } else {
-            workspace.clone()
+        origin: ExecOrigin {
+            tool: "terminal".into(),
+            session: session.clone(),
+            workspace: workspace.clone(),
+            surface: Surface::Owner,
+            tool_profile: None,
         },
-        workspace,
-        stdin: None,
-        timeout: timeout.map(Duration::from_secs),
+        command: CommandSpec {
+            timeout: timeout.map_or(Duration::MAX, Duration::from_secs),
+            profile: Some(policy),
+            ..CommandSpec::from_argv(command, cwd)
+        },
         approved: false,
     };
     let result = run_inherited(&executor, &request).await;
-    executor.end_session(&session);
+    executor.end_session(session.as_str());
     let code = result?;
     if code == 0 {
         return Ok(());
@@ -74,9 +81,7 @@ async fn run_inherited(executor: &Executor, request: &RunRequest) -> anyhow::Res
     if prepared.backend == Backend::Oci {
         return run_captured(executor, request).await;
     }
-    let limit = request.timeout.map_or(prepared.resolved.wall_time, |t| {
-        t.min(prepared.resolved.wall_time)
-    });
+    let limit = request.command.timeout.min(prepared.resolved.wall_time);
     let mut command = executor
         .helper_command(&prepared)
         .map_err(|e| setup_failed(e.to_string()))?;
@@ -145,15 +150,14 @@ async fn run_captured(executor: &Executor, request: &RunRequest) -> anyhow::Resu
             .into());
         }
     };
-    let finished = outcome.finished;
-    std::io::stdout().write_all(finished.stdout.as_bytes())?;
-    std::io::stderr().write_all(finished.stderr.as_bytes())?;
-    if finished.timed_out {
+    std::io::stdout().write_all(outcome.stdout.as_bytes())?;
+    std::io::stderr().write_all(outcome.stderr.as_bytes())?;
+    if outcome.timed_out {
         eprintln!("talaria: the command ran too long and was killed");
         return Ok(EXIT_TIMEOUT);
     }
-    Ok(match finished.exit {
-        talaria_executor::ExitKind::Code(code) => u8::try_from(code).unwrap_or(1),
-        talaria_executor::ExitKind::Signal(sig) => u8::try_from(128 + sig).unwrap_or(1),
+    Ok(match outcome.exit {
+        ExitKind::Code(code) => u8::try_from(code).unwrap_or(1),
+        ExitKind::Signal(sig) => u8::try_from(128 + sig).unwrap_or(1),
     })
 }

@@ -8,13 +8,11 @@ use anyhow::Context;
 use async_trait::async_trait;
 use talaria_agent::TalariaHome;
 use talaria_agent::exec::{
-    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ExitKind, ProcessAction, ToolExecutor,
+    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ProcessAction, ToolExecutor,
 };
 use talaria_core::SessionId;
-use talaria_executor::{
-    Executor, ExecutorError, ProcessError, ProcessOp, RunRequest, process_report,
-};
-use talaria_policy::{PolicySet, Surface};
+use talaria_executor::{Executor, ExecutorError, ProcessError, RunRequest, process_report};
+use talaria_policy::PolicySet;
 use tokio_util::sync::CancellationToken;
 
 pub use talaria_executor::setup::HELPER_ARG;
@@ -66,29 +64,18 @@ impl Approver for TerminalApprover {
     }
 }
 
-/// The sandbox helper to start for every tool command: `TALARIA_SANDBOX_HELPER` if set, else a
-/// `talaria-sandbox` installed next to this binary (it starts about 0.8 ms faster than this
-/// much larger binary), else this binary in its helper mode. All three run the same code.
-/// [`ToolExecutor`] over the sandboxing executor, for requests from `surface`. With an
-/// approver, commands caught by a `prompt` rule are put to a person instead of refused.
+/// [`ToolExecutor`] over the sandboxing executor. The surface comes with every call (its
+/// origin); with an approver, commands caught by a `prompt` rule are put to a person instead
+/// of refused.
 #[derive(Debug)]
 pub struct SandboxedTools {
     executor: Arc<Executor>,
-    surface: Surface,
     approver: Option<Arc<dyn Approver>>,
 }
 
 impl SandboxedTools {
-    pub fn new(
-        executor: Arc<Executor>,
-        surface: Surface,
-        approver: Option<Arc<dyn Approver>>,
-    ) -> Self {
-        Self {
-            executor,
-            surface,
-            approver,
-        }
+    pub fn new(executor: Arc<Executor>, approver: Option<Arc<dyn Approver>>) -> Self {
+        Self { executor, approver }
     }
 
     /// Whether a refusal can be turned into a run by asking the approver (who said yes).
@@ -97,29 +84,10 @@ impl SandboxedTools {
         else {
             return false;
         };
-        let command = request
-            .command_line
-            .clone()
-            .unwrap_or_else(|| request.argv.join(" "));
-        let yes = approver.approve(&command, reason).await;
+        let command = &request.command.command_line;
+        let yes = approver.approve(command, reason).await;
         tracing::info!(%command, approved = yes, "approval asked");
         yes
-    }
-
-    fn request(&self, origin: &ExecOrigin, argv: Vec<String>, cwd: &Path) -> RunRequest {
-        RunRequest {
-            tool: origin.tool.clone(),
-            session: origin.session.to_string(),
-            surface: self.surface,
-            profile: None,
-            argv,
-            command_line: None,
-            workspace: origin.workspace.clone(),
-            cwd: cwd.to_owned(),
-            stdin: None,
-            timeout: None,
-            approved: false,
-        }
     }
 }
 
@@ -147,35 +115,20 @@ impl ToolExecutor for SandboxedTools {
         if !spec.cwd.is_dir() {
             return Err(ExecError::BadWorkdir { path: spec.cwd });
         }
-        let mut argv = vec![spec.program.clone()];
-        argv.extend(spec.args);
-        let mut request = self.request(origin, argv, &spec.cwd);
-        request.stdin = spec.stdin;
-        request.profile = spec.profile;
-        request.command_line = Some(spec.command_line);
-        request.timeout = Some(spec.timeout);
-        let outcome = match self.executor.run(request.clone(), cancel).await {
+        let program = spec.program.clone();
+        let mut request = RunRequest {
+            origin: origin.clone(),
+            command: spec,
+            approved: false,
+        };
+        match self.executor.run(request.clone(), cancel).await {
             Err(e) if self.approved_after(&e, &request).await => {
                 request.approved = true;
                 self.executor.run(request, cancel).await
             }
             other => other,
         }
-        .map_err(|e| exec_error(&spec.program, e))?;
-        let networked = outcome.networked;
-        let finished = outcome.finished;
-        Ok(CommandOutcome {
-            stdout: finished.stdout,
-            stderr: finished.stderr,
-            exit: match finished.exit {
-                talaria_executor::ExitKind::Code(c) => ExitKind::Code(c),
-                talaria_executor::ExitKind::Signal(s) => ExitKind::Signal(s),
-            },
-            timed_out: finished.timed_out,
-            dropped_bytes: finished.dropped_bytes,
-            duration: finished.duration,
-            networked,
-        })
+        .map_err(|e| exec_error(&program, e))
     }
 
     async fn write_file(
@@ -185,9 +138,8 @@ impl ToolExecutor for SandboxedTools {
         contents: &[u8],
         cancel: &CancellationToken,
     ) -> Result<(), ExecError> {
-        let request = self.request(origin, Vec::new(), &origin.workspace);
         self.executor
-            .write_file(request, path, contents.to_vec(), cancel)
+            .write_file(origin.clone(), None, path, contents.to_vec(), cancel)
             .await
             .map_err(|e| exec_error("write_file", e))
     }
@@ -200,10 +152,12 @@ impl ToolExecutor for SandboxedTools {
         if !spec.cwd.is_dir() {
             return Err(ExecError::BadWorkdir { path: spec.cwd });
         }
-        let mut argv = vec![spec.program.clone()];
-        argv.extend(spec.args);
-        let mut request = self.request(origin, argv, &spec.cwd);
-        request.command_line = Some(spec.command_line);
+        let program = spec.program.clone();
+        let mut request = RunRequest {
+            origin: origin.clone(),
+            command: spec,
+            approved: false,
+        };
         let id = match self.executor.start_background(&request) {
             Err(e) if self.approved_after(&e, &request).await => {
                 request.approved = true;
@@ -211,7 +165,7 @@ impl ToolExecutor for SandboxedTools {
             }
             other => other,
         }
-        .map_err(|e| exec_error(&spec.program, e))?;
+        .map_err(|e| exec_error(&program, e))?;
         Ok(id.to_string())
     }
 
@@ -220,15 +174,7 @@ impl ToolExecutor for SandboxedTools {
         origin: &ExecOrigin,
         action: ProcessAction,
     ) -> Result<String, ExecError> {
-        let op = match action {
-            ProcessAction::List => ProcessOp::List,
-            ProcessAction::Poll { id } => ProcessOp::Poll { id },
-            ProcessAction::Log { id, offset, limit } => ProcessOp::Log { id, offset, limit },
-            ProcessAction::Wait { id, timeout } => ProcessOp::Wait { id, timeout },
-            ProcessAction::Kill { id } => ProcessOp::Kill { id },
-            ProcessAction::Write { id, data, close } => ProcessOp::Write { id, data, close },
-        };
-        process_report(self.executor.background(), origin.session.as_str(), op)
+        process_report(self.executor.background(), origin.session.as_str(), action)
             .await
             .map_err(|e| ExecError::Refused {
                 message: e.to_string(),

@@ -33,6 +33,8 @@ pub use todo::TodoList;
 #[derive(Debug)]
 pub struct ToolContext<'a> {
     pub session: &'a SessionId,
+    /// The surface the session's person came in on: every executor call carries it.
+    pub surface: talaria_core::Surface,
     /// The session's workspace: `${workspace}` of the policy.
     pub workspace: &'a Path,
     /// The Talaria home; read-only tools refuse it (it holds keys and conversations), except
@@ -72,6 +74,8 @@ impl ToolContext<'_> {
             tool: tool.to_owned(),
             session: self.session.clone(),
             workspace: self.workspace.to_owned(),
+            surface: self.surface,
+            tool_profile: None,
         }
     }
 

@@ -246,7 +246,13 @@ async fn a_session_with_someone_else_is_untrusted_from_the_start() {
         user: talaria_core::UserId::parse("alice").unwrap(),
     };
     let mut session = agent
-        .new_session_for(std::env::temp_dir(), "fake-model", "bus", &person)
+        .new_session_for(
+            std::env::temp_dir(),
+            "fake-model",
+            "bus",
+            &person,
+            talaria_core::Surface::AllowlistedUser,
+        )
         .await
         .unwrap();
     server.push(create_call("from-alice", "Alice's trick", "Do the trick."));
@@ -417,7 +423,13 @@ async fn a_new_sessions_catalogue_is_ranked_by_its_first_request_then_frozen() {
         user: talaria_core::UserId::parse("alice").unwrap(),
     };
     let created = agent
-        .new_session_for(std::env::temp_dir(), "fake-model", "bus", &person)
+        .new_session_for(
+            std::env::temp_dir(),
+            "fake-model",
+            "bus",
+            &person,
+            talaria_core::Surface::AllowlistedUser,
+        )
         .await
         .unwrap();
     agent
@@ -427,6 +439,7 @@ async fn a_new_sessions_catalogue_is_ranked_by_its_first_request_then_frozen() {
             owner_uid: 1000,
             user: talaria_core::UserId::parse("alice").unwrap(),
             session_id: created.id.clone(),
+            surface: talaria_core::Surface::AllowlistedUser,
         })
         .await
         .unwrap();

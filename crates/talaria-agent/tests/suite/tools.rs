@@ -68,6 +68,7 @@ impl Fixture {
         };
         let mut ctx = ToolContext {
             session: &self.session,
+            surface: talaria_core::Surface::Owner,
             workspace: &self.cwd.clone(),
             talaria_home: &self.home,
             cwd: &mut self.cwd,
@@ -426,6 +427,7 @@ async fn remote_session(store: &Store, id: &str, user: &str, text: &str) -> Sess
             owner_uid: 900,
             user: talaria_core::UserId::parse(user).unwrap(),
             session_id: id.clone(),
+            surface: talaria_core::Surface::AllowlistedUser,
         })
         .await
         .unwrap();

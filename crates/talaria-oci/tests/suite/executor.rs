@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use talaria_bus::exec::{CommandSpec, ExecOrigin, ExitKind, Surface};
+use talaria_core::SessionId;
 use talaria_executor::service::OciBackend;
-use talaria_executor::{
-    Executor, ExecutorConfig, ExecutorError, ExitKind, HelperCommand, RunRequest,
-};
-use talaria_policy::{Backend, PolicySet, PolicySource, Surface};
+use talaria_executor::{Executor, ExecutorConfig, ExecutorError, HelperCommand, RunRequest};
+use talaria_policy::{Backend, PolicySet, PolicySource};
 use tokio_util::sync::CancellationToken;
 
 use super::support::{Fixture, HELPER, eventually};
@@ -66,18 +66,27 @@ fn oci_backend(fx: &Fixture, program: &Path) -> OciBackend {
     }
 }
 
+fn origin(fx: &Fixture) -> ExecOrigin {
+    ExecOrigin {
+        tool: "terminal".into(),
+        session: SessionId::parse("sess-1").unwrap(),
+        workspace: fx.workspace.clone(),
+        surface: Surface::Owner,
+        tool_profile: None,
+    }
+}
+
 fn request(fx: &Fixture, profile: &str, script: &str) -> RunRequest {
     RunRequest {
-        tool: "terminal".into(),
-        session: "sess-1".into(),
-        surface: Surface::Owner,
-        profile: Some(profile.into()),
-        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        command_line: None,
-        workspace: fx.workspace.clone(),
-        cwd: fx.workspace.clone(),
-        stdin: None,
-        timeout: Some(Duration::from_secs(20)),
+        origin: origin(fx),
+        command: CommandSpec {
+            timeout: Duration::from_secs(20),
+            profile: Some(profile.into()),
+            ..CommandSpec::from_argv(
+                vec!["/bin/sh".into(), "-c".into(), script.into()],
+                fx.workspace.clone(),
+            )
+        },
         approved: false,
     }
 }
@@ -98,25 +107,21 @@ async fn an_oci_profile_runs_in_the_sessions_container() {
         )
         .await
         .unwrap();
-    assert_eq!(outcome.backend, Backend::Oci);
-    assert_eq!(
-        outcome.finished.exit,
-        ExitKind::Code(0),
-        "{}",
-        outcome.finished.stderr
-    );
-    assert_eq!(outcome.finished.stdout, "talaria-init\ntalaria\n");
+    assert_eq!(outcome.backend, "oci");
+    assert_eq!(outcome.exit, ExitKind::Code(0), "{}", outcome.stderr);
+    assert_eq!(outcome.stdout, "talaria-init\ntalaria\n");
 
     // The second command reuses the container, and file writes go through it too.
     let again = executor
         .run(request(&fx, "oci-test", "cat /tmp/mark"), &cancel)
         .await
         .unwrap();
-    assert_eq!(again.finished.stdout, "kept\n");
+    assert_eq!(again.stdout, "kept\n");
     let target = fx.workspace.join("dir/written.txt");
     executor
         .write_file(
-            request(&fx, "oci-test", ""),
+            origin(&fx),
+            Some("oci-test".into()),
             &target,
             b"via the container".to_vec(),
             &cancel,
@@ -130,7 +135,8 @@ async fn an_oci_profile_runs_in_the_sessions_container() {
     let protected = fx.workspace.join(".git/hooks/pre-commit");
     let refused = executor
         .write_file(
-            request(&fx, "oci-test", ""),
+            origin(&fx),
+            Some("oci-test".into()),
             &protected,
             b"evil".to_vec(),
             &cancel,
@@ -248,7 +254,7 @@ async fn cancelling_a_command_stops_it() {
         )
         .await
         .unwrap();
-    assert_eq!(outcome.finished.stdout, "again\n");
+    assert_eq!(outcome.stdout, "again\n");
     // Stop the helper before the fixture's directories go away under it.
     executor.end_session("sess-1");
     let state = fx.state_root.join("sess-1");

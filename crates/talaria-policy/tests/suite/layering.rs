@@ -82,18 +82,41 @@ fn tools_tables_override_per_tool() {
     let user = PolicyDir::new(&[("tools", "[tools]\n\nterminal = \"read-only\"\n")]);
     let set = PolicySet::load(&[PolicySource::Shipped, system.source(), user.source()]).unwrap();
     assert_eq!(
-        set.profile_for_tool("terminal").unwrap().name(),
+        set.profile_for_tool("terminal", None).unwrap().name(),
         "read-only"
     );
-    assert_eq!(set.profile_for_tool("browser").unwrap().name(), "read-only");
     assert_eq!(
-        set.profile_for_tool("patch").unwrap().name(),
+        set.profile_for_tool("browser", None).unwrap().name(),
+        "read-only"
+    );
+    assert_eq!(
+        set.profile_for_tool("patch", None).unwrap().name(),
         "workspace-write"
     );
     let terminal = set.tools().find(|t| t.tool == "terminal").unwrap();
     assert_eq!(terminal.origin, format!("{}:3", user.file("tools")));
     let patch = set.tools().find(|t| t.tool == "patch").unwrap();
     assert_eq!(patch.origin, "built-in");
+    // A tool's declared default beats a built-in default, and a tools.toml entry beats both.
+    assert_eq!(
+        set.profile_for_tool("patch", Some("read-only"))
+            .unwrap()
+            .name(),
+        "read-only"
+    );
+    assert_eq!(
+        set.profile_for_tool("terminal", Some("networked"))
+            .unwrap()
+            .name(),
+        "read-only"
+    );
+    assert_eq!(
+        set.profile_for_tool("skill_view", Some("read-only"))
+            .unwrap()
+            .name(),
+        "read-only"
+    );
+    assert!(set.profile_for_tool("skill_view", Some("nope")).is_err());
     // tools.toml is not a profile.
     assert!(set.profile("tools").is_err());
 }

@@ -33,13 +33,15 @@ fn default_tool_mapping() {
         ("search_files", "read-only"),
     ] {
         assert_eq!(
-            set.profile_for_tool(tool).unwrap().name(),
+            set.profile_for_tool(tool, None).unwrap().name(),
             profile,
             "{tool}"
         );
     }
     assert_eq!(
-        set.profile_for_tool("browser").unwrap_err().to_string(),
+        set.profile_for_tool("browser", None)
+            .unwrap_err()
+            .to_string(),
         "no profile for tool `browser`; map it in the [tools] table of a tools.toml policy file"
     );
     assert_eq!(

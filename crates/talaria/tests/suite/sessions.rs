@@ -191,6 +191,7 @@ async fn someone_elses_session(home: &std::path::Path, text: &str) -> String {
             owner_uid: 900,
             user: talaria_core::UserId::parse("alice").unwrap(),
             session_id: id.clone(),
+            surface: talaria_core::Surface::AllowlistedUser,
         })
         .await
         .unwrap();

@@ -328,11 +328,18 @@ async fn the_executor_says_whether_a_command_could_reach_the_network() {
     wait_for_name(&client, names::EXECUTOR, true, TURN).await;
     let executor = ExecutorProxy::new(&client).await.unwrap();
     let stdin = talaria_bus::fd::memory_file("stdin", b"").unwrap();
-    for (profile, networked) in [("workspace-write", false), ("networked", true)] {
+    // The networked profile reaches a network for the owner; narrowed for anyone else (and for
+    // a request that names no surface) it does not.
+    for (profile, surface, networked) in [
+        ("workspace-write", "owner", false),
+        ("networked", "owner", true),
+        ("networked", "allowlisted_user", false),
+    ] {
         let request = options(&[
             ("tool", s("terminal")),
             ("session", s("s-net")),
             ("workspace", s(workspace.to_str().unwrap())),
+            ("surface", s(surface)),
             ("profile", s(profile)),
             (
                 "argv",
@@ -342,6 +349,6 @@ async fn the_executor_says_whether_a_command_could_reach_the_network() {
         let outcome = executor.run(&request, (&stdin).into()).await.unwrap();
         assert_eq!(outcome.exit_code, 0, "{profile}");
         assert_eq!(outcome.profile, profile);
-        assert_eq!(outcome.networked, networked, "{profile}");
+        assert_eq!(outcome.networked, networked, "{profile} for {surface}");
     }
 }

@@ -9,7 +9,54 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use talaria_bus::{AgentProxy, TurnEventKind, VariantDict};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zbus::OwnedVariant;
+
+/// The gateway's API key in these tests.
+pub const KEY: &str = "e2e-key-0123456789abcdef0123456789abcdef";
+
+/// How long one HTTP exchange may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 exchange over a fresh connection (`Connection: close`) with [`KEY`]: status,
+/// lower-cased head, body.
+pub async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(stream) => break stream,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(HTTP_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("no HTTP response in time")
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_lowercase(), body.to_owned())
+}
+
+/// A chat completion request body with one user message.
+pub fn completion(text: &str) -> String {
+    serde_json::json!({"model": "talaria", "messages": [{"role": "user", "content": text}]})
+        .to_string()
+}
 
 /// A daemon binary built by the workspace, next to this test's executable.
 pub fn bin(name: &str) -> PathBuf {

@@ -1,4 +1,5 @@
 mod agent_executor;
 mod fixture;
 mod people;
+mod surfaces;
 mod whole_suite;

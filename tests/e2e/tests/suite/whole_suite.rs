@@ -11,20 +11,13 @@ use std::time::Duration;
 
 use talaria_bus::{SchedulerProxy, names, paths};
 use talaria_testkit::{FakeModelServer, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::fixture::{Bus, Daemon, ExecutorPolicy, bin, options, s, scratch, wait_for_name};
+use super::fixture::{
+    Bus, Daemon, ExecutorPolicy, KEY, bin, completion, free_port, http, options, s, scratch,
+    wait_for_name,
+};
 
-const KEY: &str = "e2e-key-0123456789abcdef0123456789abcdef";
 const LONG: Duration = Duration::from_secs(90);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The gateway as its socket unit starts it: `systemd-socket-activate` holds the listening
 /// socket and starts `talaria-gatewayd` with it (`LISTEN_FDS`, name `http`) on the first
@@ -43,36 +36,6 @@ fn socket_activated_gateway(port: u16, bus: &Bus, state: &Path) -> Daemon {
         .spawn()
         .expect("systemd-socket-activate (package systemd) must be installed");
     Daemon { child }
-}
-
-/// One HTTP/1.1 exchange over a fresh connection (`Connection: close`): status, headers, body.
-async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
-    let mut stream = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(stream) => break stream,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(LONG, stream.read_to_end(&mut response))
-        .await
-        .expect("no HTTP response in time")
-        .unwrap();
-    let response = String::from_utf8(response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_lowercase(), body.to_owned())
-}
-
-fn completion(text: &str) -> String {
-    serde_json::json!({"model": "talaria", "messages": [{"role": "user", "content": text}]})
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

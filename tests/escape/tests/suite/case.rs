@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use talaria_executor::{ExecutorError, ExitKind, Finished};
+use talaria_bus::exec::{CommandOutcome, ExitKind};
+use talaria_executor::ExecutorError;
 
 use super::world::{Backend, LIMIT_OUTPUT, Profile, World};
 
@@ -69,7 +70,7 @@ pub struct Verdict {
 /// One run of a case, as the host saw it.
 #[derive(Debug)]
 pub struct Ran {
-    pub finished: Finished,
+    pub finished: CommandOutcome,
     pub verdict: Option<Verdict>,
 }
 
@@ -244,8 +245,8 @@ pub fn run(backend: Backend, name: &str, case: Case) {
         Err(e) => panic!("the executor failed: {e}"),
     };
     let ran = Ran {
-        verdict: parse_verdict(&outcome.finished.stdout),
-        finished: outcome.finished,
+        verdict: parse_verdict(&outcome.stdout),
+        finished: outcome,
     };
     eprintln!(
         "{}::{name}: exit {:?}, verdict {:?}",

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use talaria_bus::exec::{CommandOutcome, CommandSpec, ExecOrigin, Surface};
+use talaria_core::SessionId;
 use talaria_executor::{
-    Executor, ExecutorConfig, ExecutorError, HelperCommand, OciBackend, RunOutcome, RunRequest,
+    Executor, ExecutorConfig, ExecutorError, HelperCommand, OciBackend, RunRequest,
 };
-use talaria_policy::{PolicySet, PolicySource, Surface};
+use talaria_policy::{PolicySet, PolicySource};
 use tokio_util::sync::CancellationToken;
 
 use super::host::Watch;
@@ -365,20 +367,22 @@ read = [
         profile: Profile,
         args: &[String],
         timeout: Duration,
-    ) -> Result<RunOutcome, ExecutorError> {
+    ) -> Result<CommandOutcome, ExecutorError> {
         let mut argv = vec![self.probe.display().to_string()];
         argv.extend(args.iter().cloned());
         let request = RunRequest {
-            tool: "terminal".into(),
-            session: SESSION.into(),
-            surface: Surface::Owner,
-            profile: Some(profile.policy(self.backend).into()),
-            argv,
-            command_line: None,
-            workspace: self.ws.clone(),
-            cwd: self.ws.clone(),
-            stdin: None,
-            timeout: Some(timeout),
+            origin: ExecOrigin {
+                tool: "terminal".into(),
+                session: SessionId::parse(SESSION).expect("a valid session id"),
+                workspace: self.ws.clone(),
+                surface: Surface::Owner,
+                tool_profile: None,
+            },
+            command: CommandSpec {
+                timeout,
+                profile: Some(profile.policy(self.backend).into()),
+                ..CommandSpec::from_argv(argv, self.ws.clone())
+            },
             approved: false,
         };
         let cancel = CancellationToken::new();
