@@ -424,6 +424,38 @@ mod journal {
     }
 }
 
+/// Raises this process's soft limit on open files toward `wanted` (never above the hard
+/// limit, never lowering it) and returns the soft limit in force afterwards. Service managers
+/// start units with a soft limit of 1024 so that programs still using `select(2)` work; a
+/// daemon that polls with epoll and holds a descriptor per client raises its own.
+///
+/// # Errors
+/// `getrlimit`/`setrlimit` failing.
+pub fn raise_open_files(wanted: u64) -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit into memory we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let target = wanted.min(limit.rlim_max);
+    if target <= limit.rlim_cur {
+        return Ok(limit.rlim_cur);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: target,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit(2) reads one rlimit from memory we own; raising the soft limit up to
+    // the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(target)
+}
+
 /// The uid of this process.
 pub fn own_uid() -> u32 {
     // SAFETY: getuid(2) cannot fail and touches no memory.
@@ -656,6 +688,25 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(second);
         waiter.await.unwrap();
+    }
+
+    #[test]
+    fn the_open_file_limit_rises_to_the_hard_limit_and_never_falls() {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit(2) into a local.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        assert_eq!(raise_open_files(u64::MAX).unwrap(), limit.rlim_max);
+        assert_eq!(
+            raise_open_files(1).unwrap(),
+            limit.rlim_max,
+            "never lowered"
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ use talaria_bus::names;
 use tokio::sync::watch;
 
 use crate::keys::{ApiKeys, KeyId};
+use crate::limits::KeyLimits;
 use crate::openai::{ApiError, ChatRequest, Completion};
+use crate::server::BodyTimeout;
 use crate::store::{
     Accepted, FailureCode, NewRequest, Outcome, RequestState, Store, StoredFailure,
 };
@@ -49,6 +51,8 @@ pub struct Api {
     /// model, any other name is passed to the agent as its `model` option.
     pub model_names: Vec<String>,
     pub body_limit: usize,
+    /// Requests per minute and running turns, per API key.
+    pub key_limits: Arc<KeyLimits>,
 }
 
 /// The routes, ready to serve.
@@ -85,10 +89,11 @@ impl FromRequestParts<Arc<Api>> for Caller {
             .and_then(|v| v.trim().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
-        match token.and_then(|token| api.keys.verify(token)) {
-            Some(id) => Ok(Self(id)),
-            None => Err(ApiError::unauthorized("invalid API key")),
-        }
+        let Some(id) = token.and_then(|token| api.keys.verify(token)) else {
+            return Err(ApiError::unauthorized("invalid API key"));
+        };
+        api.key_limits.check_rate(&id).map_err(ApiError::limited)?;
+        Ok(Self(id))
     }
 }
 
@@ -126,23 +131,29 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
     }
 }
 
-fn body_error(rejection: &BytesRejection) -> ApiError {
+fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            status,
-            "invalid_request_error",
-            "request_too_large",
-            "the request body is larger than the gateway accepts",
-        )
-    } else {
-        ApiError::new(
-            status,
-            "invalid_request_error",
-            "unreadable_body",
-            format!("cannot read the request body: {}", rejection.body_text()),
-        )
+        return ApiError::too_large(limit);
     }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = source {
+        if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "body_timeout",
+                timeout.to_string(),
+            );
+        }
+        source = error.source();
+    }
+    ApiError::new(
+        status,
+        "invalid_request_error",
+        "unreadable_body",
+        format!("cannot read the request body: {}", rejection.body_text()),
+    )
 }
 
 /// Adds the session and request headers to any response about a completion.
@@ -278,7 +289,7 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| body_error(&rejection))?;
+    let body = body.map_err(|rejection| body_error(&rejection, api.body_limit))?;
     let request: ChatRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::bad_request(
             "invalid_request_body",
@@ -338,6 +349,25 @@ async fn chat_completions(
         None => (format!("api:{}", random_hex()?), true),
     };
 
+    // A new turn takes one of the key's turn slots, held by the turn's driver until it ends;
+    // a retry of a request the key already made joins that request and needs none.
+    let mut slot = match api.key_limits.reserve_turn(&key) {
+        Ok(slot) => Some(slot),
+        Err(refusal) => {
+            let known = match &idempotency_key {
+                Some(idem) => api
+                    .store
+                    .idempotent_request(key.as_str(), idem)
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            if !known {
+                return Err(ApiError::limited(refusal));
+            }
+            None
+        }
+    };
     let accepted = api
         .store
         .accept(NewRequest {
@@ -398,7 +428,7 @@ async fn chat_completions(
             })
             .1
         }
-        None => api.turns.attach_or_start(row),
+        None => api.turns.attach_or_start(row, slot.take()),
     };
     let response = if stream {
         stream_reply(api, completion.clone(), progress).await

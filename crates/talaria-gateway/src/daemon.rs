@@ -13,7 +13,7 @@ use std::time::Duration;
 use talaria_daemon::{Activity, Callers, DaemonArgs, Listener};
 use tokio_util::sync::CancellationToken;
 
-use crate::{ApiKeys, Gateway, GatewayConfig, GatewayError, ListenAddr, listen};
+use crate::{ApiKeys, Gateway, GatewayConfig, GatewayError, LimitArgs, ListenAddr, listen};
 
 /// The unit's name in logs and status messages.
 pub const UNIT: &str = "talaria-gatewayd";
@@ -59,6 +59,37 @@ pub struct Args {
     /// How long requests in flight get to finish after SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub stop_grace: u64,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// File descriptors kept for everything but client connections: the bus, the database and
+/// its journal, listeners, logs.
+const RESERVED_FDS: usize = 64;
+
+/// Raises the open-file limit so `limits.max_connections` connections fit; where the hard
+/// limit does not allow it, lowers the cap to what fits and says so.
+pub fn fit_open_files(limits: &mut crate::HttpLimits) {
+    let wanted = limits.max_connections.saturating_add(RESERVED_FDS);
+    match talaria_daemon::raise_open_files(u64::try_from(wanted).unwrap_or(u64::MAX)) {
+        Ok(soft) => {
+            let fits = usize::try_from(soft)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(RESERVED_FDS)
+                .max(1);
+            if fits < limits.max_connections {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    open_files = soft,
+                    lowered_to = fits,
+                    "the open-file limit is too low for --max-connections; lowering it"
+                );
+                limits.max_connections = fits;
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// `$STATE_DIRECTORY` (its first entry), else `$TALARIA_HOME/gateway`, else
@@ -106,6 +137,7 @@ impl Args {
         config.turn_timeout = Duration::from_secs(self.turn_timeout.max(1));
         config.model_names.extend(self.model_name.iter().cloned());
         config.grace = Duration::from_secs(self.stop_grace);
+        config.limits = self.limits.limits().map_err(GatewayError::Config)?;
         Ok(config)
     }
 }
@@ -118,7 +150,8 @@ impl Args {
 /// Bad configuration (no API key, a key shorter than 32 characters, …), the bus, the
 /// database or a listener failing at start.
 pub async fn run(args: Args, activated: Vec<Listener>) -> Result<(), GatewayError> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    fit_open_files(&mut config.limits);
     let listeners = if activated.is_empty() {
         let addresses = if args.listen.is_empty() {
             vec![

@@ -33,16 +33,15 @@ pub mod agent;
 pub mod api;
 pub mod daemon;
 pub mod keys;
+pub mod limits;
 pub mod listen;
 pub mod openai;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod turn;
 
-use std::future::{Future, IntoFuture};
-use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -55,19 +54,20 @@ use zbus::Connection;
 use zbus::fdo::{RequestNameFlags, RequestNameReply};
 
 pub use keys::{ApiKeys, KeyError};
+pub use limits::{HttpLimits, LimitArgs};
 pub use listen::ListenAddr;
 pub use talaria_daemon::{Activity, Listener};
 
 use crate::agent::{AgentLink, Unclaimed};
 use crate::api::Api;
+use crate::limits::KeyLimits;
+use crate::server::{Acceptor, Server};
 use crate::service::GatewayService;
 use crate::store::{Store, StoreError};
 use crate::turn::{TurnContext, Turns};
 
 /// How long a request waits for the agent by default (`--turn-timeout`).
 pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(600);
-/// Largest request body accepted by default.
-pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 /// How long open connections get to finish after a stop, by default.
 /// Shorter than the units' `TimeoutStopSec=30s`, so a stop never ends in SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(20);
@@ -86,15 +86,15 @@ pub struct GatewayConfig {
     /// Names listed by `/v1/models` (`talaria` first); requests naming them use the agent's
     /// default model, any other name is passed on as the `model` option.
     pub model_names: Vec<String>,
-    /// Largest request body, in bytes (larger is 413).
-    pub body_limit: usize,
+    /// Timeouts, sizes, the connection cap and the per-key limits of the HTTP API.
+    pub limits: HttpLimits,
     /// How long open connections get to finish once `serve` is told to stop.
     pub grace: Duration,
 }
 
 impl GatewayConfig {
     /// The defaults: own uid and root may call `Gateway1`, 600 s turn timeout, model
-    /// `talaria`, 1 MiB bodies, 20 s grace.
+    /// `talaria`, [`HttpLimits::default`], 20 s grace.
     pub fn new(state_dir: PathBuf, keys: ApiKeys) -> Self {
         Self {
             state_dir,
@@ -102,7 +102,7 @@ impl GatewayConfig {
             callers: Callers::own_and([]),
             turn_timeout: DEFAULT_TURN_TIMEOUT,
             model_names: vec![api::DEFAULT_MODEL.to_owned()],
-            body_limit: DEFAULT_BODY_LIMIT,
+            limits: HttpLimits::default(),
             grace: DEFAULT_GRACE,
         }
     }
@@ -122,7 +122,7 @@ pub enum GatewayError {
     )]
     NameTaken,
     #[error("{0}")]
-    Listen(#[from] io::Error),
+    Listen(#[from] std::io::Error),
     #[error("no HTTP listener: pass --listen or start the gateway through its socket unit")]
     NoListener,
     #[error("{0}")]
@@ -137,14 +137,13 @@ pub enum GatewayError {
 #[derive(Debug)]
 pub struct Gateway {
     api: Arc<Api>,
+    limits: HttpLimits,
     bus: Connection,
     activity: Activity,
     stopping: CancellationToken,
     listening: Arc<AtomicBool>,
     grace: Duration,
 }
-
-type ServeFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 impl Gateway {
     /// Opens the database, starts watching the agent, serves `org.talaria.Gateway1` at
@@ -224,11 +223,13 @@ impl Gateway {
             turns,
             dbus: zbus::fdo::DBusProxy::new(&bus).await?,
             model_names,
-            body_limit: config.body_limit,
+            body_limit: config.limits.body_limit,
+            key_limits: KeyLimits::new(&config.limits),
         });
         tracing::info!(state_dir = %config.state_dir.display(), keys = api.keys.len(), "gateway started");
         Ok(Self {
             api,
+            limits: config.limits,
             bus,
             activity,
             stopping,
@@ -239,7 +240,8 @@ impl Gateway {
 
     /// Serves the HTTP API on `listeners` until `shutdown` is cancelled, then stops accepting
     /// and gives open connections the configured grace period to finish (their requests'
-    /// answers reach the outbox either way).
+    /// answers reach the outbox either way). The limits of [`GatewayConfig::limits`] apply
+    /// to every connection (see [`server`]).
     ///
     /// # Errors
     /// No listener, or a listener the runtime cannot take.
@@ -251,57 +253,34 @@ impl Gateway {
         if listeners.is_empty() {
             return Err(GatewayError::NoListener);
         }
-        let router = api::router(Arc::clone(&self.api));
-        let mut servers: Vec<ServeFuture> = Vec::new();
-        for listener in listeners {
-            let signal = shutdown.clone().cancelled_owned();
-            let activity = self.activity.clone();
-            match listener {
-                Listener::Tcp(listener) => {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
-                    let counted = listen::Counted {
-                        inner: listener,
-                        activity,
-                    };
-                    servers.push(Box::pin(
-                        axum::serve(counted, router.clone())
-                            .with_graceful_shutdown(signal)
-                            .into_future(),
-                    ));
-                }
-                Listener::Unix(listener) => {
-                    let listener = tokio::net::UnixListener::from_std(listener)?;
-                    tracing::info!(address = ?listener.local_addr()?, "HTTP API listening");
-                    let counted = listen::Counted {
-                        inner: listener,
-                        activity,
-                    };
-                    servers.push(Box::pin(
-                        axum::serve(counted, router.clone())
-                            .with_graceful_shutdown(signal)
-                            .into_future(),
-                    ));
-                }
-            }
-        }
+        let acceptors = listeners
+            .into_iter()
+            .map(Acceptor::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let server = Server::new(
+            api::router(Arc::clone(&self.api)),
+            self.limits.clone(),
+            self.activity.clone(),
+        );
+        tracing::info!(limits = ?self.limits, "HTTP limits");
         self.listening.store(true, Ordering::SeqCst);
-        let all = futures_util::future::join_all(servers);
+        let accepting = acceptors.into_iter().map(|acceptor| {
+            tokio::spawn(Arc::clone(&server).accept_loop(acceptor, shutdown.clone()))
+        });
+        futures_util::future::join_all(accepting).await;
+        // Stopped accepting; every connection was told to finish its request and close.
         let grace = self.grace;
-        let results = tokio::select! {
-            results = all => results,
-            () = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(?grace, "connections still open after the grace period");
-                Vec::new()
-            }
-        };
-        self.listening.store(false, Ordering::SeqCst);
-        for result in results {
-            result?;
+        if tokio::time::timeout(grace, server.connections().closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                open = server.connections().len(),
+                "connections still open after the grace period"
+            );
         }
+        self.listening.store(false, Ordering::SeqCst);
         Ok(())
     }
 

@@ -1,17 +1,12 @@
-//! HTTP listeners: the addresses `--listen` takes, binding them when the service manager did
-//! not pass sockets, and the accounting that keeps the daemon alive while a connection is
-//! open (each accepted connection holds an [`Activity`] guard until it closes, so idle exit
-//! never cuts a client off).
+//! HTTP listeners: the addresses `--listen` takes, and binding them when the service manager
+//! did not pass sockets. What happens on a connection is [`crate::server`]'s.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::str::FromStr;
-use std::task::{Context, Poll};
 
-use talaria_daemon::{Activity, Busy, Listener};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use talaria_daemon::Listener;
 
 /// Where to listen: `HOST:PORT` or `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,75 +68,6 @@ pub fn bind(addr: &ListenAddr) -> io::Result<Listener> {
             listener.set_nonblocking(true).map_err(annotate)?;
             Ok(Listener::Unix(listener))
         }
-    }
-}
-
-/// A listener whose connections each hold an [`Activity`] guard.
-#[derive(Debug)]
-pub struct Counted<L> {
-    pub inner: L,
-    pub activity: Activity,
-}
-
-impl<L: axum::serve::Listener> axum::serve::Listener for Counted<L> {
-    type Io = CountedIo<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.inner.accept().await;
-        let busy = self.activity.busy();
-        (CountedIo { io, _busy: busy }, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection that counts as activity until it is dropped.
-#[derive(Debug)]
-pub struct CountedIo<T> {
-    io: T,
-    _busy: Busy,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for CountedIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for CountedIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
     }
 }
 

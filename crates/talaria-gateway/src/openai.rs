@@ -128,6 +128,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub code: String,
     pub message: String,
+    /// Seconds for the `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -142,7 +144,41 @@ impl ApiError {
             kind,
             code: code.into(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// 413 for a body over `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request_too_large",
+            format!("the request body is larger than the {limit} bytes the gateway accepts"),
+        )
+    }
+
+    /// 429 for a key over one of its limits, with how long to wait.
+    pub fn limited(refusal: crate::limits::Refusal) -> Self {
+        use crate::limits::Refusal;
+        let (code, message) = match refusal {
+            Refusal::Rate { per_minute, .. } => (
+                "rate_limited",
+                format!("this API key may make {per_minute} requests a minute"),
+            ),
+            Refusal::Turns { limit, .. } => (
+                "too_many_turns",
+                format!("this API key already has {limit} turns running; wait for one to end"),
+            ),
+        };
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            code,
+            message,
+        );
+        error.retry_after = Some(refusal.retry_after_secs());
+        error
     }
 
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -214,6 +250,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -515,6 +515,28 @@ impl Store {
         .await
     }
 
+    /// The request `key_id` made earlier with `idempotency_key`, if any.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn idempotent_request(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (key_id, idempotency_key) = (key_id.to_owned(), idempotency_key.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT request_id FROM inbox WHERE key_id = ?1 AND idempotency_key = ?2",
+                    params![key_id, idempotency_key],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
     /// The API key that started `session_key` through this gateway, if any.
     ///
     /// # Errors

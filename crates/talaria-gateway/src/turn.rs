@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentLink, LinkEvent, SubmitError, TurnRequest, delta_text, terminal_outcome};
+use crate::limits::TurnSlot;
 use crate::store::{
     FailureCode, InboxRow, Outcome, RequestState, Store, StoreError, StoredFailure,
 };
@@ -92,8 +93,13 @@ impl Turns {
         })
     }
 
-    /// The progress of `row`'s driver, starting one if none runs.
-    pub fn attach_or_start(self: &Arc<Self>, row: InboxRow) -> watch::Receiver<TurnProgress> {
+    /// The progress of `row`'s driver, starting one if none runs. A new driver holds `slot`
+    /// (one of its key's running turns) until it ends.
+    pub fn attach_or_start(
+        self: &Arc<Self>,
+        row: InboxRow,
+        slot: Option<TurnSlot>,
+    ) -> watch::Receiver<TurnProgress> {
         let Ok(mut live) = self.live.lock() else {
             let (sender, receiver) = watch::channel(TurnProgress::default());
             sender.send_modify(|p| {
@@ -109,7 +115,7 @@ impl Turns {
         let (sender, receiver) = watch::channel(TurnProgress::default());
         live.insert(row.request_id.clone(), receiver.clone());
         drop(live);
-        tokio::spawn(Arc::clone(self).drive(row, sender));
+        tokio::spawn(Arc::clone(self).drive(row, sender, slot));
         receiver
     }
 
@@ -137,12 +143,17 @@ impl Turns {
                 "resubmitting an unanswered request"
             );
             started += 1;
-            drop(self.attach_or_start(row));
+            drop(self.attach_or_start(row, None));
         }
         Ok(started)
     }
 
-    async fn drive(self: Arc<Self>, row: InboxRow, progress: watch::Sender<TurnProgress>) {
+    async fn drive(
+        self: Arc<Self>,
+        row: InboxRow,
+        progress: watch::Sender<TurnProgress>,
+        _slot: Option<TurnSlot>,
+    ) {
         let _busy = self.context.activity.busy();
         let result = self.run(&row, &progress).await;
         match &result {

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// `${workspace}`). Default: the current directory.
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+
+    /// The HTTP API's timeouts, sizes, connection cap and per-key limits.
+    #[command(flatten)]
+    pub http_limits: talaria_gateway::LimitArgs,
 }
 
 /// The private bus in `<home>/run` (mode 0700: only this user reaches the socket).
@@ -118,12 +122,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let gateway_dir = home.root().join("gateway");
     let (keys, key_file) = gateway_keys(&gateway_dir)?;
     let gateway_bus = target.builder()?.build().await?;
-    let gateway = talaria_gateway::Gateway::start(
-        talaria_gateway::GatewayConfig::new(gateway_dir, keys),
-        gateway_bus,
-        activity.clone(),
-    )
-    .await?;
+    let mut gateway_config = talaria_gateway::GatewayConfig::new(gateway_dir, keys);
+    gateway_config.limits = args.http_limits.limits().map_err(anyhow::Error::msg)?;
+    talaria_gateway::daemon::fit_open_files(&mut gateway_config.limits);
+    let gateway =
+        talaria_gateway::Gateway::start(gateway_config, gateway_bus, activity.clone()).await?;
 
     let stop = CancellationToken::new();
     let jobs = tokio::spawn({

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use super::fake_agent::{FakeAgent, World};
-use super::harness::{KEY, chat, client, eventually};
+use super::harness::{KEY, OTHER_KEY, chat, client, eventually};
 use super::private_bus::PrivateBus;
 
 const GATEWAYD: &str = env!("CARGO_BIN_EXE_talaria-gatewayd");
@@ -30,7 +30,7 @@ fn free_port() -> u16 {
 fn gatewayd(program: &str, log: &Path) -> Command {
     let mut command = Command::new(program);
     command
-        .env("TALARIA_GATEWAY_KEY", KEY)
+        .env("TALARIA_GATEWAY_KEY", format!("{KEY}\n{OTHER_KEY}"))
         .env("TALARIA_LOG", "info")
         .env_remove("CREDENTIALS_DIRECTORY")
         .env_remove("STATE_DIRECTORY")
@@ -91,6 +91,11 @@ impl GatewayProcess {
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.as_ref().unwrap().id().unwrap()).unwrap()
     }
 
     /// SIGKILL: a crash, as far as anyone can tell.

@@ -7,4 +7,5 @@ mod deliveries;
 mod durability;
 mod fake_agent;
 mod harness;
+mod limits;
 mod private_bus;
