@@ -24,7 +24,7 @@ use zbus::names::{BusName, OwnedUniqueName};
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, OwnedVariant, fdo, interface};
 
-use crate::turn::{Agent, Session, TurnEvent, TurnOutcome, TurnStop};
+use crate::agent::{Agent, Session, TurnEvent, TurnOutcome, TurnStop};
 
 /// What the service is configured with.
 #[derive(Debug, Clone)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use talaria_daemon::{Activity, Callers, DaemonArgs};
 
+use crate::agent::{Agent, AgentSettings};
 use crate::bus::{AgentService, AgentServiceConfig};
 use crate::endpoint::{self, EndpointArgs};
 use crate::home::TalariaHome;
-use crate::turn::{Agent, AgentSettings};
 
 /// How long turns in flight get to finish after SIGTERM; the rest resume on the next start.
 const STOP_GRACE: Duration = Duration::from_secs(20);

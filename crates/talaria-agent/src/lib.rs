@@ -7,6 +7,7 @@
 //! to the executor.
 
 mod accounting;
+mod agent;
 pub mod bus;
 pub mod compress;
 pub mod daemon;
@@ -15,15 +16,13 @@ pub mod exec;
 pub mod home;
 pub mod memory;
 pub mod prompt;
-mod review;
 pub mod skills;
 pub mod tools;
-mod turn;
 
+pub use agent::review::{ReviewKind, compact_transcript};
+pub use agent::{Agent, AgentError, AgentSettings, Session, TurnEvent, TurnOutcome, TurnStop};
 pub use exec::ToolExecutor;
 pub use home::TalariaHome;
-pub use review::{ReviewKind, compact_transcript};
-pub use turn::{Agent, AgentError, AgentSettings, Session, TurnEvent, TurnOutcome, TurnStop};
 
 /// A unix-milliseconds timestamp as `YYYY-MM-DD HH:MM` in the system time zone.
 pub fn format_time(unix_ms: i64) -> String {

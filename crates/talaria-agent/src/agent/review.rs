@@ -17,6 +17,7 @@ use talaria_llm::{ChatProvider, ChatRequest};
 use talaria_store::{SessionScope, Store};
 use tokio_util::sync::CancellationToken;
 
+use super::{Agent, Session, TurnOutcome, TurnStop};
 use crate::exec::ToolExecutor;
 use crate::memory::MemoryFiles;
 use crate::skills::SkillLibrary;
@@ -175,4 +176,88 @@ pub fn compact_transcript(messages: &[Message]) -> String {
         }
     }
     out
+}
+
+/// Starting and awaiting the background jobs of a session's turns.
+impl Agent {
+    /// Start the background review (after a turn with at least `skills.review_min_tool_calls`
+    /// tool calls) and the memory nudge (every `skills.memory_nudge_every_turns` user turns),
+    /// when enabled. They run on their own tasks; [`Self::wait_background`] waits for them.
+    pub(super) fn after_turn(&self, session: &Session, outcome: &TurnOutcome) {
+        if outcome.stop == TurnStop::Interrupted {
+            return;
+        }
+        let config = &self.settings.skills;
+        let user_turns = session.messages().filter(|m| m.role == Role::User).count();
+        let mut kinds = Vec::new();
+        if config.review_enabled && outcome.tool_calls >= config.review_min_tool_calls.max(1) {
+            kinds.push(ReviewKind::Skills);
+        }
+        if config.memory_nudge_enabled
+            && user_turns > 0
+            && user_turns % config.memory_nudge_every_turns.max(1) == 0
+        {
+            kinds.push(ReviewKind::Memory);
+        }
+        if kinds.is_empty() {
+            return;
+        }
+        let start = session
+            .messages
+            .iter()
+            .rposition(|(_, m)| m.role == Role::User)
+            .unwrap_or(0);
+        let transcript: Vec<Message> = session.messages[start..]
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect();
+        let provider = session
+            .provider
+            .as_ref()
+            .map_or_else(|| self.provider.clone(), |(_, p)| p.clone());
+        for kind in kinds {
+            let job = ReviewJob {
+                kind,
+                provider: provider.clone(),
+                model: session.model.clone(),
+                executor: self.executor.clone(),
+                store: self.store.clone(),
+                skills: self.skills.clone(),
+                memory: session.memory.clone(),
+                search_scope: session.search_scope.clone(),
+                session: session.id.clone(),
+                surface: session.surface,
+                workspace: session.workspace.clone(),
+                talaria_home: self.home.root().to_owned(),
+                transcript: transcript.clone(),
+                untrusted: outcome.untrusted_context,
+                output_limit: self.settings.tool_output_max_chars,
+                pricing: self.pricing(session),
+            };
+            tracing::info!(session = %session.id, ?kind, "background review started");
+            let handle = tokio::spawn(job.run());
+            let mut running = self
+                .background
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            running.retain(|h| !h.is_finished());
+            running.push(handle);
+        }
+    }
+
+    /// Wait for the background reviews and nudges started so far (before the process exits,
+    /// and in tests).
+    pub async fn wait_background(&self) {
+        let handles: Vec<_> = self
+            .background
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for handle in handles {
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "a background review task failed");
+            }
+        }
+    }
 }
