@@ -45,9 +45,9 @@ pub enum PolicyError {
     /// A profile name nobody defines.
     #[error("unknown profile `{name}` (known: {known})")]
     UnknownProfile { name: String, known: String },
-    /// A tool without a profile in the tool table.
+    /// A tool that declares no default profile and that no `[tools]` table maps.
     #[error(
-        "no profile for tool `{tool}`; map it in the [tools] table of a tools.toml policy file"
+        "no profile for tool `{tool}`: it declares no default and no [tools] table maps it; map it in the [tools] table of a tools.toml policy file"
     )]
     UnmappedTool { tool: String },
     /// A read or write root that contains the Talaria home. Landlock grants whole trees and

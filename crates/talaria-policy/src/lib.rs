@@ -47,7 +47,7 @@ pub use error::{PolicyError, PolicyErrors};
 pub use narrow::{ALLOWLISTED_USER_LIMITS, WEBHOOK_LIMITS};
 pub use profile::{Backend, Decision, Limits, Network, NetworkMode, Profile, Surface};
 pub use resolve::{DEFAULT_OUTPUT_BYTES, DEFAULT_WALL_TIME, OciSettings, ResolveContext, Resolved};
-pub use set::{DEFAULT_TOOL_PROFILES, PolicySet, PolicySource, SYSTEM_POLICY_DIR, ToolMapping};
+pub use set::{PolicySet, PolicySource, SYSTEM_POLICY_DIR, ToolMapping};
 
 #[cfg(test)]
 mod tests {

@@ -16,18 +16,6 @@ use crate::shipped;
 /// The system-wide policy directory.
 pub const SYSTEM_POLICY_DIR: &str = "/etc/talaria/policies";
 
-/// [`ToolMapping::origin`] of a built-in default.
-const BUILT_IN: &str = "built-in";
-
-/// The profile each tool runs under unless a `tools.toml` says otherwise.
-pub const DEFAULT_TOOL_PROFILES: &[(&str, &str)] = &[
-    ("terminal", "workspace-write"),
-    ("write_file", "workspace-write"),
-    ("patch", "workspace-write"),
-    ("read_file", "read-only"),
-    ("search_files", "read-only"),
-];
-
 /// Where profiles come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
@@ -49,18 +37,19 @@ impl PolicySource {
     }
 }
 
-/// Where a tool's profile mapping came from.
+/// An entry of a `tools.toml` `[tools]` table: the profile a tool runs under instead of the
+/// default it declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolMapping {
     /// The tool's model-facing name (`terminal`, `read_file`, …).
     pub tool: String,
     /// The profile it runs under.
     pub profile: String,
-    /// `file:line` of the `tools.toml` entry, or `built-in` for a default.
+    /// `file:line` of the entry.
     pub origin: String,
 }
 
-/// A loaded, validated set of profiles and the tool → profile table.
+/// A loaded, validated set of profiles and the `[tools]` table (tool → profile overrides).
 #[derive(Debug, Clone)]
 pub struct PolicySet {
     profiles: BTreeMap<String, Profile>,
@@ -117,32 +106,31 @@ impl PolicySet {
             })
     }
 
-    /// The profile `tool` runs under.
-    ///
-    /// The profile `tool` runs under: the `[tools]` table of a `tools.toml` when it maps the
-    /// tool, else `declared` (the default the tool itself declares), else the built-in
-    /// default.
+    /// The profile `tool` runs under: the one the `[tools]` table of a `tools.toml` maps it to,
+    /// else `declared`, the default the tool itself declares (the agent's tool registry says
+    /// which; this crate knows no tool names).
     ///
     /// # Errors
-    /// [`PolicyError::UnmappedTool`] for a tool in no table that declares nothing,
-    /// [`PolicyError::UnknownProfile`] for a mapping to a profile this set does not have.
+    /// [`PolicyError::UnmappedTool`] for a tool no table maps that declares nothing,
+    /// [`PolicyError::UnknownProfile`] for a profile this set does not have.
     pub fn profile_for_tool(
         &self,
         tool: &str,
         declared: Option<&str>,
     ) -> Result<&Profile, PolicyError> {
-        let mapping = self.tools.get(tool);
-        let name = match (mapping, declared) {
-            (Some(mapping), _) if mapping.origin != BUILT_IN => &mapping.profile,
-            (_, Some(declared)) => declared,
-            (Some(mapping), None) => &mapping.profile,
-            (None, None) => {
-                return Err(PolicyError::UnmappedTool {
-                    tool: tool.to_owned(),
-                });
-            }
-        };
+        let name = self
+            .tool_mapping(tool)
+            .map(|mapping| mapping.profile.as_str())
+            .or(declared)
+            .ok_or_else(|| PolicyError::UnmappedTool {
+                tool: tool.to_owned(),
+            })?;
         self.profile(name)
+    }
+
+    /// The `[tools]` table's entry for `tool`, if a `tools.toml` maps it.
+    pub fn tool_mapping(&self, tool: &str) -> Option<&ToolMapping> {
+        self.tools.get(tool)
     }
 
     /// All profiles, by name.
@@ -155,7 +143,7 @@ impl PolicySet {
         self.profiles.keys().map(String::as_str)
     }
 
-    /// The tool table, by tool name.
+    /// The `[tools]` table, by tool name.
     pub fn tools(&self) -> impl Iterator<Item = &ToolMapping> {
         self.tools.values()
     }
@@ -289,19 +277,7 @@ fn build(layers: &[Vec<PolicyFile>], errors: &mut Vec<PolicyError>) -> PolicySet
         }
     }
 
-    let mut tools: BTreeMap<String, ToolMapping> = DEFAULT_TOOL_PROFILES
-        .iter()
-        .map(|(tool, profile)| {
-            (
-                (*tool).to_owned(),
-                ToolMapping {
-                    tool: (*tool).to_owned(),
-                    profile: (*profile).to_owned(),
-                    origin: BUILT_IN.to_owned(),
-                },
-            )
-        })
-        .collect();
+    let mut tools: BTreeMap<String, ToolMapping> = BTreeMap::new();
     for file in tool_files {
         let Some(entries) = parse_tools(&file.text, &file.origin, errors) else {
             continue;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use serde_json::json;
+use talaria_agent::tools::registry;
 use talaria_policy::{Decision, PolicySet, PolicySource, ResolveContext, Surface};
 
 use crate::Exit;
@@ -36,6 +37,11 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
                     profile.network().mode().name(),
                     profile.description()
                 );
+            }
+            println!();
+            println!("{:<18} {:<18} FROM", "TOOL", "PROFILE");
+            for row in tool_table(&set) {
+                println!("{:<18} {:<18} {}", row.tool, row.profile, row.from);
             }
             Ok(())
         }
@@ -88,7 +94,10 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
             command,
         } => {
             let set = sandboxed::load_policies(&home)?;
-            let profile = set.profile_for_tool(&tool, None)?.narrow(Surface::Owner);
+            let declared = registry::find(&tool).and_then(|t| t.default_profile());
+            let profile = set
+                .profile_for_tool(&tool, declared)?
+                .narrow(Surface::Owner);
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let workspace = workspace.unwrap_or_else(|| cwd.clone());
             let executor = sandboxed::executor(&home)?;
@@ -129,6 +138,53 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
     }
 }
 
+/// One line of the tool table `policy list` prints.
+#[derive(Debug, PartialEq, Eq)]
+struct ToolRow {
+    tool: String,
+    /// The profile it runs under; `-` for a tool that asks the executor for nothing.
+    profile: String,
+    /// `file:line` of the `[tools]` entry, `declared by the tool`, or why there is none.
+    from: String,
+}
+
+/// Every registered tool and every tool a `[tools]` table names, with the profile it runs under
+/// and why: the table's entry beats the tool's declared default (the executor's order).
+fn tool_table(set: &PolicySet) -> Vec<ToolRow> {
+    let mut rows: Vec<ToolRow> = registry::TOOLS
+        .iter()
+        .map(
+            |tool| match (set.tool_mapping(tool.name()), tool.default_profile()) {
+                (Some(mapping), _) => ToolRow {
+                    tool: tool.name().to_owned(),
+                    profile: mapping.profile.clone(),
+                    from: mapping.origin.clone(),
+                },
+                (None, Some(profile)) => ToolRow {
+                    tool: tool.name().to_owned(),
+                    profile: profile.to_owned(),
+                    from: "declared by the tool".to_owned(),
+                },
+                (None, None) => ToolRow {
+                    tool: tool.name().to_owned(),
+                    profile: "-".to_owned(),
+                    from: "runs no command (agent state only)".to_owned(),
+                },
+            },
+        )
+        .collect();
+    rows.extend(
+        set.tools()
+            .filter(|mapping| registry::find(&mapping.tool).is_none())
+            .map(|mapping| ToolRow {
+                tool: mapping.tool.clone(),
+                profile: mapping.profile.clone(),
+                from: mapping.origin.clone(),
+            }),
+    );
+    rows
+}
+
 fn rename_staged(text: &str, original: &std::path::Path) -> String {
     let Some(name) = original.file_name().and_then(|n| n.to_str()) else {
         return text.to_owned();
@@ -142,4 +198,57 @@ fn rename_staged(text: &str, original: &std::path::Path) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every profile a tool declares exists in the shipped set, so no tool is refused on a
+    /// host without a `tools.toml`.
+    #[test]
+    fn every_declared_default_is_a_shipped_profile() {
+        let set = PolicySet::shipped().unwrap();
+        for (tool, profile) in registry::default_profiles() {
+            assert!(set.profile(profile).is_ok(), "{tool} declares {profile}");
+            assert_eq!(
+                set.profile_for_tool(tool, Some(profile)).unwrap().name(),
+                profile
+            );
+        }
+    }
+
+    #[test]
+    fn the_tool_table_shows_defaults_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tools.toml"),
+            "[tools]\nterminal = \"read-only\"\nbrowser = \"networked\"\n",
+        )
+        .unwrap();
+        let set = PolicySet::load(&[
+            PolicySource::Shipped,
+            PolicySource::Dir(dir.path().to_owned()),
+        ])
+        .unwrap();
+        let rows = tool_table(&set);
+        let row = |name: &str| rows.iter().find(|r| r.tool == name).unwrap();
+        assert_eq!(row("terminal").profile, "read-only");
+        assert!(
+            row("terminal").from.ends_with("tools.toml:2"),
+            "{:?}",
+            row("terminal")
+        );
+        assert_eq!(
+            row("patch"),
+            &ToolRow {
+                tool: "patch".into(),
+                profile: "workspace-write".into(),
+                from: "declared by the tool".into()
+            }
+        );
+        assert_eq!(row("memory").profile, "-");
+        assert_eq!(row("browser").profile, "networked");
+        assert_eq!(rows.len(), registry::TOOLS.len() + 1);
+    }
 }

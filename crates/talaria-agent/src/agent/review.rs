@@ -93,6 +93,8 @@ impl ReviewJob {
         ];
         let mut cwd = self.workspace.clone();
         let mut todos = TodoList::default();
+        // Neither a review's nor a nudge's tools are lazy: nothing is ever loaded.
+        let mut loaded_tools = std::collections::BTreeSet::new();
         let cancel = CancellationToken::new();
         for _ in 0..MAX_REVIEW_CALLS {
             let request = ChatRequest {
@@ -133,6 +135,7 @@ impl ReviewJob {
                     untrusted: self.untrusted,
                     search_scope: &self.search_scope,
                     skills: &self.skills,
+                    loaded_tools: &mut loaded_tools,
                     terminal_timeout: Duration::from_secs(60),
                     output_limit: self.output_limit,
                     cancel: &cancel,

@@ -14,7 +14,6 @@ use talaria_store::TurnRequest;
 use tokio_util::sync::CancellationToken;
 
 use super::{Agent, AgentError, Session};
-use crate::compress;
 use crate::tools::{ToolContext, ToolError, summarize_call, truncate_output};
 
 const INTERRUPTED_RESULT: &str = "error: interrupted by the user before this tool call finished";
@@ -275,15 +274,12 @@ impl Agent {
                     untrusted: outcome.untrusted_context,
                     search_scope: &session.search_scope,
                     skills: &self.skills,
+                    loaded_tools: &mut session.loaded_tools,
                     terminal_timeout: self.settings.terminal_timeout,
                     output_limit: self.settings.tool_output_max_chars.saturating_mul(4),
                     cancel,
                 };
-                let result = if call.name == crate::tools::tool_search::NAME {
-                    Ok(self.tool_search(&call.arguments, &mut session.loaded_tools))
-                } else {
-                    self.tools.call(call, &mut ctx).await
-                };
+                let result = self.tools.call(call, &mut ctx).await;
                 // A result from outside taints the rest of the turn.
                 outcome.untrusted_context |= ctx.untrusted;
                 result
@@ -326,45 +322,11 @@ impl Agent {
 
     /// The tools of the next request: all of them, or, when their schemas would pass
     /// `agent.tool_search_at_percent` of the context window, the eager ones, the lazy ones the
-    /// session loaded, and `tool_search` describing the rest in one line each.
+    /// session loaded, and `tool_search` describing the rest.
     fn request_tools(&self, session: &Session) -> Vec<talaria_core::ToolSpec> {
-        use crate::tools::tool_search;
-        let all = self.tools.specs();
         let budget =
             self.context_window(session) * u64::from(self.settings.tool_search_at_percent) / 100;
-        if compress::estimate_tokens(&[], all) <= budget {
-            return all.to_vec();
-        }
-        let unloaded = |t: &&talaria_core::ToolSpec| {
-            tool_search::LAZY.contains(&t.name.as_str()) && !session.loaded_tools.contains(&t.name)
-        };
-        let lazy: Vec<&talaria_core::ToolSpec> = all.iter().filter(unloaded).collect();
-        let mut tools: Vec<_> = all.iter().filter(|t| !unloaded(t)).cloned().collect();
-        if !lazy.is_empty() {
-            tools.push(tool_search::spec(&lazy));
-        }
-        tools
-    }
-
-    /// Run `tool_search`: load the matching lazy tools into the session.
-    fn tool_search(
-        &self,
-        arguments: &str,
-        loaded: &mut std::collections::BTreeSet<String>,
-    ) -> String {
-        use crate::tools::tool_search;
-        let query = serde_json::from_str::<tool_search::Args>(arguments)
-            .map(|a| a.query)
-            .unwrap_or_else(|_| arguments.to_owned());
-        let lazy: Vec<&talaria_core::ToolSpec> = self
-            .tools
-            .specs()
-            .iter()
-            .filter(|t| tool_search::LAZY.contains(&t.name.as_str()))
-            .collect();
-        let found = tool_search::matching(&query, &lazy);
-        loaded.extend(found.iter().map(|t| t.name.clone()));
-        tool_search::result(&found, &lazy)
+        self.tools.offered(&session.loaded_tools, budget)
     }
 
     /// Whether `line` is `/NAME …` for an active skill NAME (chat hands such lines to

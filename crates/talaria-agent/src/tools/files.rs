@@ -3,11 +3,11 @@
 //! Reading happens here; writing goes through the executor. `patch` does an exact find/replace
 //! on the current file contents and answers with a unified diff of what changed.
 
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
-use talaria_core::ToolSpec;
 
-use super::{ToolContext, ToolError};
+use super::{Tool, ToolContext, ToolError, parse_args};
 
 const DEFAULT_LIMIT: usize = 500;
 const MAX_LIMIT: usize = 2000;
@@ -17,20 +17,20 @@ const MAX_LINE_CHARS: usize = 2000;
 const MAX_FILE_BYTES: u64 = 50 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct ReadArgs {
+struct ReadArgs {
     path: String,
     offset: Option<usize>,
     limit: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct WriteArgs {
+struct WriteArgs {
     path: String,
     content: String,
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct PatchArgs {
+struct PatchArgs {
     #[serde(default)]
     mode: Option<String>,
     path: Option<String>,
@@ -40,13 +40,24 @@ pub(super) struct PatchArgs {
     replace_all: bool,
 }
 
-pub(super) fn read_file_spec() -> ToolSpec {
-    ToolSpec {
-        name: "read_file".into(),
-        description: "Read a text file with line numbers (LINE|content), a page at a time. Use offset/limit to page \
-                      through long files."
-            .into(),
-        parameters: json!({
+/// `read_file`: a text file, a page at a time, with line numbers. Reads in-process (refusing
+/// the Talaria home); its declared profile is `read-only`.
+#[derive(Debug)]
+pub struct ReadFile;
+
+#[async_trait]
+impl Tool for ReadFile {
+    fn name(&self) -> &'static str {
+        "read_file"
+    }
+
+    fn description(&self) -> &'static str {
+        "Read a text file with line numbers (LINE|content), a page at a time. Use offset/limit to page \
+         through long files."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "path": {"type": "string", "description": "File path (absolute, ~/..., or relative to the working directory)."},
@@ -54,34 +65,87 @@ pub(super) fn read_file_spec() -> ToolSpec {
                 "limit": {"type": "integer", "description": "Lines to read (default 500, max 2000)."}
             },
             "required": ["path"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        Some("read-only")
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("path")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        read_file(parse_args(self, arguments)?, ctx).await
     }
 }
 
-pub(super) fn write_file_spec() -> ToolSpec {
-    ToolSpec {
-        name: "write_file".into(),
-        description: "Create or overwrite a file with the given content, creating parent directories. For small \
-                      edits to an existing file use `patch` instead."
-            .into(),
-        parameters: json!({
+/// `write_file`: create or replace a file, through the executor under `workspace-write`.
+#[derive(Debug)]
+pub struct WriteFile;
+
+#[async_trait]
+impl Tool for WriteFile {
+    fn name(&self) -> &'static str {
+        "write_file"
+    }
+
+    fn description(&self) -> &'static str {
+        "Create or overwrite a file with the given content, creating parent directories. For small \
+         edits to an existing file use `patch` instead."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "path": {"type": "string", "description": "File path."},
                 "content": {"type": "string", "description": "The complete new content."}
             },
             "required": ["path", "content"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        Some("workspace-write")
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("path")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        write_file(parse_args(self, arguments)?, ctx).await
     }
 }
 
-pub(super) fn patch_spec() -> ToolSpec {
-    ToolSpec {
-        name: "patch".into(),
-        description: "Edit a file by exact find-and-replace: `old_string` must match the file exactly (whitespace \
-                      included) and, unless replace_all is true, exactly once. Returns a unified diff."
-            .into(),
-        parameters: json!({
+/// `patch`: exact find-and-replace in a file; the write goes through the executor under
+/// `workspace-write`.
+#[derive(Debug)]
+pub struct Patch;
+
+#[async_trait]
+impl Tool for Patch {
+    fn name(&self) -> &'static str {
+        "patch"
+    }
+
+    fn description(&self) -> &'static str {
+        "Edit a file by exact find-and-replace: `old_string` must match the file exactly (whitespace \
+         included) and, unless replace_all is true, exactly once. Returns a unified diff."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "mode": {"type": "string", "enum": ["replace"], "description": "Edit mode (only `replace`)."},
@@ -91,7 +155,23 @@ pub(super) fn patch_spec() -> ToolSpec {
                 "replace_all": {"type": "boolean", "description": "Replace every occurrence (default false)."}
             },
             "required": ["path", "old_string", "new_string"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        Some("workspace-write")
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("path")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        patch(parse_args(self, arguments)?, ctx).await
     }
 }
 
@@ -126,10 +206,7 @@ async fn read_text(path: &std::path::Path) -> Result<String, ToolError> {
         .map_err(|_| ToolError::Failed(format!("{} is not valid UTF-8 text", path.display())))
 }
 
-pub(super) async fn read_file(
-    args: ReadArgs,
-    ctx: &mut ToolContext<'_>,
-) -> Result<String, ToolError> {
+async fn read_file(args: ReadArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let path = ctx.readable(&args.path)?;
     let text = read_text(&path).await?;
     let lines: Vec<&str> = text.lines().collect();
@@ -172,14 +249,11 @@ pub(super) async fn read_file(
     Ok(out)
 }
 
-pub(super) async fn write_file(
-    args: WriteArgs,
-    ctx: &mut ToolContext<'_>,
-) -> Result<String, ToolError> {
+async fn write_file(args: WriteArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let path = ctx.resolve(&args.path);
     ctx.executor
         .write_file(
-            &ctx.origin("write_file"),
+            &ctx.origin(&WriteFile),
             &path,
             args.content.as_bytes(),
             ctx.cancel,
@@ -188,16 +262,16 @@ pub(super) async fn write_file(
     Ok(json!({"path": path, "bytes_written": args.content.len()}).to_string())
 }
 
-pub(super) async fn patch(args: PatchArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+async fn patch(args: PatchArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let missing = |field: &str| ToolError::InvalidArguments {
-        tool: "patch".into(),
+        tool: Patch.name().into(),
         message: format!("missing field `{field}`"),
     };
     match args.mode.as_deref() {
         None | Some("replace") => {}
         Some(other) => {
             return Err(ToolError::InvalidArguments {
-                tool: "patch".into(),
+                tool: Patch.name().into(),
                 message: format!(
                     "mode `{other}` is not supported; use mode `replace` with old_string/new_string"
                 ),
@@ -209,7 +283,7 @@ pub(super) async fn patch(args: PatchArgs, ctx: &mut ToolContext<'_>) -> Result<
     let new = args.new_string.ok_or_else(|| missing("new_string"))?;
     if old.is_empty() {
         return Err(ToolError::InvalidArguments {
-            tool: "patch".into(),
+            tool: Patch.name().into(),
             message: "`old_string` is empty; use write_file to create a file".into(),
         });
     }
@@ -232,7 +306,7 @@ pub(super) async fn patch(args: PatchArgs, ctx: &mut ToolContext<'_>) -> Result<
         }
     };
     ctx.executor
-        .write_file(&ctx.origin("patch"), &path, after.as_bytes(), ctx.cancel)
+        .write_file(&ctx.origin(&Patch), &path, after.as_bytes(), ctx.cancel)
         .await?;
     let name = path.display().to_string();
     let diff = similar::TextDiff::from_lines(&before, &after)

@@ -1,10 +1,10 @@
 //! `memory`: add, replace or remove entries in MEMORY.md and USER.md.
 
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
-use talaria_core::ToolSpec;
 
-use super::{ToolContext, ToolError};
+use super::{Tool, ToolContext, ToolError, parse_args};
 use crate::memory::{MemoryEdit, MemoryFiles, MemoryTarget};
 
 #[derive(Debug, Deserialize)]
@@ -23,7 +23,7 @@ enum Target {
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct Args {
+struct Args {
     action: Action,
     #[serde(default = "default_target")]
     target: Target,
@@ -35,16 +35,26 @@ fn default_target() -> Target {
     Target::Memory
 }
 
-pub(super) fn spec() -> ToolSpec {
-    ToolSpec {
-        name: "memory".into(),
-        description: "Save durable facts that should survive this session. target=memory for your notes (environment \
-                      facts, conventions, lessons learned), target=user for facts about the user (preferences, style). \
-                      Entries are short; budgets are in characters and shown in every result. replace/remove pick the \
-                      one entry containing `old_text`. When over budget, merge or remove entries first. Do not store \
-                      secrets or one-off task details."
-            .into(),
-        parameters: json!({
+/// `memory`: entries of MEMORY.md and the person's USER.md, edited by the agent itself.
+#[derive(Debug)]
+pub struct Memory;
+
+#[async_trait]
+impl Tool for Memory {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn description(&self) -> &'static str {
+        "Save durable facts that should survive this session. target=memory for your notes (environment \
+         facts, conventions, lessons learned), target=user for facts about the user (preferences, style). \
+         Entries are short; budgets are in characters and shown in every result. replace/remove pick the \
+         one entry containing `old_text`. When over budget, merge or remove entries first. Do not store \
+         secrets or one-off task details."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "action": {"type": "string", "enum": ["add", "replace", "remove"]},
@@ -53,18 +63,34 @@ pub(super) fn spec() -> ToolSpec {
                 "old_text": {"type": "string", "description": "A unique piece of the entry to change (replace, remove)."}
             },
             "required": ["action"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("action")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        run(parse_args(self, arguments)?, ctx)
     }
 }
 
-pub(super) fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let target = match args.target {
         Target::Memory => MemoryTarget::Memory,
         Target::User => MemoryTarget::User,
     };
     let need = |v: Option<String>, field: &str| {
         v.ok_or_else(|| ToolError::InvalidArguments {
-            tool: "memory".into(),
+            tool: Memory.name().into(),
             message: format!("`{field}` is required for this action"),
         })
     };

@@ -1,5 +1,13 @@
 //! The model-facing tools, with Hermes' names and parameters so skills written for Hermes work.
 //!
+//! Every tool is a [`Tool`]: its name and schema, whether it is lazy, the sandbox profile it
+//! declares as its default, the argument a progress line shows, and its handler. The
+//! [`registry`] lists each tool once, and everything else is derived from that list: the specs
+//! offered to the model (a turn's, a background review's, a memory nudge's: [`ToolBox`]), the
+//! lazy tools and `tool_search`, the tool → default profile map the executor falls back to when
+//! the policy's `[tools]` table does not map a tool, progress summaries and the "unknown tool"
+//! message. Adding a tool is one file implementing [`Tool`] and one line in the registry.
+//!
 //! Each tool parses its arguments into a typed struct (a bad argument is reported back to the
 //! model, never a crash), does read-only work itself and sends every side effect through the
 //! [`ToolExecutor`](crate::exec::ToolExecutor) seam. Relative paths resolve against the
@@ -8,6 +16,7 @@
 mod files;
 mod memory_tool;
 mod process;
+pub mod registry;
 mod search;
 mod session_search;
 mod skills_tool;
@@ -15,9 +24,11 @@ mod terminal;
 mod todo;
 pub mod tool_search;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use talaria_core::{SessionId, ToolCall, ToolSpec};
 use talaria_store::Store;
@@ -26,7 +37,6 @@ use tokio_util::sync::CancellationToken;
 use crate::exec::{ExecError, ExecOrigin, ToolExecutor};
 use crate::memory::MemoryFiles;
 use crate::skills::SkillLibrary;
-pub use skills_tool::{DEFAULT_SKILL_PROFILE, PROFILE_KEY};
 pub use todo::TodoList;
 
 /// Everything a tool call may touch.
@@ -53,6 +63,9 @@ pub struct ToolContext<'a> {
     pub search_scope: &'a talaria_store::SessionScope,
     /// The skill library: recall, `skill_manage`, `skill_run`.
     pub skills: &'a SkillLibrary,
+    /// Lazy tools `tool_search` loaded into the session: their schemas go with every later
+    /// request.
+    pub loaded_tools: &'a mut BTreeSet<String>,
     pub terminal_timeout: Duration,
     /// Bytes of command output the executor keeps.
     pub output_limit: usize,
@@ -69,13 +82,15 @@ impl ToolContext<'_> {
         self.untrusted = true;
     }
 
-    fn origin(&self, tool: &str) -> ExecOrigin {
+    /// Who asks the executor: `tool`, with the profile it declares (the policy's `[tools]`
+    /// table overrides it), for this session.
+    fn origin(&self, tool: &dyn Tool) -> ExecOrigin {
         ExecOrigin {
-            tool: tool.to_owned(),
+            tool: tool.name().to_owned(),
             session: self.session.clone(),
             workspace: self.workspace.to_owned(),
             surface: self.surface,
-            tool_profile: None,
+            tool_profile: tool.default_profile().map(str::to_owned),
         }
     }
 
@@ -143,65 +158,129 @@ impl From<ExecError> for ToolError {
     }
 }
 
-fn parse_args<T: DeserializeOwned>(tool: &str, raw: &str) -> Result<T, ToolError> {
+/// A model-facing tool. Every property is stated by every tool (none has a default), so a new
+/// tool cannot forget to say whether it is lazy or which profile confines it.
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// The name the model calls it by.
+    fn name(&self) -> &'static str;
+
+    /// What the model is told it does; the first sentence doubles as its one-line entry in
+    /// `tool_search`.
+    fn description(&self) -> &'static str;
+
+    /// The JSON schema of its arguments.
+    fn parameters(&self) -> serde_json::Value;
+
+    /// Rarely needed: left out of a request whose tool schemas would pass
+    /// `agent.tool_search_at_percent` of the context window, and offered through `tool_search`
+    /// instead. A lazy tool called before it is loaded still runs.
+    fn lazy(&self) -> bool;
+
+    /// The sandbox profile its commands and file writes run under unless the policy's `[tools]`
+    /// table maps the tool to another. `None` for a tool that never asks the executor to run a
+    /// command or write a file (it touches only the agent's own state, or processes another
+    /// tool started).
+    fn default_profile(&self) -> Option<&'static str>;
+
+    /// The argument a progress line shows (`terminal: ls -la`); `None`: the name alone.
+    fn summary_key(&self) -> Option<&'static str>;
+
+    /// Run one call with the arguments as the model wrote them and return the text it sees.
+    ///
+    /// # Errors
+    /// A [`ToolError`] for the model (or, when interrupted, for the loop).
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError>;
+
+    /// The spec sent to the model.
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: self.name().to_owned(),
+            description: self.description().to_owned(),
+            parameters: self.parameters(),
+        }
+    }
+}
+
+impl std::fmt::Debug for dyn Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A call's arguments as `T`; an empty string is an empty object.
+fn parse_args<T: DeserializeOwned>(tool: &dyn Tool, raw: &str) -> Result<T, ToolError> {
     let raw = if raw.trim().is_empty() { "{}" } else { raw };
     serde_json::from_str(raw).map_err(|e| ToolError::InvalidArguments {
-        tool: tool.to_owned(),
+        tool: tool.name().to_owned(),
         message: format!("{e}; expected a JSON object matching the tool's schema"),
     })
 }
 
-/// The tool set offered to the model.
+/// The tools offered in one kind of conversation: a turn's ([`ToolBox::default`]), a background
+/// review's or a memory nudge's. Only a turn's box has `tool_search`: the others are small and
+/// always send every spec.
 #[derive(Debug, Clone)]
 pub struct ToolBox {
+    tools: &'static [&'static dyn Tool],
+    /// `tools`' specs, in the same order.
     specs: Vec<ToolSpec>,
+    /// Lazy tools may be left out of a request and loaded with `tool_search`.
+    searchable: bool,
 }
 
 impl Default for ToolBox {
     fn default() -> Self {
-        Self {
-            specs: vec![
-                terminal::spec(),
-                files::read_file_spec(),
-                files::write_file_spec(),
-                files::patch_spec(),
-                search::spec(),
-                todo::spec(),
-                memory_tool::spec(),
-                process::spec(),
-                session_search::spec(),
-                skills_tool::list_spec(),
-                skills_tool::view_spec(),
-                skills_tool::manage_spec(),
-                skills_tool::run_spec(),
-            ],
-        }
+        Self::of(registry::TOOLS, true)
     }
 }
 
 impl ToolBox {
+    fn of(tools: &'static [&'static dyn Tool], searchable: bool) -> Self {
+        Self {
+            tools,
+            specs: tools.iter().map(|t| t.spec()).collect(),
+            searchable,
+        }
+    }
+
     /// The tools of a background review: the skill tools (no scripts) and memory, nothing
     /// that touches the machine.
     pub fn review() -> Self {
-        Self {
-            specs: vec![
-                skills_tool::list_spec(),
-                skills_tool::view_spec(),
-                skills_tool::manage_spec(),
-                memory_tool::spec(),
-            ],
-        }
+        Self::of(registry::REVIEW, false)
     }
 
     /// The tools of a memory nudge: memory only.
     pub fn memory_nudge() -> Self {
-        Self {
-            specs: vec![memory_tool::spec()],
-        }
+        Self::of(registry::MEMORY_NUDGE, false)
     }
 
+    /// Every tool's spec.
     pub fn specs(&self) -> &[ToolSpec] {
         &self.specs
+    }
+
+    /// The tools of a request whose schemas may take about `budget` tokens: all of them when
+    /// they fit; otherwise the eager ones, the lazy ones in `loaded`, and `tool_search`
+    /// describing the rest in one line each.
+    pub fn offered(&self, loaded: &BTreeSet<String>, budget: u64) -> Vec<ToolSpec> {
+        if !self.searchable || crate::compress::estimate_tokens(&[], &self.specs) <= budget {
+            return self.specs.clone();
+        }
+        let unloaded = |tool: &&dyn Tool| tool.lazy() && !loaded.contains(tool.name());
+        let mut offered = Vec::new();
+        let mut lazy = Vec::new();
+        for (tool, spec) in self.tools.iter().zip(&self.specs) {
+            if unloaded(tool) {
+                lazy.push(spec);
+            } else {
+                offered.push(spec.clone());
+            }
+        }
+        if !lazy.is_empty() {
+            offered.push(tool_search::spec(&lazy));
+        }
+        offered
     }
 
     /// Run one tool call and return the text the model sees.
@@ -213,53 +292,56 @@ impl ToolBox {
         call: &ToolCall,
         ctx: &mut ToolContext<'_>,
     ) -> Result<String, ToolError> {
-        let raw = call.arguments.as_str();
-        let offered = self.specs.iter().any(|s| s.name == call.name);
-        match call.name.as_str() {
-            _ if !offered => Err(self.unknown(&call.name)),
-            "terminal" => terminal::run(parse_args("terminal", raw)?, ctx).await,
-            "read_file" => files::read_file(parse_args("read_file", raw)?, ctx).await,
-            "write_file" => files::write_file(parse_args("write_file", raw)?, ctx).await,
-            "patch" => files::patch(parse_args("patch", raw)?, ctx).await,
-            "search_files" => search::run(parse_args("search_files", raw)?, ctx).await,
-            "todo" => todo::run(parse_args("todo", raw)?, ctx),
-            "memory" => memory_tool::run(parse_args("memory", raw)?, ctx),
-            "process" => process::run(parse_args("process", raw)?, ctx).await,
-            "session_search" => session_search::run(parse_args("session_search", raw)?, ctx).await,
-            "skills_list" => skills_tool::list(parse_args("skills_list", raw)?, ctx).await,
-            "skill_view" => skills_tool::view(parse_args("skill_view", raw)?, ctx).await,
-            "skill_manage" => skills_tool::manage(parse_args("skill_manage", raw)?, ctx).await,
-            "skill_run" => skills_tool::run(parse_args("skill_run", raw)?, ctx).await,
-            other => Err(self.unknown(other)),
+        if let Some(tool) = self.tools.iter().find(|t| t.name() == call.name) {
+            return tool.call(&call.arguments, ctx).await;
         }
+        if call.name == tool_search::NAME && self.has_search() {
+            return Ok(self.search(&call.arguments, ctx.loaded_tools));
+        }
+        Err(ToolError::UnknownTool {
+            name: call.name.clone(),
+            available: self.names().collect::<Vec<_>>().join(", "),
+        })
     }
 
-    fn unknown(&self, name: &str) -> ToolError {
-        ToolError::UnknownTool {
-            name: name.to_owned(),
-            available: self
-                .specs
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
+    /// Whether `tool_search` is one of this box's tools.
+    fn has_search(&self) -> bool {
+        self.searchable && self.tools.iter().any(|t| t.lazy())
+    }
+
+    /// The names the model may call, `tool_search` included when there is something to load.
+    fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let search = self.has_search().then_some(tool_search::NAME);
+        self.tools.iter().map(|t| t.name()).chain(search)
+    }
+
+    /// `tool_search`: load the lazy tools matching the query into the session.
+    fn search(&self, arguments: &str, loaded: &mut BTreeSet<String>) -> String {
+        let query = serde_json::from_str::<tool_search::Args>(arguments)
+            .map(|a| a.query)
+            .unwrap_or_else(|_| arguments.to_owned());
+        let lazy: Vec<&ToolSpec> = self
+            .tools
+            .iter()
+            .zip(&self.specs)
+            .filter(|(tool, _)| tool.lazy())
+            .map(|(_, spec)| spec)
+            .collect();
+        let found = tool_search::matching(&query, &lazy);
+        loaded.extend(found.iter().map(|t| t.name.clone()));
+        tool_search::result(&found, &lazy)
     }
 }
 
-/// A one-line description of a call for progress display, e.g. `terminal: ls -la`.
+/// A one-line description of a call for progress display, e.g. `terminal: ls -la`: the tool's
+/// key argument, first line, at most 80 characters.
 pub fn summarize_call(call: &ToolCall) -> String {
+    let key = registry::find(&call.name).and_then(|t| t.summary_key());
     let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap_or_default();
-    let key = match call.name.as_str() {
-        "terminal" => "command",
-        "read_file" | "write_file" | "patch" => "path",
-        "search_files" => "pattern",
-        "memory" => "action",
-        "session_search" => "query",
-        "skill_view" | "skill_manage" | "skill_run" => "name",
-        _ => "",
-    };
-    let detail = args.get(key).and_then(|v| v.as_str()).unwrap_or("");
+    let detail = key
+        .and_then(|key| args.get(key))
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     let detail: String = detail
         .lines()
         .next()

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
-use talaria_core::ToolSpec;
 
-use super::{ToolContext, ToolError};
+use super::{Tool, ToolContext, ToolError, parse_args};
 use crate::exec::ProcessAction;
 
 /// Longest a `wait` may block a turn.
@@ -24,7 +24,7 @@ enum Action {
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct Args {
+struct Args {
     action: Action,
     process_id: Option<String>,
     offset: Option<u64>,
@@ -35,14 +35,25 @@ pub(super) struct Args {
     close_stdin: bool,
 }
 
-pub(super) fn spec() -> ToolSpec {
-    ToolSpec {
-        name: "process".into(),
-        description: "Manage background processes started by terminal(background=true): list them, poll one \
-                      (status and recent output), read its log from an offset, wait for it to exit, write to its \
-                      stdin, or kill it."
-            .into(),
-        parameters: json!({
+/// `process`: the session's background processes. It starts nothing: the processes run under
+/// the profile of the `terminal` call that started them.
+#[derive(Debug)]
+pub struct Process;
+
+#[async_trait]
+impl Tool for Process {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn description(&self) -> &'static str {
+        "Manage background processes started by terminal(background=true): list them, poll one \
+         (status and recent output), read its log from an offset, wait for it to exit, write to its \
+         stdin, or kill it."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "action": {"type": "string", "enum": ["list", "poll", "log", "wait", "kill", "write"]},
@@ -54,16 +65,32 @@ pub(super) fn spec() -> ToolSpec {
                 "close_stdin": {"type": "boolean", "description": "write: close stdin afterwards."}
             },
             "required": ["action"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        true
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        None
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        run(parse_args(self, arguments)?, ctx).await
     }
 }
 
-pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let id = || {
         args.process_id
             .clone()
             .ok_or_else(|| ToolError::InvalidArguments {
-                tool: "process".into(),
+                tool: Process.name().into(),
                 message: "`process_id` is required for this action".into(),
             })
     };
@@ -86,11 +113,11 @@ pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String,
                 .data
                 .clone()
                 .ok_or_else(|| ToolError::InvalidArguments {
-                    tool: "process".into(),
+                    tool: Process.name().into(),
                     message: "`data` is required for write".into(),
                 })?,
             close: args.close_stdin,
         },
     };
-    Ok(ctx.executor.process(&ctx.origin("process"), action).await?)
+    Ok(ctx.executor.process(&ctx.origin(&Process), action).await?)
 }

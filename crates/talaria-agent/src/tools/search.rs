@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
-use talaria_core::ToolSpec;
 
-use super::{ToolContext, ToolError};
+use super::{Tool, ToolContext, ToolError, parse_args};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -35,7 +35,7 @@ enum OutputMode {
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct Args {
+struct Args {
     pattern: String,
     #[serde(default)]
     target: Target,
@@ -48,14 +48,25 @@ pub(super) struct Args {
     context: Option<usize>,
 }
 
-pub(super) fn spec() -> ToolSpec {
-    ToolSpec {
-        name: "search_files".into(),
-        description: "Search files. target=content (default): regex search of file contents, results as \
-                      path:line:text. target=files: find files whose name matches a glob (e.g. *.rs). Honours \
-                      .gitignore and skips hidden and binary files."
-            .into(),
-        parameters: json!({
+/// `search_files`: file contents by regex or names by glob. Walks in-process (refusing the
+/// Talaria home); its declared profile is `read-only`.
+#[derive(Debug)]
+pub struct SearchFiles;
+
+#[async_trait]
+impl Tool for SearchFiles {
+    fn name(&self) -> &'static str {
+        "search_files"
+    }
+
+    fn description(&self) -> &'static str {
+        "Search files. target=content (default): regex search of file contents, results as \
+         path:line:text. target=files: find files whose name matches a glob (e.g. *.rs). Honours \
+         .gitignore and skips hidden and binary files."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "pattern": {"type": "string", "description": "Regex (content) or glob (files)."},
@@ -68,11 +79,27 @@ pub(super) fn spec() -> ToolSpec {
                 "context": {"type": "integer", "description": "Lines of context around each match (max 10)."}
             },
             "required": ["pattern"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        Some("read-only")
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("pattern")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        run(parse_args(self, arguments)?, ctx).await
     }
 }
 
-pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let root = match args.path.as_deref() {
         Some(p) => ctx.readable(p)?,
         None => ctx.cwd.clone(),
@@ -93,7 +120,7 @@ pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String,
 
 fn invalid(message: String) -> ToolError {
     ToolError::InvalidArguments {
-        tool: "search_files".into(),
+        tool: SearchFiles.name().into(),
         message,
     }
 }

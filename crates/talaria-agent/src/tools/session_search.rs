@@ -8,11 +8,12 @@
 //!
 //! [`SessionScope`]: talaria_store::SessionScope
 
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
-use talaria_core::{SessionId, ToolSpec};
+use talaria_core::SessionId;
 
-use super::{ToolContext, ToolError};
+use super::{Tool, ToolContext, ToolError, parse_args};
 
 /// Characters of each message a scroll shows.
 const SCROLL_MESSAGE_CHARS: usize = 1_500;
@@ -26,7 +27,7 @@ enum Mode {
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct Args {
+struct Args {
     mode: Option<Mode>,
     query: Option<String>,
     session_id: Option<String>,
@@ -35,16 +36,26 @@ pub(super) struct Args {
     limit: Option<usize>,
 }
 
-pub(super) fn spec() -> ToolSpec {
-    ToolSpec {
-        name: "session_search".into(),
-        description: "Search past conversations with this user. Use it when they refer to earlier work (\"like last \
-                      time\", \"that bug we fixed\"). With `query`: matching sessions, best first, one snippet each \
-                      (`seq` is the matching message). With `session_id` and `around`: the messages around message \
-                      `around` of that session, to read the context of a hit. Without either: the most recent \
-                      sessions."
-            .into(),
-        parameters: json!({
+/// `session_search`: the person's past sessions, read from the agent's store.
+#[derive(Debug)]
+pub struct SessionSearch;
+
+#[async_trait]
+impl Tool for SessionSearch {
+    fn name(&self) -> &'static str {
+        "session_search"
+    }
+
+    fn description(&self) -> &'static str {
+        "Search past conversations with this user. Use it when they refer to earlier work (\"like last \
+         time\", \"that bug we fixed\"). With `query`: matching sessions, best first, one snippet each \
+         (`seq` is the matching message). With `session_id` and `around`: the messages around message \
+         `around` of that session, to read the context of a hit. Without either: the most recent \
+         sessions."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "mode": {"type": "string", "enum": ["discover", "scroll", "browse"],
@@ -55,13 +66,29 @@ pub(super) fn spec() -> ToolSpec {
                 "window": {"type": "integer", "description": "Messages on each side (scroll; default 5, max 20)."},
                 "limit": {"type": "integer", "description": "Sessions to return (discover, browse; default 5, max 20)."}
             }
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        true
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("query")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        run(parse_args(self, arguments)?, ctx).await
     }
 }
 
 fn invalid(message: &str) -> ToolError {
     ToolError::InvalidArguments {
-        tool: "session_search".into(),
+        tool: SessionSearch.name().into(),
         message: message.to_owned(),
     }
 }
@@ -70,7 +97,7 @@ fn failed(e: talaria_store::StoreError) -> ToolError {
     ToolError::Failed(format!("session search failed: {e}"))
 }
 
-pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let query = args.query.filter(|q| !q.trim().is_empty());
     let mode = match (args.mode, &query, &args.session_id) {
         (Some(mode), _, _) => mode,

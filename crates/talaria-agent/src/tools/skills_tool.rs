@@ -4,66 +4,127 @@
 //! Writes go to the registry with provenance (author `agent`, the session, and whether untrusted
 //! content was in the turn's context); a write from an untrusted turn is quarantined and the
 //! result says so. Scripts never run in-process: `skill_run` hands them to the executor under
-//! the profile the skill declares (`metadata: talaria.profile`, default `read-only`).
+//! the profile the skill declares (`metadata: talaria.profile`), else the `skill_run` tool's
+//! (`read-only`, unless the policy's `[tools]` table maps `skill_run` to another).
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
-use talaria_core::ToolSpec;
 use talaria_skills::{Author, Provenance, WriteOutcome, metadata_value, short};
 use talaria_store::SkillUse;
 
-use super::{ToolContext, ToolError};
+use super::{Tool, ToolContext, ToolError, parse_args};
 use crate::exec::{CommandSpec, ExitKind};
 
-/// The profile a skill's scripts run under when it declares none.
-pub const DEFAULT_SKILL_PROFILE: &str = "read-only";
 /// The front matter key (under `metadata`) naming a skill's profile.
-pub const PROFILE_KEY: &str = "talaria.profile";
+const PROFILE_KEY: &str = "talaria.profile";
 
-pub(super) fn list_spec() -> ToolSpec {
-    ToolSpec {
-        name: "skills_list".into(),
-        description: "List the active skills (name and description), or search them with a query, most relevant first."
-            .into(),
-        parameters: json!({
+/// `skills_list`: the active skills, from the agent's skill registry.
+#[derive(Debug)]
+pub struct SkillsList;
+
+#[async_trait]
+impl Tool for SkillsList {
+    fn name(&self) -> &'static str {
+        "skills_list"
+    }
+
+    fn description(&self) -> &'static str {
+        "List the active skills (name and description), or search them with a query, most relevant first."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "query": {"type": "string", "description": "Words to search names and descriptions for (optional)."}
             }
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        None
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        list(parse_args(self, arguments)?, ctx).await
     }
 }
 
-pub(super) fn view_spec() -> ToolSpec {
-    ToolSpec {
-        name: "skill_view".into(),
-        description: "Load a skill: its SKILL.md instructions and the list of its files, or one of its files by relative path (e.g. references/api.md)."
-            .into(),
-        parameters: json!({
+/// `skill_view`: a skill's SKILL.md or one of its files, from the registry.
+#[derive(Debug)]
+pub struct SkillView;
+
+#[async_trait]
+impl Tool for SkillView {
+    fn name(&self) -> &'static str {
+        "skill_view"
+    }
+
+    fn description(&self) -> &'static str {
+        "Load a skill: its SKILL.md instructions and the list of its files, or one of its files by relative path (e.g. references/api.md)."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "name": {"type": "string", "description": "The skill's name."},
                 "path": {"type": "string", "description": "A file of the skill, relative to its directory (default SKILL.md)."}
             },
             "required": ["name"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("name")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        view(parse_args(self, arguments)?, ctx).await
     }
 }
 
-pub(super) fn manage_spec() -> ToolSpec {
-    ToolSpec {
-        name: "skill_manage".into(),
-        description: "Create, improve or remove a skill (a SKILL.md with YAML front matter `name` and `description`, \
-                      plus optional scripts/, references/, assets/). Save a skill after a hard task so it can be \
-                      reused; patch a skill that turned out wrong or incomplete. Every change is versioned. \
-                      Actions: create (name, content = the whole SKILL.md), edit (name, content), patch (name, \
-                      old_string, new_string, optional path), write_file (name, path, content), remove_file \
-                      (name, path), delete (name). Scripts declare the sandbox profile they need in the front \
-                      matter as `metadata: {talaria.profile: NAME}` (default read-only)."
-            .into(),
-        parameters: json!({
+/// `skill_manage`: versioned writes to the skill registry, with provenance.
+#[derive(Debug)]
+pub struct SkillManage;
+
+#[async_trait]
+impl Tool for SkillManage {
+    fn name(&self) -> &'static str {
+        "skill_manage"
+    }
+
+    fn description(&self) -> &'static str {
+        "Create, improve or remove a skill (a SKILL.md with YAML front matter `name` and `description`, \
+         plus optional scripts/, references/, assets/). Save a skill after a hard task so it can be \
+         reused; patch a skill that turned out wrong or incomplete. Every change is versioned. \
+         Actions: create (name, content = the whole SKILL.md), edit (name, content), patch (name, \
+         old_string, new_string, optional path), write_file (name, path, content), remove_file \
+         (name, path), delete (name). Scripts declare the sandbox profile they need in the front \
+         matter as `metadata: {talaria.profile: NAME}` (default read-only)."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "action": {"type": "string", "enum": ["create", "edit", "patch", "write_file", "remove_file", "delete"]},
@@ -74,16 +135,43 @@ pub(super) fn manage_spec() -> ToolSpec {
                 "new_string": {"type": "string", "description": "patch: its replacement."}
             },
             "required": ["action", "name"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        true
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("name")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        manage(parse_args(self, arguments)?, ctx).await
     }
 }
 
-pub(super) fn run_spec() -> ToolSpec {
-    ToolSpec {
-        name: "skill_run".into(),
-        description: "Run a script of a skill (a file under its scripts/ directory) in the sandbox, under the profile the skill declares (default read-only: no writes, no network)."
-            .into(),
-        parameters: json!({
+/// `skill_run`: a skill's script, through the executor under the profile the skill declares,
+/// else this tool's (`read-only` unless the policy's `[tools]` table maps `skill_run`).
+#[derive(Debug)]
+pub struct SkillRun;
+
+#[async_trait]
+impl Tool for SkillRun {
+    fn name(&self) -> &'static str {
+        "skill_run"
+    }
+
+    fn description(&self) -> &'static str {
+        "Run a script of a skill (a file under its scripts/ directory) in the sandbox, under the profile the skill declares (default read-only: no writes, no network)."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "name": {"type": "string", "description": "The skill's name."},
@@ -91,23 +179,39 @@ pub(super) fn run_spec() -> ToolSpec {
                 "args": {"type": "array", "items": {"type": "string"}, "description": "Arguments for the script."}
             },
             "required": ["name", "script"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        true
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        Some("read-only")
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("name")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        run(parse_args(self, arguments)?, ctx).await
     }
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct ListArgs {
+struct ListArgs {
     query: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct ViewArgs {
+struct ViewArgs {
     name: String,
     path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct ManageArgs {
+struct ManageArgs {
     action: String,
     name: String,
     content: Option<String>,
@@ -117,7 +221,7 @@ pub(super) struct ManageArgs {
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct RunArgs {
+struct RunArgs {
     name: String,
     script: String,
     #[serde(default)]
@@ -134,7 +238,7 @@ fn not_active(name: &str) -> ToolError {
     ))
 }
 
-pub(super) async fn list(args: ListArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+async fn list(args: ListArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let found = ctx
         .skills
         .search(args.query.as_deref())
@@ -147,7 +251,7 @@ pub(super) async fn list(args: ListArgs, ctx: &mut ToolContext<'_>) -> Result<St
     Ok(json!({ "count": skills.len(), "skills": skills }).to_string())
 }
 
-pub(super) async fn view(args: ViewArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+async fn view(args: ViewArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let path = args.path.as_deref().unwrap_or("SKILL.md");
     if path == "SKILL.md" {
         let loaded = ctx
@@ -187,15 +291,12 @@ fn required<'a>(
     action: &str,
 ) -> Result<&'a str, ToolError> {
     value.as_deref().ok_or_else(|| ToolError::InvalidArguments {
-        tool: "skill_manage".into(),
+        tool: SkillManage.name().into(),
         message: format!("`{field}` is required for {action}"),
     })
 }
 
-pub(super) async fn manage(
-    args: ManageArgs,
-    ctx: &mut ToolContext<'_>,
-) -> Result<String, ToolError> {
+async fn manage(args: ManageArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let provenance = Provenance {
         author: Author::Agent,
         session: Some(ctx.session.to_string()),
@@ -238,7 +339,7 @@ pub(super) async fn manage(
         }
         other => {
             return Err(ToolError::InvalidArguments {
-                tool: "skill_manage".into(),
+                tool: SkillManage.name().into(),
                 message: format!(
                     "unknown action {other:?}; use create, edit, patch, write_file, remove_file or delete"
                 ),
@@ -301,10 +402,10 @@ fn interpreter(content: &[u8]) -> (String, Vec<String>) {
     }
 }
 
-pub(super) async fn run(args: RunArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+async fn run(args: RunArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     if !args.script.starts_with("scripts/") || args.script.contains("..") {
         return Err(ToolError::InvalidArguments {
-            tool: "skill_run".into(),
+            tool: SkillRun.name().into(),
             message: format!("{:?} is not a file under scripts/", args.script),
         });
     }
@@ -325,8 +426,8 @@ pub(super) async fn run(args: RunArgs, ctx: &mut ToolContext<'_>) -> Result<Stri
         .and_then(|t| talaria_skills::validate::split_front_matter(t).ok())
         .map(|(yaml, _)| yaml.to_owned())
         .unwrap_or_default();
-    let profile = metadata_value(&front_matter, PROFILE_KEY)
-        .unwrap_or_else(|| DEFAULT_SKILL_PROFILE.to_owned());
+    // Undeclared: the executor picks the tool's profile (the `[tools]` table's, else ours).
+    let declared = metadata_value(&front_matter, PROFILE_KEY);
     let path = ctx
         .skills
         .registry()
@@ -348,11 +449,11 @@ pub(super) async fn run(args: RunArgs, ctx: &mut ToolContext<'_>) -> Result<Stri
         stdin: None,
         timeout: ctx.terminal_timeout.min(Duration::from_secs(3600)),
         output_limit: ctx.output_limit,
-        profile: Some(profile.clone()),
+        profile: declared,
     };
     let outcome = ctx
         .executor
-        .run(&ctx.origin("skill_run"), spec, ctx.cancel)
+        .run(&ctx.origin(&SkillRun), spec, ctx.cancel)
         .await?;
     if outcome.networked {
         ctx.saw_untrusted();
@@ -363,7 +464,7 @@ pub(super) async fn run(args: RunArgs, ctx: &mut ToolContext<'_>) -> Result<Stri
         ExitKind::Signal(_) => json!(null),
     };
     Ok(json!({
-        "profile": profile,
+        "profile": outcome.profile,
         "output": outcome.stdout,
         "stderr": outcome.stderr,
         "exit_code": exit_code,

@@ -2,18 +2,18 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
-use talaria_core::ToolSpec;
 
-use super::{ToolContext, ToolError};
+use super::{Tool, ToolContext, ToolError, parse_args};
 use crate::exec::{CommandSpec, ExitKind};
 
 /// Longest timeout the model may ask for.
 const MAX_TIMEOUT_SECS: u64 = 3600;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct Args {
+struct Args {
     command: String,
     timeout: Option<u64>,
     workdir: Option<String>,
@@ -21,15 +21,25 @@ pub(super) struct Args {
     background: bool,
 }
 
-pub(super) fn spec() -> ToolSpec {
-    ToolSpec {
-        name: "terminal".into(),
-        description: "Run a shell command (bash) on the user's machine and return its combined stdout/stderr \
-                      and exit code. The working directory persists between calls (`cd` carries over). \
-                      Avoid interactive programs; pass non-interactive flags (e.g. -y). Long output is truncated: \
-                      filter it with grep/head/tail."
-            .into(),
-        parameters: json!({
+/// `terminal`: a shell command in the session's working directory, under `workspace-write`.
+#[derive(Debug)]
+pub struct Terminal;
+
+#[async_trait]
+impl Tool for Terminal {
+    fn name(&self) -> &'static str {
+        "terminal"
+    }
+
+    fn description(&self) -> &'static str {
+        "Run a shell command (bash) on the user's machine and return its combined stdout/stderr \
+         and exit code. The working directory persists between calls (`cd` carries over). \
+         Avoid interactive programs; pass non-interactive flags (e.g. -y). Long output is truncated: \
+         filter it with grep/head/tail."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "command": {"type": "string", "description": "The command to run."},
@@ -38,14 +48,30 @@ pub(super) fn spec() -> ToolSpec {
                 "background": {"type": "boolean", "description": "Start it in the background (servers, watchers, long builds) and return a process id for the `process` tool."}
             },
             "required": ["command"]
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        false
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        Some("workspace-write")
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        Some("command")
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        run(parse_args(self, arguments)?, ctx).await
     }
 }
 
-pub(super) async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+async fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     if args.command.trim().is_empty() {
         return Err(ToolError::InvalidArguments {
-            tool: "terminal".into(),
+            tool: Terminal.name().into(),
             message: "`command` is empty".into(),
         });
     }
@@ -93,7 +119,7 @@ eval "$3""#;
     };
     let outcome = ctx
         .executor
-        .run(&ctx.origin("terminal"), spec, ctx.cancel)
+        .run(&ctx.origin(&Terminal), spec, ctx.cancel)
         .await?;
     if outcome.networked {
         ctx.saw_untrusted();
@@ -136,7 +162,7 @@ async fn start_background(
     };
     let id = ctx
         .executor
-        .start_background(&ctx.origin("terminal"), spec)
+        .start_background(&ctx.origin(&Terminal), spec)
         .await?;
     Ok(json!({
         "process_id": id,

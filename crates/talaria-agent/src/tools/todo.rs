@@ -3,11 +3,12 @@
 //! The list lives with the session. It is rebuilt on resume from the last `todo` result in the
 //! transcript, so it survives restarts without a table of its own.
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use talaria_core::{Message, Role, ToolSpec};
+use talaria_core::{Message, Role};
 
-use super::{ToolContext, ToolError};
+use super::{Tool, ToolContext, ToolError, parse_args};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,20 +32,30 @@ pub struct TodoList {
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct Args {
+struct Args {
     todos: Option<Vec<TodoItem>>,
     #[serde(default)]
     merge: bool,
 }
 
-pub(super) fn spec() -> ToolSpec {
-    ToolSpec {
-        name: "todo".into(),
-        description: "Manage your task list for multi-step work. Call with no arguments to read it. Pass `todos` to \
-                      replace the list, or with merge=true to update items by id and append new ones. Keep one item \
-                      in_progress at a time."
-            .into(),
-        parameters: json!({
+/// `todo`: the session's task list, kept in memory with the session.
+#[derive(Debug)]
+pub struct Todo;
+
+#[async_trait]
+impl Tool for Todo {
+    fn name(&self) -> &'static str {
+        "todo"
+    }
+
+    fn description(&self) -> &'static str {
+        "Manage your task list for multi-step work. Call with no arguments to read it. Pass `todos` to \
+         replace the list, or with merge=true to update items by id and append new ones. Keep one item \
+         in_progress at a time."
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
             "type": "object",
             "properties": {
                 "todos": {
@@ -61,7 +72,23 @@ pub(super) fn spec() -> ToolSpec {
                 },
                 "merge": {"type": "boolean", "description": "Update by id instead of replacing the list (default false)."}
             }
-        }),
+        })
+    }
+
+    fn lazy(&self) -> bool {
+        true
+    }
+
+    fn default_profile(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn summary_key(&self) -> Option<&'static str> {
+        None
+    }
+
+    async fn call(&self, arguments: &str, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        run(parse_args(self, arguments)?, ctx)
     }
 }
 
@@ -71,7 +98,7 @@ impl TodoList {
         messages
             .iter()
             .rev()
-            .filter(|m| m.role == Role::Tool && m.name.as_deref() == Some("todo"))
+            .filter(|m| m.role == Role::Tool && m.name.as_deref() == Some(Todo.name()))
             .find_map(|m| {
                 let value: serde_json::Value = serde_json::from_str(&m.content).ok()?;
                 let items = serde_json::from_value(value.get("todos")?.clone()).ok()?;
@@ -98,7 +125,7 @@ impl TodoList {
     }
 }
 
-pub(super) fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+fn run(args: Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     if let Some(todos) = args.todos {
         ctx.todos.apply(todos, args.merge);
     }

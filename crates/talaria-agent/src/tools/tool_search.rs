@@ -2,24 +2,16 @@
 //! of a session stays small on models with a small context window.
 //!
 //! When every schema together would pass `agent.tool_search_at_percent` of the model's context
-//! window, the [`LAZY`] tools are left out of the request and listed one line each in this
-//! tool's description. A `tool_search` call returns the matching tools' full schemas and loads
-//! them into the session: every later request of the session carries them. A lazy tool called
-//! without being loaded still runs; loading only decides what the model is shown.
+//! window, the lazy tools ([`Tool::lazy`](super::Tool::lazy): background processes, the to-do
+//! list, searching old sessions, writing or running skills) are left out of the request and
+//! listed one line each in this tool's description ([`ToolBox::offered`](super::ToolBox::offered)).
+//! A `tool_search` call returns the matching tools' full schemas and loads them into the
+//! session: every later request of the session carries them. A lazy tool called without being
+//! loaded still runs; loading only decides what the model is shown.
 
 use serde::Deserialize;
 use serde_json::json;
 use talaria_core::ToolSpec;
-
-/// Tools a plain question rarely needs: background processes, the to-do list, searching old
-/// sessions, and writing or running skills (reading skills stays eager, recall needs it).
-pub const LAZY: &[&str] = &[
-    "process",
-    "todo",
-    "session_search",
-    "skill_manage",
-    "skill_run",
-];
 
 pub const NAME: &str = "tool_search";
 

@@ -1,9 +1,16 @@
-//! Each tool through `ToolBox::call`, as the model would call it.
+//! Each tool through `ToolBox::call`, as the model would call it, and what the registry
+//! derives for each: the profile every executor call carries, the unknown-tool message.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
+use talaria_agent::exec::{
+    CommandOutcome, CommandSpec, ExecError, ExecOrigin, ProcessAction, ToolExecutor,
+};
 use talaria_agent::memory::MemoryFiles;
 use talaria_agent::skills::SkillLibrary;
 use talaria_agent::tools::{TodoList, ToolBox, ToolContext, ToolError};
@@ -23,6 +30,8 @@ struct Fixture {
     cancel: CancellationToken,
     untrusted: bool,
     scope: SessionScope,
+    loaded: BTreeSet<String>,
+    executor: Arc<dyn ToolExecutor>,
 }
 
 impl Fixture {
@@ -53,6 +62,8 @@ impl Fixture {
             cancel: CancellationToken::new(),
             untrusted: false,
             scope: SessionScope::Owner { uid: 1000 },
+            loaded: BTreeSet::new(),
+            executor: Arc::new(UnconfinedExecutor),
         }
     }
 
@@ -61,6 +72,15 @@ impl Fixture {
     }
 
     async fn call(&mut self, name: &str, args: Value) -> Result<String, ToolError> {
+        self.call_in(&ToolBox::default(), name, args).await
+    }
+
+    async fn call_in(
+        &mut self,
+        tools: &ToolBox,
+        name: &str,
+        args: Value,
+    ) -> Result<String, ToolError> {
         let call = ToolCall {
             id: "c1".into(),
             name: name.into(),
@@ -73,17 +93,18 @@ impl Fixture {
             talaria_home: &self.home,
             cwd: &mut self.cwd,
             todos: &mut self.todos,
-            executor: &UnconfinedExecutor,
+            executor: self.executor.as_ref(),
             store: &self.store,
             memory: &self.memory,
             untrusted: self.untrusted,
             search_scope: &self.scope,
             skills: &SkillLibrary::new(self.store.clone(), self.home.join("skills"), 2000),
+            loaded_tools: &mut self.loaded,
             terminal_timeout: Duration::from_secs(10),
             output_limit: 100_000,
             cancel: &self.cancel,
         };
-        ToolBox::default().call(&call, &mut ctx).await
+        tools.call(&call, &mut ctx).await
     }
 }
 
@@ -637,4 +658,219 @@ async fn read_tools_refuse_the_talaria_home_except_skills() {
         .unwrap_err()
         .to_string();
     assert!(scoped.contains("inside the Talaria home"), "{scoped}");
+}
+
+/// What one executor call asked for: the tool, the profile the tool declares, and the profile
+/// the command itself names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Asked {
+    tool: String,
+    tool_profile: Option<String>,
+    profile: Option<String>,
+}
+
+/// Runs like [`UnconfinedExecutor`] and records what each call asked for; reports the profile
+/// the real executor would pick when no `[tools]` table maps the tool.
+#[derive(Debug, Default)]
+struct RecordingExecutor {
+    asked: Mutex<Vec<Asked>>,
+}
+
+impl RecordingExecutor {
+    fn record(&self, origin: &ExecOrigin, profile: Option<String>) {
+        self.asked.lock().unwrap().push(Asked {
+            tool: origin.tool.clone(),
+            tool_profile: origin.tool_profile.clone(),
+            profile,
+        });
+    }
+
+    fn take(&self) -> Vec<Asked> {
+        std::mem::take(&mut *self.asked.lock().unwrap())
+    }
+}
+
+#[async_trait]
+impl ToolExecutor for RecordingExecutor {
+    async fn run(
+        &self,
+        origin: &ExecOrigin,
+        spec: CommandSpec,
+        cancel: &CancellationToken,
+    ) -> Result<CommandOutcome, ExecError> {
+        self.record(origin, spec.profile.clone());
+        let chosen = spec.profile.clone().or_else(|| origin.tool_profile.clone());
+        let mut outcome = UnconfinedExecutor.run(origin, spec, cancel).await?;
+        outcome.profile = chosen.unwrap_or_default();
+        Ok(outcome)
+    }
+
+    async fn write_file(
+        &self,
+        origin: &ExecOrigin,
+        path: &Path,
+        contents: &[u8],
+        cancel: &CancellationToken,
+    ) -> Result<(), ExecError> {
+        self.record(origin, None);
+        UnconfinedExecutor
+            .write_file(origin, path, contents, cancel)
+            .await
+    }
+
+    async fn process(
+        &self,
+        origin: &ExecOrigin,
+        _action: ProcessAction,
+    ) -> Result<String, ExecError> {
+        self.record(origin, None);
+        Ok("[]".into())
+    }
+}
+
+fn asked(tool: &str, tool_profile: Option<&str>, profile: Option<&str>) -> Asked {
+    Asked {
+        tool: tool.into(),
+        tool_profile: tool_profile.map(Into::into),
+        profile: profile.map(Into::into),
+    }
+}
+
+#[tokio::test]
+async fn every_executor_call_carries_the_profile_its_tool_declares() {
+    let mut f = Fixture::new().await;
+    let recorder = Arc::new(RecordingExecutor::default());
+    f.executor = recorder.clone();
+    f.call("terminal", json!({"command": "true"}))
+        .await
+        .unwrap();
+    f.call("write_file", json!({"path": "a.txt", "content": "one"}))
+        .await
+        .unwrap();
+    f.call(
+        "patch",
+        json!({"path": "a.txt", "old_string": "one", "new_string": "two"}),
+    )
+    .await
+    .unwrap();
+    f.call("process", json!({"action": "list"})).await.unwrap();
+    f.call("todo", json!({})).await.unwrap();
+    assert_eq!(
+        recorder.take(),
+        [
+            asked("terminal", Some("workspace-write"), None),
+            asked("write_file", Some("workspace-write"), None),
+            asked("patch", Some("workspace-write"), None),
+            // process starts nothing: its processes keep the profile terminal started them under.
+            asked("process", None, None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn skill_run_uses_the_skills_profile_else_the_tools_default() {
+    let mut f = Fixture::new().await;
+    let recorder = Arc::new(RecordingExecutor::default());
+    f.executor = recorder.clone();
+    let skills = SkillLibrary::new(f.store.clone(), f.home.join("skills"), 2000);
+    let registry = skills.registry();
+    for (name, metadata) in [
+        ("plain", ""),
+        ("fetcher", "metadata:\n  talaria.profile: networked\n"),
+    ] {
+        registry
+            .create(
+                name,
+                &format!("---\nname: {name}\ndescription: A test skill.\n{metadata}---\nRun it.\n"),
+                talaria_skills::Provenance::user(),
+            )
+            .await
+            .unwrap();
+        registry
+            .write_file(
+                name,
+                "scripts/check.sh",
+                b"echo checked\n".to_vec(),
+                talaria_skills::Provenance::user(),
+            )
+            .await
+            .unwrap();
+    }
+    let plain: Value = serde_json::from_str(
+        &f.call(
+            "skill_run",
+            json!({"name": "plain", "script": "scripts/check.sh"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let fetcher: Value = serde_json::from_str(
+        &f.call(
+            "skill_run",
+            json!({"name": "fetcher", "script": "scripts/check.sh"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        recorder.take(),
+        [
+            // Undeclared: the executor decides (a [tools] entry for skill_run, else read-only).
+            asked("skill_run", Some("read-only"), None),
+            asked("skill_run", Some("read-only"), Some("networked")),
+        ]
+    );
+    assert_eq!(
+        (plain["profile"].as_str(), plain["output"].as_str()),
+        (Some("read-only"), Some("checked\n"))
+    );
+    assert_eq!(fetcher["profile"], "networked");
+}
+
+#[tokio::test]
+async fn an_unknown_tool_is_answered_with_the_tools_of_its_box() {
+    let mut f = Fixture::new().await;
+    let err = f.call("browser", json!({})).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown tool `browser`; available tools: terminal, read_file, write_file, patch, \
+         search_files, todo, memory, process, session_search, skills_list, skill_view, \
+         skill_manage, skill_run, tool_search"
+    );
+    // A review may not touch the machine: terminal is unknown there, and nothing is lazy.
+    let err = f
+        .call_in(&ToolBox::review(), "terminal", json!({"command": "id"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown tool `terminal`; available tools: skills_list, skill_view, skill_manage, memory"
+    );
+    let err = f
+        .call_in(
+            &ToolBox::memory_nudge(),
+            "tool_search",
+            json!({"query": "*"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::UnknownTool { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn tool_search_loads_lazy_tools_into_the_session() {
+    let mut f = Fixture::new().await;
+    let found = f
+        .call("tool_search", json!({"query": "background processes"}))
+        .await
+        .unwrap();
+    assert!(found.starts_with("loaded process"), "{found}");
+    assert_eq!(f.loaded, BTreeSet::from(["process".to_owned()]));
+    let none = f
+        .call("tool_search", json!({"query": "browser"}))
+        .await
+        .unwrap();
+    assert!(none.starts_with("no tool matches; loadable tools: todo, process, session_search, skill_manage, skill_run"), "{none}");
 }

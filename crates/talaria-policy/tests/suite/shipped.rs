@@ -23,26 +23,32 @@ fn every_shipped_profile_loads_with_its_examples() {
 }
 
 #[test]
-fn default_tool_mapping() {
+fn a_tool_runs_under_its_declared_default_or_is_refused() {
     let set = PolicySet::shipped().unwrap();
-    for (tool, profile) in [
-        ("terminal", "workspace-write"),
-        ("write_file", "workspace-write"),
-        ("patch", "workspace-write"),
-        ("read_file", "read-only"),
-        ("search_files", "read-only"),
-    ] {
-        assert_eq!(
-            set.profile_for_tool(tool, None).unwrap().name(),
-            profile,
-            "{tool}"
-        );
-    }
+    // The shipped set has no [tools] table: the tool's own declaration decides.
+    assert_eq!(
+        set.profile_for_tool("terminal", Some("workspace-write"))
+            .unwrap()
+            .name(),
+        "workspace-write"
+    );
+    assert_eq!(
+        set.profile_for_tool("read_file", Some("read-only"))
+            .unwrap()
+            .name(),
+        "read-only"
+    );
     assert_eq!(
         set.profile_for_tool("browser", None)
             .unwrap_err()
             .to_string(),
-        "no profile for tool `browser`; map it in the [tools] table of a tools.toml policy file"
+        "no profile for tool `browser`: it declares no default and no [tools] table maps it; map it in the [tools] table of a tools.toml policy file"
+    );
+    assert_eq!(
+        set.profile_for_tool("browser", Some("wide-open"))
+            .unwrap_err()
+            .to_string(),
+        "unknown profile `wide-open` (known: networked, oci, read-only, workspace-write)"
     );
     assert_eq!(
         set.profile("workspace_write").unwrap_err().to_string(),

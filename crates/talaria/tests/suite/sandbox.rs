@@ -242,6 +242,88 @@ async fn policy_list_check_and_explain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_run_under_their_declared_profile_unless_tools_toml_maps_them() {
+    let env = Env::new().await;
+    // The table lists every tool with the default it declares.
+    let list = env.run(&["policy", "list"]).await.success().stdout();
+    let row = |list: &str, tool: &str| {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(tool))
+            .unwrap_or_else(|| panic!("no row for {tool}:\n{list}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        row(&list, "terminal"),
+        "terminal workspace-write declared by the tool"
+    );
+    assert_eq!(
+        row(&list, "read_file"),
+        "read_file read-only declared by the tool"
+    );
+    assert_eq!(
+        row(&list, "skill_run"),
+        "skill_run read-only declared by the tool"
+    );
+    assert_eq!(
+        row(&list, "memory"),
+        "memory - runs no command (agent state only)"
+    );
+
+    // With the default, the terminal writes the workspace.
+    env.server.push(Reply::tool_call(
+        "terminal",
+        r#"{"command": "touch made-by-default"}"#,
+    ));
+    env.server.push(Reply::text("done"));
+    env.run(&["chat", "-q", "make a file"]).await.success();
+    assert!(env.work.path().join("made-by-default").exists());
+
+    // A [tools] entry beats the declared default, in the listing and for the agent's calls.
+    let policies = env.home_path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("tools.toml"),
+        "[tools]\nterminal = \"read-only\"\n",
+    )
+    .unwrap();
+    let list = env.run(&["policy", "list"]).await.success().stdout();
+    assert_eq!(
+        row(&list, "terminal"),
+        format!(
+            "terminal read-only {}:2",
+            policies.join("tools.toml").display()
+        )
+    );
+    env.server.push(Reply::tool_call(
+        "terminal",
+        r#"{"command": "touch made-under-read-only"}"#,
+    ));
+    env.server.push(Reply::text("done"));
+    env.run(&["chat", "-q", "make another"]).await.success();
+    assert!(!env.work.path().join("made-under-read-only").exists());
+    let result = tool_messages(&env.server.chat_requests().pop().unwrap().body)[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(result.contains("Read-only file system"), "{result}");
+
+    // A tool that declares nothing and is in no table is refused, saying how to map it.
+    let out = env
+        .run(&["policy", "explain", "--tool", "browser", "--", "ls"])
+        .await;
+    assert_ne!(out.code(), Some(0));
+    assert!(
+        out.stderr().contains(
+            "no profile for tool `browser`: it declares no default and no [tools] table maps it"
+        ),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_tools_run_under_the_workspace_write_policy() {
     let env = Env::new().await;
     std::fs::create_dir_all(env.work.path().join(".git/hooks")).unwrap();
