@@ -20,6 +20,7 @@ use crate::Exit;
 use crate::cli::ChatArgs;
 use crate::context;
 use crate::sandboxed::{self, SandboxedTools, TerminalApprover};
+use crate::terminal::safe;
 use talaria_agent::endpoint;
 
 const SLASH_COMMANDS: &[(&str, &str)] = &[
@@ -167,7 +168,7 @@ async fn one_shot(chat: &mut Chat, prompt: &str, verbose: bool) -> anyhow::Resul
     let outcome = result?;
     match outcome.stop {
         TurnStop::Completed => {
-            println!("{}", outcome.text.trim_end());
+            println!("{}", safe(outcome.text.trim_end()));
             Ok(())
         }
         TurnStop::Interrupted => Err(Exit {
@@ -190,16 +191,20 @@ fn budget_message(config: &Config, id: &SessionId) -> String {
     )
 }
 
+/// A finished tool call as one line; the summary quotes the model's arguments, so it is made
+/// safe here.
 fn progress_line(summary: &str, ok: bool, duration: &std::time::Duration) -> String {
     format!(
-        "  {} {summary}  ({:.1}s)",
+        "  {} {}  ({:.1}s)",
         if ok { "⚙" } else { "✗" },
+        safe(summary),
         duration.as_secs_f64()
     )
 }
 
 /// Prints streamed text and tool progress, keeping track of whether the cursor is at the
-/// start of a line so progress lines never run into answer text.
+/// start of a line so progress lines never run into answer text. Everything it prints from
+/// the turn is made [`safe`] first.
 #[derive(Debug, Default)]
 struct Printer {
     mid_line: bool,
@@ -208,10 +213,13 @@ struct Printer {
 
 impl Printer {
     fn event(&mut self, event: &TurnEvent, show_tools: bool) {
-        let mut out = std::io::stdout().lock();
+        self.write(&mut std::io::stdout().lock(), event, show_tools);
+    }
+
+    fn write(&mut self, out: &mut impl Write, event: &TurnEvent, show_tools: bool) {
         match event {
             TurnEvent::TextDelta(text) => {
-                let _ = out.write_all(text.as_bytes());
+                let _ = out.write_all(safe(text).as_bytes());
                 self.mid_line = !text.ends_with('\n');
                 self.streamed = true;
             }
@@ -235,7 +243,7 @@ impl Printer {
                     let _ = out.write_all(b"\n");
                     self.mid_line = false;
                 }
-                let _ = writeln!(out, "[{text}]");
+                let _ = writeln!(out, "[{}]", safe(text));
             }
         }
         let _ = out.flush();
@@ -266,7 +274,7 @@ async fn run_turn_interactive(chat: &mut Chat, input: &str) -> Option<TurnOutcom
                     println!();
                 }
                 if !printer.streamed && !outcome.text.is_empty() {
-                    println!("{}", outcome.text.trim_end());
+                    println!("{}", safe(outcome.text.trim_end()));
                 }
             } else if printer.mid_line {
                 println!();
@@ -284,7 +292,8 @@ async fn run_turn_interactive(chat: &mut Chat, input: &str) -> Option<TurnOutcom
             if printer.mid_line {
                 println!();
             }
-            eprintln!("error: {e}");
+            // A provider's error may quote what it was sent or answered.
+            eprintln!("error: {}", safe(&e.to_string()));
             eprintln!("(your message is saved; /retry sends it again)");
             None
         }
@@ -371,7 +380,7 @@ async fn slash_command(chat: &mut Chat, line: &str) -> anyhow::Result<bool> {
             println!("new session {}", chat.session.id);
         }
         "/undo" => match chat.agent.undo(&mut chat.session, "undo").await {
-            Ok(text) => println!("removed: {}", first_line(&text)),
+            Ok(text) => println!("removed: {}", safe(&first_line(&text))),
             Err(e) => println!("{e}"),
         },
         "/retry" => match chat.agent.undo(&mut chat.session, "retry").await {
@@ -419,11 +428,12 @@ async fn slash_command(chat: &mut Chat, line: &str) -> anyhow::Result<bool> {
         "/sessions" => {
             for s in chat.agent.store().list_sessions(10).await? {
                 let marker = if s.id == chat.session.id { "*" } else { " " };
+                // Titles come from first messages, which may be a remote person's.
                 println!(
                     "{marker} {}  {}  {}",
                     s.id,
                     talaria_agent::format_time(s.updated_at),
-                    s.title.as_deref().unwrap_or("(untitled)")
+                    safe(s.title.as_deref().unwrap_or("(untitled)"))
                 );
             }
         }
@@ -502,6 +512,34 @@ impl Completer for ChatHelper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_printer_escapes_what_the_turn_says() {
+        let mut printer = Printer::default();
+        let mut out = Vec::new();
+        for event in [
+            // An escape sequence split across two deltas is escaped all the same.
+            TurnEvent::TextDelta("héllo 👋 \u{1b}".into()),
+            TurnEvent::TextDelta("]52;c;cHduZWQ=\u{7}\n".into()),
+            TurnEvent::ToolStarted {
+                summary: "terminal: sudo id\r\u{1b}[2K\u{1b}[1Als -la".into(),
+            },
+            TurnEvent::ToolFinished {
+                summary: "terminal: sudo id\r\u{1b}[2K\u{1b}[1Als -la".into(),
+                ok: true,
+                duration: std::time::Duration::from_millis(100),
+            },
+            TurnEvent::Notice("switched \u{202e}key".into()),
+        ] {
+            printer.write(&mut out, &event, true);
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "héllo 👋 \\u{1b}]52;c;cHduZWQ=\\u{7}\n\
+             \x20 ⚙ terminal: sudo id\\r\\u{1b}[2K\\u{1b}[1Als -la  (0.1s)\n\
+             [switched \\u{202e}key]\n"
+        );
+    }
 
     #[test]
     fn continuations_are_joined() {

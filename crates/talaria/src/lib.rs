@@ -20,6 +20,7 @@ mod sandboxed;
 mod serve;
 mod sessions_cmd;
 mod skills_cmd;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -68,13 +69,14 @@ pub fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // Errors can quote a provider's answer or a model's argument: made safe to print.
             if let Some(exit) = error.downcast_ref::<Exit>() {
                 if let Some(message) = &exit.message {
-                    eprintln!("talaria: {message}");
+                    eprintln!("talaria: {}", terminal::safe(message));
                 }
                 return ExitCode::from(exit.code);
             }
-            eprintln!("talaria: error: {error:#}");
+            eprintln!("talaria: error: {}", terminal::safe(&format!("{error:#}")));
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -7,6 +7,7 @@ use talaria_agent::memory::{MemoryEdit, MemoryFiles, MemoryTarget};
 use talaria_core::Person;
 
 use crate::context;
+use crate::terminal::say;
 
 #[derive(Debug, Subcommand)]
 pub enum MemoryCommand {
@@ -42,7 +43,7 @@ pub async fn run(command: MemoryCommand) -> anyhow::Result<()> {
             let files = files.with_person(&person);
             for target in [MemoryTarget::Memory, MemoryTarget::User] {
                 let entries = files.entries(target)?;
-                println!(
+                say!(
                     "{} ({}) — {}/{} chars, {} entries",
                     target.file_name(),
                     files.path(target).display(),
@@ -51,7 +52,7 @@ pub async fn run(command: MemoryCommand) -> anyhow::Result<()> {
                     entries.len()
                 );
                 for (i, entry) in entries.iter().enumerate() {
-                    println!("  {}. {}", i + 1, entry.replace('\n', "\n     "));
+                    say!("  {}. {}", i + 1, entry.replace('\n', "\n     "));
                 }
             }
             Ok(())
@@ -59,10 +60,10 @@ pub async fn run(command: MemoryCommand) -> anyhow::Result<()> {
         MemoryCommand::Pending => {
             let pending = files.pending().list()?;
             if pending.is_empty() {
-                println!("no memory writes waiting for approval");
+                say!("no memory writes waiting for approval");
             }
             for write in pending {
-                println!(
+                say!(
                     "{}  {}  {} {} for {} (session {})",
                     write.id,
                     format_time(write.created_at),
@@ -71,13 +72,13 @@ pub async fn run(command: MemoryCommand) -> anyhow::Result<()> {
                     write.person,
                     write.session
                 );
-                println!("    {}", describe(&write.edit));
+                say!("    {}", describe(&write.edit));
             }
             Ok(())
         }
         MemoryCommand::Approve { id } => {
             let (write, entries) = files.approve(&id)?;
-            println!(
+            say!(
                 "approved {id}: {} now has {} entries ({} for {})",
                 write.target.file_name(),
                 entries.len(),
@@ -90,7 +91,7 @@ pub async fn run(command: MemoryCommand) -> anyhow::Result<()> {
             let pending = files.pending();
             pending.get(&id)?;
             pending.discard(&id)?;
-            println!("rejected {id}");
+            say!("rejected {id}");
             Ok(())
         }
     }

@@ -42,14 +42,19 @@ pub trait Approver: Send + Sync + std::fmt::Debug {
 }
 
 /// Asks at the terminal (the interactive chat: the line editor is idle while a turn runs).
-/// Anything but "y" or "yes" is a no.
+/// Anything but "y" or "yes" is a no. The command is the model's: it is shown quoted with every
+/// hidden character escaped, so what is read is what runs.
 #[derive(Debug)]
 pub struct TerminalApprover;
 
 #[async_trait]
 impl Approver for TerminalApprover {
     async fn approve(&self, command: &str, reason: &str) -> bool {
-        let question = format!("\n  ⚠ `{command}` needs your approval: {reason}. Run it? [y/N] ");
+        let question = format!(
+            "\n  ⚠ {} needs your approval: {}. Run it? [y/N] ",
+            crate::terminal::quoted(command),
+            crate::terminal::safe(reason)
+        );
         tokio::task::spawn_blocking(move || {
             use std::io::Write;
             let mut out = std::io::stdout().lock();

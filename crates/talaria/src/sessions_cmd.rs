@@ -15,6 +15,7 @@ use crate::Exit;
 use crate::cli::SessionsCommand;
 use crate::context;
 use crate::export;
+use crate::terminal::say;
 
 pub async fn run(command: SessionsCommand) -> anyhow::Result<()> {
     let home = context::home()?;
@@ -51,7 +52,7 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<()> {
         SessionsCommand::Delete { id } => {
             let id = SessionId::parse(&id)?;
             if store.delete_session(&id).await? {
-                println!("deleted session {id}");
+                say!("deleted session {id}");
                 Ok(())
             } else {
                 Err(no_session(&id))
@@ -67,15 +68,19 @@ fn no_session(id: &SessionId) -> anyhow::Error {
 async fn list(store: &Store, limit: usize) -> anyhow::Result<()> {
     let sessions = store.list_sessions(limit).await?;
     if sessions.is_empty() {
-        println!("no sessions yet; start one with talaria chat");
+        say!("no sessions yet; start one with talaria chat");
         return Ok(());
     }
-    println!(
+    say!(
         "{:<23} {:<16} {:>5} {:>8}  {:<20} TITLE",
-        "ID", "UPDATED", "MSGS", "TOKENS", "MODEL"
+        "ID",
+        "UPDATED",
+        "MSGS",
+        "TOKENS",
+        "MODEL"
     );
     for s in sessions {
-        println!(
+        say!(
             "{:<23} {:<16} {:>5} {:>8}  {:<20} {}",
             s.id,
             format_time(s.updated_at),
@@ -91,7 +96,7 @@ async fn list(store: &Store, limit: usize) -> anyhow::Result<()> {
 async fn show(store: &Store, id: &SessionId) -> anyhow::Result<()> {
     let record = store.session(id).await?.ok_or_else(|| no_session(id))?;
     let messages = store.messages(id).await?;
-    println!(
+    say!(
         "session {}  ·  {}  ·  model {}  ·  {}",
         record.id,
         format_time(record.created_at),
@@ -102,13 +107,13 @@ async fn show(store: &Store, id: &SessionId) -> anyhow::Result<()> {
         let m = &stored.message;
         match m.role {
             Role::System => continue,
-            Role::User => println!("\n› {}", m.content),
+            Role::User => say!("\n› {}", m.content),
             Role::Assistant => {
                 if !m.content.is_empty() {
-                    println!("\n{}", m.content);
+                    say!("\n{}", m.content);
                 }
                 for call in &m.tool_calls {
-                    println!("  → {} {}", call.name, call.arguments);
+                    say!("  → {} {}", call.name, call.arguments);
                 }
             }
             Role::Tool => {
@@ -119,9 +124,9 @@ async fn show(store: &Store, id: &SessionId) -> anyhow::Result<()> {
                     .map(|l| format!("    {l}"))
                     .collect::<Vec<_>>()
                     .join("\n");
-                println!("  ← {}\n{shown}", m.name.as_deref().unwrap_or("tool"));
+                say!("  ← {}\n{shown}", m.name.as_deref().unwrap_or("tool"));
                 if lines.len() > 12 {
-                    println!(
+                    say!(
                         "    [… {} more lines; talaria sessions export {} shows everything]",
                         lines.len() - 12,
                         record.id
@@ -161,13 +166,13 @@ async fn search(store: &Store, query: &str, limit: usize) -> anyhow::Result<()> 
             0 | 1 => String::new(),
             n => format!("  ({n} matching messages)"),
         };
-        println!(
+        say!(
             "{}  {}  {}{more}",
             hit.session_id,
             format_time(hit.updated_at),
             hit.title.as_deref().unwrap_or("(untitled)")
         );
-        println!(
+        say!(
             "    #{} [{}] {}",
             hit.seq,
             hit.role.as_str(),
@@ -201,7 +206,7 @@ async fn scroll(store: &Store, around: &str, window: usize) -> anyhow::Result<()
         let mark = if stored.seq == seq { '>' } else { ' ' };
         if m.role == Role::System {
             // Not the conversation; `sessions export` has it.
-            println!(
+            say!(
                 "{mark} #{:<4} [system] (the session's system prompt, {} characters)",
                 stored.seq,
                 m.content.chars().count()
@@ -216,14 +221,14 @@ async fn scroll(store: &Store, around: &str, window: usize) -> anyhow::Result<()
             text.push_str(&format!("\n→ {} {}", call.name, call.arguments));
         }
         let mut lines = text.lines();
-        println!(
+        say!(
             "{mark} #{:<4} [{}] {}",
             stored.seq,
             m.role.as_str(),
             lines.next().unwrap_or_default()
         );
         for line in lines {
-            println!("         {line}");
+            say!("         {line}");
         }
     }
     Ok(())

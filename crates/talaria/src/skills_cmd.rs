@@ -11,6 +11,7 @@ use talaria_skills::{Mode, Registry, short, validate_dir};
 
 use crate::Exit;
 use crate::context;
+use crate::terminal::say;
 
 #[derive(Debug, Subcommand)]
 pub enum SkillsCommand {
@@ -66,14 +67,14 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
         SkillsCommand::Import { path } => {
             let outcome = registry.import(&path).await?;
             for warning in &outcome.warnings {
-                println!("{warning}");
+                say!("{warning}");
             }
             let state = if outcome.quarantined {
                 "quarantined"
             } else {
                 "active"
             };
-            println!(
+            say!(
                 "imported {} version {} ({state})",
                 outcome.name,
                 short(&outcome.version)
@@ -83,12 +84,15 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
         SkillsCommand::List => {
             let skills = registry.list().await?;
             if skills.is_empty() {
-                println!("no skills yet");
+                say!("no skills yet");
                 return Ok(());
             }
-            println!(
+            say!(
                 "{:<32} {:<12} {:<12} {:<7} UPDATED",
-                "NAME", "STATE", "VERSION", "AUTHOR"
+                "NAME",
+                "STATE",
+                "VERSION",
+                "AUTHOR"
             );
             for s in skills {
                 let pending = if s.pending_version.is_some() && s.state.as_str() == "active" {
@@ -96,7 +100,7 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                println!(
+                say!(
                     "{:<32} {:<12} {:<12} {:<7} {}{pending}",
                     s.name,
                     s.state.as_str(),
@@ -109,19 +113,19 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
         }
         SkillsCommand::Show { name } => {
             let d = registry.show(&name).await?;
-            println!("name:     {}", d.summary.name);
-            println!("state:    {}", d.summary.state.as_str());
-            println!("version:  {}", d.version.hash);
-            println!(
+            say!("name:     {}", d.summary.name);
+            say!("state:    {}", d.summary.state.as_str());
+            say!("version:  {}", d.version.hash);
+            say!(
                 "parent:   {}",
                 d.version.parent.as_deref().map_or("-", short)
             );
-            println!("author:   {}", d.version.author);
-            println!(
+            say!("author:   {}", d.version.author);
+            say!(
                 "session:  {}",
                 d.version.session_id.as_deref().unwrap_or("-")
             );
-            println!(
+            say!(
                 "untrusted content in context: {}",
                 if d.version.untrusted_context {
                     "yes"
@@ -129,18 +133,18 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
                     "no"
                 }
             );
-            println!("created:  {}", format_time(d.version.created_at));
+            say!("created:  {}", format_time(d.version.created_at));
             if let Some(p) = &d.pending {
-                println!(
+                say!(
                     "pending:  {} by {} (talaria skills approve {name})",
                     short(&p.hash),
                     p.author
                 );
             }
-            println!("\nfront matter:\n{}", d.front_matter.trim_end());
-            println!("\nfiles:");
+            say!("\nfront matter:\n{}", d.front_matter.trim_end());
+            say!("\nfiles:");
             for (path, size, exec) in d.files {
-                println!("  {} {size:>8}  {path}", if exec { "x" } else { "-" });
+                say!("  {} {size:>8}  {path}", if exec { "x" } else { "-" });
             }
             Ok(())
         }
@@ -155,7 +159,7 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
                 } else {
                     format!("  ({})", e.reason)
                 };
-                println!(
+                say!(
                     "{:>5}  {}  {:<13} {:<12}  {}{reason}",
                     e.seq,
                     format_time(e.at),
@@ -169,42 +173,45 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
         SkillsCommand::Diff { name, a, b } => {
             let (_, old) = registry.version_tree(&name, &a).await?;
             let (_, new) = registry.version_tree(&name, &b).await?;
-            print!("{}", talaria_skills::diff::unified(&old, &new));
+            print!(
+                "{}",
+                crate::terminal::safe(&talaria_skills::diff::unified(&old, &new))
+            );
             Ok(())
         }
         SkillsCommand::Rollback { name, version } => {
             let target = registry.rollback(&name, &version, "user").await?;
-            println!("{name} is at version {} again", short(&target));
+            say!("{name} is at version {} again", short(&target));
             Ok(())
         }
         SkillsCommand::Approve { name } => {
             let version = registry.approve(&name, "user").await?;
-            println!("approved {name} version {}", short(&version));
+            say!("approved {name} version {}", short(&version));
             Ok(())
         }
         SkillsCommand::Reject { name, reason } => {
             let version = registry.reject(&name, "user", &reason).await?;
-            println!("rejected {name} version {}", short(&version));
+            say!("rejected {name} version {}", short(&version));
             Ok(())
         }
         SkillsCommand::Pin { name } => {
             registry.set_pinned(&name, true).await?;
-            println!("pinned {name}: the curator leaves it alone");
+            say!("pinned {name}: the curator leaves it alone");
             Ok(())
         }
         SkillsCommand::Unpin { name } => {
             registry.set_pinned(&name, false).await?;
-            println!("unpinned {name}");
+            say!("unpinned {name}");
             Ok(())
         }
         SkillsCommand::Quarantine => {
             let pending = registry.quarantine().await?;
             if pending.is_empty() {
-                println!("nothing in quarantine");
+                say!("nothing in quarantine");
                 return Ok(());
             }
             for p in pending {
-                println!(
+                say!(
                     "{:<32} {:<12} {} session {}",
                     p.name,
                     short(&p.version.hash),
@@ -217,13 +224,13 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
         SkillsCommand::Verify => {
             let problems = registry.verify().await?;
             if problems.is_empty() {
-                println!(
+                say!(
                     "skills verified: every version, the audit chain and the skills on disk are intact"
                 );
                 return Ok(());
             }
             for problem in &problems {
-                println!("{problem}");
+                say!("{problem}");
             }
             Err(Exit {
                 code: 1,
@@ -237,23 +244,21 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
         SkillsCommand::Sync => {
             let report = registry.sync().await?;
             for (name, version) in &report.recorded {
-                println!(
+                say!(
                     "{name}: edit on disk recorded as version {} by user",
                     short(version)
                 );
             }
             for name in &report.restored {
-                println!("{name}: missing on disk; written again");
+                say!("{name}: missing on disk; written again");
             }
             for name in &report.untracked {
-                println!("{name}: not in the registry (talaria skills import to add it)");
+                say!("{name}: not in the registry (talaria skills import to add it)");
             }
             for (name, problems) in &report.refused {
-                println!(
-                    "{name}: edit on disk refused; the registry's version stays authoritative:"
-                );
+                say!("{name}: edit on disk refused; the registry's version stays authoritative:");
                 for problem in problems {
-                    println!("  {problem}");
+                    say!("  {problem}");
                 }
             }
             if report.refused.is_empty() {
@@ -273,10 +278,10 @@ fn validate(path: &std::path::Path, lenient: bool) -> anyhow::Result<()> {
     let mode = if lenient { Mode::Lenient } else { Mode::Strict };
     let report = validate_dir(path, mode);
     for problem in &report.problems {
-        println!("{problem}");
+        say!("{problem}");
     }
     if report.is_valid() {
-        println!("{}: valid", path.display());
+        say!("{}: valid", path.display());
         Ok(())
     } else {
         Err(Exit {
@@ -321,7 +326,7 @@ pub async fn curator(command: CuratorCommand) -> anyhow::Result<()> {
     let dir = home.root().join("curator");
     let (file, text) = talaria_skills::curator::write_report(&report, &dir, &format_time(now))
         .map_err(|e| anyhow::anyhow!("cannot write the report in {}: {e}", dir.display()))?;
-    print!("{text}");
-    println!("\nreport written to {}", file.display());
+    print!("{}", crate::terminal::safe(&text));
+    say!("\nreport written to {}", file.display());
     Ok(())
 }

@@ -9,4 +9,5 @@ mod sandbox;
 mod serve;
 mod sessions;
 mod skills;
+mod terminal;
 mod usage;
