@@ -243,6 +243,15 @@ impl SkillLibrary {
         self.registry.live_tree(name).await
     }
 
+    /// An active skill's files and whether the owner chose or approved the profile its current
+    /// version declares (see [`talaria_skills::registry::Registry::live_run`]).
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn live_run(&self, name: &str) -> Result<Option<(SkillTree, bool)>, RegistryError> {
+        self.registry.live_run(name).await
+    }
+
     /// Load an active skill for the model, counting it as `kind` (a view, or a use when loaded
     /// with `/skill-name`). `None` when there is no active skill of that name.
     ///

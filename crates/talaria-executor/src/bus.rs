@@ -177,9 +177,13 @@ impl ExecutorService {
         let origin = wire::decode_origin(&request).map_err(wire_error)?;
         let path = talaria_bus::dict::require_str(&request, keys::PATH).map_err(dict_error)?;
         let contents = read_fd(contents)?;
+        let approved = get_bool(&request, keys::PROFILE_APPROVED)
+            .map_err(dict_error)?
+            .unwrap_or(false);
         let profile = get_str(&request, keys::PROFILE)
             .map_err(dict_error)?
-            .filter(|p| !p.is_empty());
+            .filter(|p| !p.is_empty())
+            .map(|name| (name, approved));
         self.executor
             .write_file(
                 origin,

@@ -93,6 +93,15 @@ pub enum ExecutorError {
     Policy(#[from] PolicyError),
     #[error("refused by policy {profile}: {reason}")]
     Forbidden { profile: String, reason: String },
+    #[error(
+        "profile {profile} is wider than {tool}'s own profile {own} ({why}); it runs only once the owner approves it"
+    )]
+    Widens {
+        profile: String,
+        tool: String,
+        own: String,
+        why: String,
+    },
     #[error("needs the user's approval under policy {profile}: {reason}")]
     NeedsApproval { profile: String, reason: String },
     #[error(
@@ -197,9 +206,26 @@ impl Executor {
     pub fn prepare(&self, request: &RunRequest) -> Result<Prepared, ExecutorError> {
         let policies = &self.config.policies;
         let origin = &request.origin;
+        let own = || policies.profile_for_tool(&origin.tool, origin.tool_profile.as_deref());
         let base = match &request.command.profile {
-            Some(name) => policies.profile(name)?,
-            None => policies.profile_for_tool(&origin.tool, origin.tool_profile.as_deref())?,
+            Some(name) => {
+                let explicit = policies.profile(name)?;
+                // A profile someone other than the owner picked (a skill's declaration, written
+                // by the model) may narrow the tool's own, never widen it.
+                if !request.command.profile_approved {
+                    let own = own()?;
+                    if let Some(why) = explicit.widening_over(own) {
+                        return Err(ExecutorError::Widens {
+                            profile: name.clone(),
+                            tool: origin.tool.clone(),
+                            own: own.name().to_owned(),
+                            why,
+                        });
+                    }
+                }
+                explicit
+            }
+            None => own()?,
         };
         let profile = base.narrow(origin.surface);
         let name = profile.name().to_owned();
@@ -514,9 +540,9 @@ impl Executor {
         }
     }
 
-    /// Create or replace a file from inside the tool's sandbox (or under `profile`, still
-    /// narrowed for the origin's surface), so the write is confined by the same rules as a
-    /// command would be.
+    /// Create or replace a file from inside the tool's sandbox (or under `profile`: a name and
+    /// whether the owner approved it, checked and narrowed as for a command), so the write is
+    /// confined by the same rules as a command would be.
     ///
     /// # Errors
     /// [`ExecutorError`], or `SandboxRefused` carrying the reason the write failed (e.g. a
@@ -524,7 +550,7 @@ impl Executor {
     pub async fn write_file(
         &self,
         origin: ExecOrigin,
-        profile: Option<String>,
+        profile: Option<(String, bool)>,
         path: &Path,
         contents: Vec<u8>,
         cancel: &CancellationToken,
@@ -543,7 +569,8 @@ impl Executor {
             stdin: Some(contents),
             timeout: Duration::MAX,
             output_limit: usize::MAX,
-            profile,
+            profile_approved: profile.as_ref().is_some_and(|(_, approved)| *approved),
+            profile: profile.map(|(name, _)| name),
         };
         let request = RunRequest {
             origin,

@@ -41,6 +41,7 @@ mod set;
 mod shipped;
 mod template;
 mod units;
+mod widening;
 
 pub use endpoint::Endpoint;
 pub use error::{PolicyError, PolicyErrors};

@@ -37,6 +37,10 @@
 //!   `allowlisted_user`, `webhook`), which narrows every tool call's sandbox profile; it can only
 //!   ever narrow. Keys made before it were all made by the gateway or the scheduler on behalf
 //!   of someone other than the owner at the CLI, so they become `allowlisted_user`.
+//! - v11: `skill_audit.action` may also be `approve_profile` (the owner approved the sandbox
+//!   profile an agent-written version declares). SQLite cannot change a CHECK constraint, so
+//!   the table is rebuilt with every row copied verbatim (the hash chain is unchanged) and its
+//!   append-only triggers made again.
 
 use std::path::{Path, PathBuf};
 
@@ -46,7 +50,7 @@ use talaria_core::ToolCall;
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
@@ -98,7 +102,38 @@ const MIGRATIONS: &[Migration] = &[
         version: 10,
         apply: v10_session_key_surface,
     },
+    Migration {
+        version: 11,
+        apply: v11_audit_approve_profile,
+    },
 ];
+
+fn v11_audit_approve_profile(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE skill_audit_v11 (
+             seq       INTEGER PRIMARY KEY NOT NULL CHECK (seq >= 1),
+             at        INTEGER NOT NULL,
+             action    TEXT NOT NULL CHECK (action IN ('create', 'patch', 'delete', 'approve',
+                           'reject', 'rollback', 'import', 'external_edit', 'approve_profile')),
+             skill     TEXT NOT NULL,
+             version   TEXT,
+             actor     TEXT NOT NULL,
+             reason    TEXT NOT NULL,
+             prev_hash TEXT NOT NULL,
+             hash      TEXT NOT NULL UNIQUE
+         ) STRICT;
+         INSERT INTO skill_audit_v11 SELECT * FROM skill_audit ORDER BY seq;
+         DROP TABLE skill_audit;
+         ALTER TABLE skill_audit_v11 RENAME TO skill_audit;
+         CREATE INDEX skill_audit_by_skill ON skill_audit (skill, seq);
+         CREATE TRIGGER skill_audit_no_update BEFORE UPDATE ON skill_audit BEGIN
+             SELECT RAISE (ABORT, 'skill_audit is append-only');
+         END;
+         CREATE TRIGGER skill_audit_no_delete BEFORE DELETE ON skill_audit BEGIN
+             SELECT RAISE (ABORT, 'skill_audit is append-only');
+         END;",
+    )
+}
 
 fn v10_session_key_surface(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
@@ -516,6 +551,60 @@ mod tests {
             )
             .unwrap();
         assert_eq!(hits, 1);
+    }
+
+    #[test]
+    fn v11_keeps_the_audit_chain_and_its_triggers_and_allows_approve_profile() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, 10).unwrap();
+        conn.execute_batch(
+            "INSERT INTO skill_audit VALUES (1, 1, 'create', 'n', 'h', 'agent', '', 'p', 'x');
+             INSERT INTO skill_audit VALUES (2, 2, 'approve', 'n', 'h', 'user', '', 'x', 'y');",
+        )
+        .unwrap();
+        assert!(
+            conn.execute_batch(
+                "INSERT INTO skill_audit VALUES (3, 3, 'approve_profile', 'n', 'h', 'user', '', 'y', 'z')"
+            )
+            .is_err(),
+            "v10 does not know the action"
+        );
+        migrate_to(&conn, 11).unwrap();
+        conn.execute_batch(
+            "INSERT INTO skill_audit VALUES (3, 3, 'approve_profile', 'n', 'h', 'user', '', 'y', 'z')",
+        )
+        .unwrap();
+        let rows: Vec<(i64, String, String)> = conn
+            .prepare("SELECT seq, action, hash FROM skill_audit ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, "create".into(), "x".into()),
+                (2, "approve".into(), "y".into()),
+                (3, "approve_profile".into(), "z".into())
+            ]
+        );
+        for statement in [
+            "UPDATE skill_audit SET reason = 'x'",
+            "DELETE FROM skill_audit",
+        ] {
+            let err = conn.execute_batch(statement).unwrap_err();
+            assert!(
+                err.to_string().contains("append-only"),
+                "{statement}: {err}"
+            );
+        }
+        assert!(
+            conn.execute_batch(
+                "INSERT INTO skill_audit VALUES (4, 4, 'bogus', 'n', 'h', 'user', '', 'z', 'w')"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub async fn run(command: SandboxCommand) -> anyhow::Result<()> {
         command: CommandSpec {
             timeout: timeout.map_or(Duration::MAX, Duration::from_secs),
             profile: Some(policy),
+            // The owner named it at the terminal.
+            profile_approved: true,
             ..CommandSpec::from_argv(command, cwd)
         },
         approved: false,

@@ -34,8 +34,14 @@ pub enum SkillsCommand {
     Diff { name: String, a: String, b: String },
     /// Make an earlier version current again; its files are restored byte for byte.
     Rollback { name: String, version: String },
-    /// Approve a skill's quarantined version: it becomes active and is written to disk.
-    Approve { name: String },
+    /// Approve a skill's quarantined version: it becomes active and is written to disk. With
+    /// `--profile`: approve the sandbox profile the active version declares for its scripts,
+    /// which `skill_run` otherwise refuses where it is wider than its own.
+    Approve {
+        name: String,
+        #[arg(long)]
+        profile: bool,
+    },
     /// Reject a skill's quarantined version.
     Reject {
         name: String,
@@ -134,6 +140,7 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
                 }
             );
             say!("created:  {}", format_time(d.version.created_at));
+            say!("profile:  {}", declared_profile(&home, &name, &d));
             if let Some(p) = &d.pending {
                 say!(
                     "pending:  {} by {} (talaria skills approve {name})",
@@ -184,9 +191,23 @@ pub async fn run(command: SkillsCommand) -> anyhow::Result<()> {
             say!("{name} is at version {} again", short(&target));
             Ok(())
         }
-        SkillsCommand::Approve { name } => {
+        SkillsCommand::Approve {
+            name,
+            profile: false,
+        } => {
             let version = registry.approve(&name, "user").await?;
             say!("approved {name} version {}", short(&version));
+            Ok(())
+        }
+        SkillsCommand::Approve {
+            name,
+            profile: true,
+        } => {
+            let version = registry.approve_profile(&name, "user").await?;
+            say!(
+                "approved the profile version {} of {name} declares: skill_run runs its scripts under it",
+                short(&version)
+            );
             Ok(())
         }
         SkillsCommand::Reject { name, reason } => {
@@ -329,4 +350,43 @@ pub async fn curator(command: CuratorCommand) -> anyhow::Result<()> {
     print!("{}", crate::terminal::safe(&text));
     say!("\nreport written to {}", file.display());
     Ok(())
+}
+
+/// The profile a skill's scripts run under, and whether it may: a version the agent wrote may
+/// declare a profile wider than `skill_run`'s own only once the owner approved it.
+fn declared_profile(
+    home: &talaria_agent::TalariaHome,
+    name: &str,
+    details: &talaria_skills::SkillDetails,
+) -> String {
+    use talaria_agent::tools::{DEFAULT_SKILL_PROFILE, PROFILE_KEY};
+    let profile = talaria_skills::validate::metadata_value(&details.front_matter, PROFILE_KEY)
+        .unwrap_or_else(|| DEFAULT_SKILL_PROFILE.to_owned());
+    if details.profile_approved {
+        let who = if details.version.author == "agent" {
+            "approved by the owner"
+        } else {
+            "written by a person"
+        };
+        return format!("{profile} ({who})");
+    }
+    let widening = crate::sandboxed::load_policies(home).ok().and_then(|set| {
+        let declared = set.profile(&profile).ok()?;
+        let own = set.profile_for_tool("skill_run", None).ok()?;
+        Some(
+            declared
+                .widening_over(own)
+                .map(|why| (own.name().to_owned(), why)),
+        )
+    });
+    match widening {
+        Some(None) => format!("{profile} (declared by the agent; within skill_run's own)"),
+        Some(Some((own, why))) => format!(
+            "{profile} (declared by the agent, NOT approved: wider than skill_run's own {own} — {why}; \
+             skill_run refuses it until `talaria skills approve {name} --profile`)"
+        ),
+        None => format!(
+            "{profile} (declared by the agent, not approved; the policies do not load or name no such profile)"
+        ),
+    }
 }

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::exec::{ExecError, ExecOrigin, ToolExecutor};
 use crate::memory::MemoryFiles;
 use crate::skills::SkillLibrary;
+pub use skills_tool::{DEFAULT_SKILL_PROFILE, PROFILE_KEY};
 pub use todo::TodoList;
 
 /// Everything a tool call may touch.

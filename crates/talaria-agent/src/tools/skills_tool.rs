@@ -16,10 +16,12 @@ use talaria_skills::{Author, Provenance, WriteOutcome, metadata_value, short};
 use talaria_store::SkillUse;
 
 use super::{Tool, ToolContext, ToolError, parse_args};
-use crate::exec::{CommandSpec, ExitKind};
+use crate::exec::{CommandSpec, ExecError, ExitKind};
 
 /// The front matter key (under `metadata`) naming a skill's profile.
-const PROFILE_KEY: &str = "talaria.profile";
+pub const PROFILE_KEY: &str = "talaria.profile";
+/// The profile a skill's scripts run under when it declares none.
+pub const DEFAULT_SKILL_PROFILE: &str = "read-only";
 
 /// `skills_list`: the active skills, from the agent's skill registry.
 #[derive(Debug)]
@@ -186,8 +188,11 @@ impl Tool for SkillRun {
         true
     }
 
+    /// Not what a skill runs under (that is what it declares, else read-only) but the most an
+    /// agent-written skill may declare without the owner's approval: what `terminal` has, so a
+    /// skill can never widen what the turn that runs it may do.
     fn default_profile(&self) -> Option<&'static str> {
-        Some("read-only")
+        Some("workspace-write")
     }
 
     fn summary_key(&self) -> Option<&'static str> {
@@ -409,9 +414,9 @@ async fn run(args: RunArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolErr
             message: format!("{:?} is not a file under scripts/", args.script),
         });
     }
-    let tree = ctx
+    let (tree, profile_approved) = ctx
         .skills
-        .live(&args.name)
+        .live_run(&args.name)
         .await
         .map_err(failed)?
         .ok_or_else(|| not_active(&args.name))?;
@@ -426,7 +431,9 @@ async fn run(args: RunArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolErr
         .and_then(|t| talaria_skills::validate::split_front_matter(t).ok())
         .map(|(yaml, _)| yaml.to_owned())
         .unwrap_or_default();
-    // Undeclared: the executor picks the tool's profile (the `[tools]` table's, else ours).
+    // Undeclared: read-only. Declared: checked by the executor against skill_run's own profile
+    // (the `[tools]` table's, else ours), which an unapproved agent-written version may not
+    // exceed.
     let declared = metadata_value(&front_matter, PROFILE_KEY);
     let path = ctx
         .skills
@@ -449,12 +456,24 @@ async fn run(args: RunArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolErr
         stdin: None,
         timeout: ctx.terminal_timeout.min(Duration::from_secs(3600)),
         output_limit: ctx.output_limit,
-        profile: declared,
+        profile: Some(declared.unwrap_or_else(|| DEFAULT_SKILL_PROFILE.to_owned())),
+        profile_approved,
     };
-    let outcome = ctx
+    let outcome = match ctx
         .executor
         .run(&ctx.origin(&SkillRun), spec, ctx.cancel)
-        .await?;
+        .await
+    {
+        Err(ExecError::Refused { message })
+            if !profile_approved && message.contains("wider than") =>
+        {
+            return Err(ToolError::Failed(format!(
+                "{message}: the owner can approve this version of {} with `talaria skills approve {} --profile`",
+                args.name, args.name
+            )));
+        }
+        other => other?,
+    };
     if outcome.networked {
         ctx.saw_untrusted();
     }

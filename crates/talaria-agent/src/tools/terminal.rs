@@ -116,6 +116,7 @@ eval "$3""#;
         timeout: Duration::from_secs(timeout_secs),
         output_limit: ctx.output_limit,
         profile: None,
+        profile_approved: false,
     };
     let outcome = ctx
         .executor
@@ -159,6 +160,7 @@ async fn start_background(
         timeout: Duration::from_secs(MAX_TIMEOUT_SECS),
         output_limit: ctx.output_limit,
         profile: None,
+        profile_approved: false,
     };
     let id = ctx
         .executor

@@ -53,6 +53,10 @@ pub struct CommandSpec {
     /// Run under this policy profile instead of the tool's (a skill script runs under the
     /// profile its skill declares); the executor still narrows it for the surface.
     pub profile: Option<String>,
+    /// The owner chose or approved `profile` (at the CLI, or by approving the skill version
+    /// that declares it). Without that, an explicit profile wider than the tool's own is
+    /// refused: what the model wrote can never widen what the turn may do.
+    pub profile_approved: bool,
 }
 
 impl CommandSpec {
@@ -73,6 +77,7 @@ impl CommandSpec {
             timeout: Duration::MAX,
             output_limit: usize::MAX,
             profile: None,
+            profile_approved: false,
         }
     }
 

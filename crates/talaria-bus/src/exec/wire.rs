@@ -5,7 +5,7 @@
 //! Keys shared by `Run`, `StartBackground` and `WriteFile`: `tool` (s), `session` (s),
 //! `workspace` (s), `surface` (s), and optionally `tool_profile` (s) and `profile` (s).
 //! Commands add `argv` (as), `cwd` (s), `command_line` (s), `timeout_ms` (t), `output_limit`
-//! (t) and `run_id` (s); `WriteFile` adds `path` (s).
+//! (t), `run_id` (s) and, with `profile`, `profile_approved` (b); `WriteFile` adds `path` (s).
 //!
 //! A missing or unknown `surface` decodes as the narrowest ([`Surface::NARROWEST`]), never as
 //! the owner's: a caller that forgets it can only lose rights.
@@ -18,7 +18,8 @@ use talaria_core::{SessionId, Surface};
 use super::{CommandSpec, ExecOrigin};
 use crate::VariantDict;
 use crate::dict::{
-    DictError, TextError, get_str, get_strv, get_u64, put_str, put_strv, put_u64, require_str,
+    DictError, TextError, get_bool, get_str, get_strv, get_u64, put_bool, put_str, put_strv,
+    put_u64, require_str,
 };
 
 /// Keys of the request dictionaries.
@@ -29,6 +30,7 @@ pub mod keys {
     pub const SURFACE: &str = "surface";
     pub const TOOL_PROFILE: &str = "tool_profile";
     pub const PROFILE: &str = "profile";
+    pub const PROFILE_APPROVED: &str = "profile_approved";
     pub const ARGV: &str = "argv";
     pub const CWD: &str = "cwd";
     pub const COMMAND_LINE: &str = "command_line";
@@ -86,6 +88,7 @@ pub fn encode_command(origin: &ExecOrigin, spec: &CommandSpec) -> Result<Variant
     put_str(&mut dict, keys::COMMAND_LINE, &spec.command_line)?;
     if let Some(profile) = &spec.profile {
         put_str(&mut dict, keys::PROFILE, profile)?;
+        put_bool(&mut dict, keys::PROFILE_APPROVED, spec.profile_approved);
     }
     put_u64(
         &mut dict,
@@ -153,6 +156,7 @@ pub fn decode_command(dict: &VariantDict) -> Result<(ExecOrigin, CommandSpec), W
         output_limit: get_u64(dict, keys::OUTPUT_LIMIT)?
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         profile: get_str(dict, keys::PROFILE)?.filter(|p| !p.is_empty()),
+        profile_approved: get_bool(dict, keys::PROFILE_APPROVED)?.unwrap_or(false),
     };
     Ok((origin, spec))
 }
@@ -182,6 +186,7 @@ mod tests {
             timeout: Duration::from_secs(3),
             output_limit: 1000,
             profile: Some("read-only".into()),
+            profile_approved: true,
         };
         let dict = encode_command(&origin(), &spec).unwrap();
         let (o, s) = decode_command(&dict).unwrap();
@@ -193,6 +198,7 @@ mod tests {
         assert_eq!(s.timeout, Duration::from_secs(3));
         assert_eq!(s.output_limit, 1000);
         assert_eq!(s.profile.as_deref(), Some("read-only"));
+        assert!(s.profile_approved);
     }
 
     #[test]
@@ -226,6 +232,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             output_limit: 10,
             profile: None,
+            profile_approved: false,
         };
         assert_eq!(
             encode_command(&origin(), &spec_nul).unwrap_err().field,

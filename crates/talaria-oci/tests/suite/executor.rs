@@ -82,6 +82,7 @@ fn request(fx: &Fixture, profile: &str, script: &str) -> RunRequest {
         command: CommandSpec {
             timeout: Duration::from_secs(20),
             profile: Some(profile.into()),
+            profile_approved: true,
             ..CommandSpec::from_argv(
                 vec!["/bin/sh".into(), "-c".into(), script.into()],
                 fx.workspace.clone(),
@@ -121,7 +122,7 @@ async fn an_oci_profile_runs_in_the_sessions_container() {
     executor
         .write_file(
             origin(&fx),
-            Some("oci-test".into()),
+            Some(("oci-test".into(), true)),
             &target,
             b"via the container".to_vec(),
             &cancel,
@@ -136,7 +137,7 @@ async fn an_oci_profile_runs_in_the_sessions_container() {
     let refused = executor
         .write_file(
             origin(&fx),
-            Some("oci-test".into()),
+            Some(("oci-test".into(), true)),
             &protected,
             b"evil".to_vec(),
             &cancel,

@@ -5,6 +5,7 @@ use talaria_store::{SkillAuditRecord, SkillLedger, SkillRecord, SkillVersionReco
 
 use super::Registry;
 use super::ledger::{load_tree, require, require_version, resolve_version};
+use super::review::profile_approved;
 use super::types::{CatalogueEntry, RegistryError, SkillDetails, SkillState, SkillSummary};
 use crate::tree::SkillTree;
 use crate::validate::Mode;
@@ -26,6 +27,33 @@ impl Registry {
                     return Ok(None);
                 }
                 load_tree(ledger, &record.current_version).map(Some)
+            })
+            .await
+    }
+
+    /// What `skill_run` may run: the live files of `name` (as [`Self::live_tree`]) and whether
+    /// the profile its current version declares was chosen or approved by the owner — a
+    /// version a person wrote, or an agent-written one the owner approved. An unapproved
+    /// declaration may only narrow what `skill_run` may do (the executor checks).
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn live_run(&self, name: &str) -> Result<Option<(SkillTree, bool)>, RegistryError> {
+        let skill = name.to_owned();
+        self.store
+            .skill_ledger(move |ledger| {
+                let Some(record) = ledger.skill(&skill)? else {
+                    return Ok(None);
+                };
+                if SkillState::parse(&record.state)? != SkillState::Active {
+                    return Ok(None);
+                }
+                let version = require_version(ledger, &record.current_version)?;
+                let approved = profile_approved(ledger, &version)?;
+                Ok(Some((
+                    load_tree(ledger, &record.current_version)?,
+                    approved,
+                )))
             })
             .await
     }
@@ -107,6 +135,7 @@ impl Registry {
                     .map(|(p, f)| (p.to_owned(), f.content.len(), f.executable))
                     .collect();
                 Ok(SkillDetails {
+                    profile_approved: profile_approved(ledger, &version)?,
                     summary,
                     version,
                     pending,

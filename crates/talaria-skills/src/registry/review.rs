@@ -6,7 +6,27 @@ use talaria_store::{SkillLedger, SkillVersionRecord};
 
 use super::ledger::{append, load_tree, require, require_version, resolve_version};
 use super::projection::Projection;
-use super::types::{Action, PendingVersion, RegistryError, SkillState};
+use super::types::{Action, Author, PendingVersion, RegistryError, SkillState};
+
+/// Whether `version`'s declared profile may widen what `skill_run` may do: a person wrote the
+/// version (the owner on disk, an import), or the owner approved it — with `approve` (a
+/// quarantined version, profile and all) or `approve_profile`.
+///
+/// # Errors
+/// A storage failure.
+pub(super) fn profile_approved(
+    ledger: &SkillLedger<'_>,
+    version: &SkillVersionRecord,
+) -> Result<bool, RegistryError> {
+    if version.author != Author::Agent.as_str() {
+        return Ok(true);
+    }
+    Ok(ledger.audit(Some(&version.name))?.iter().any(|entry| {
+        entry.version.as_deref() == Some(version.hash.as_str())
+            && (entry.action == Action::Approve.as_str()
+                || entry.action == Action::ApproveProfile.as_str())
+    }))
+}
 use super::{Registry, now_ms, short};
 
 impl Registry {
@@ -35,6 +55,34 @@ impl Registry {
             .await?;
         self.apply(name, projection).await?;
         Ok(version)
+    }
+
+    /// Approve the profile the current version of an active skill declares for its scripts:
+    /// `skill_run` then runs them under it even where it is wider than `skill_run`'s own. Only
+    /// this exact version is approved; a later agent-written version needs approving again.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchSkill`], [`RegistryError::NotActive`], or a storage failure.
+    pub async fn approve_profile(&self, name: &str, actor: &str) -> Result<String, RegistryError> {
+        let (skill, actor) = (name.to_owned(), actor.to_owned());
+        self.store
+            .skill_ledger(move |ledger| {
+                let record = require(ledger, &skill)?;
+                if SkillState::parse(&record.state)? != SkillState::Active {
+                    return Err(RegistryError::NotActive(skill));
+                }
+                let version = record.current_version;
+                append(
+                    ledger,
+                    Action::ApproveProfile,
+                    &skill,
+                    Some(&version),
+                    &actor,
+                    "",
+                )?;
+                Ok(version)
+            })
+            .await
     }
 
     /// Turn the pending version down. A skill that never had an approved version becomes

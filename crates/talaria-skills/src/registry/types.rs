@@ -130,6 +130,8 @@ pub enum Action {
     Rollback,
     Import,
     ExternalEdit,
+    /// The owner approved the profile an agent-written version declares for its scripts.
+    ApproveProfile,
 }
 
 impl Action {
@@ -143,6 +145,7 @@ impl Action {
             Self::Rollback => "rollback",
             Self::Import => "import",
             Self::ExternalEdit => "external_edit",
+            Self::ApproveProfile => "approve_profile",
         }
     }
 }
@@ -178,6 +181,8 @@ pub enum RegistryError {
     },
     #[error("skill {0:?} has no version waiting for approval")]
     NothingPending(String),
+    #[error("skill {0:?} is not active; only an active skill's profile can be approved")]
+    NotActive(String),
     #[error(
         "version {version} of skill {name:?} was written with untrusted content in context and never approved; approve it instead of rolling back to it"
     )]
@@ -242,6 +247,9 @@ pub struct SkillDetails {
     /// `(path, bytes, executable)`.
     pub files: Vec<(String, usize, bool)>,
     pub front_matter: String,
+    /// Whether the current version's declared profile was chosen or approved by the owner (see
+    /// [`crate::registry::Registry::live_run`]).
+    pub profile_approved: bool,
 }
 
 /// A line of the prompt's skill catalogue: an active skill.

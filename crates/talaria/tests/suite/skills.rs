@@ -162,3 +162,127 @@ async fn skills_import_list_show_log_rollback_and_verify_catch_tampering() {
     let q = env.run(&["skills", "quarantine"]).await.success().stdout();
     assert!(q.contains("nothing in quarantine"), "{q}");
 }
+
+/// Writes (through the model, as the agent) a skill declaring `profile` with one script, then
+/// runs it with `skill_run`; returns the tool result the model saw.
+async fn agent_skill_run(env: &Env, name: &str, profile: &str, script: &str) -> serde_json::Value {
+    use talaria_testkit::Reply;
+    let skill_md = format!(
+        "---\nname: {name}\ndescription: Probe the sandbox.\nmetadata:\n  talaria.profile: {profile}\n---\nRun scripts/probe.sh.\n"
+    );
+    let calls = [
+        (
+            "skill_manage",
+            serde_json::json!({"action": "create", "name": name, "content": skill_md}),
+        ),
+        (
+            "skill_manage",
+            serde_json::json!({"action": "write_file", "name": name, "path": "scripts/probe.sh", "content": script}),
+        ),
+        (
+            "skill_run",
+            serde_json::json!({"name": name, "script": "scripts/probe.sh"}),
+        ),
+    ];
+    for (tool, args) in calls {
+        env.server.push(Reply::tool_call(tool, args.to_string()));
+    }
+    env.server.push(Reply::text("done"));
+    env.run(&["chat", "-q", "make and run a skill"])
+        .await
+        .success();
+    last_tool_result(env)
+}
+
+/// The result of the last tool call the model was shown: JSON when it is, else the text.
+fn last_tool_result(env: &Env) -> serde_json::Value {
+    let requests = env.server.chat_requests();
+    let result = super::harness::tool_messages(&requests.last().unwrap().body)
+        .pop()
+        .unwrap();
+    let content = result["content"].as_str().unwrap_or_default().to_owned();
+    serde_json::from_str(&content).unwrap_or(serde_json::Value::String(content))
+}
+
+#[tokio::test]
+async fn an_agent_written_skill_cannot_widen_skill_runs_profile_until_the_owner_approves_it() {
+    let env = Env::new().await;
+    // The attack: an owner turn writes a skill declaring `networked` (TCP 443 anywhere) and
+    // runs it; the terminal's own profile has no network.
+    let refused = agent_skill_run(&env, "net-probe", "networked", "echo reached\n").await;
+    let text = refused.as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.contains("profile networked is wider than skill_run's own profile workspace-write")
+            && text.contains("network allow is more than workspace-write's off")
+            && text.contains("talaria skills approve net-probe --profile"),
+        "{refused}"
+    );
+    assert!(!text.contains("reached"), "the script ran: {refused}");
+    let show = env
+        .run(&["skills", "show", "net-probe"])
+        .await
+        .success()
+        .stdout();
+    assert!(
+        show.contains("profile:  networked (declared by the agent, NOT approved: wider than skill_run's own workspace-write"),
+        "{show}"
+    );
+
+    // The owner approves this version's profile: now it runs under it.
+    let out = env
+        .run(&["skills", "approve", "net-probe", "--profile"])
+        .await
+        .success()
+        .stdout();
+    assert!(out.starts_with("approved the profile version "), "{out}");
+    let show = env
+        .run(&["skills", "show", "net-probe"])
+        .await
+        .success()
+        .stdout();
+    assert!(
+        show.contains("profile:  networked (approved by the owner)"),
+        "{show}"
+    );
+    env.server.push(talaria_testkit::Reply::tool_call(
+        "skill_run",
+        r#"{"name":"net-probe","script":"scripts/probe.sh"}"#,
+    ));
+    env.server.push(talaria_testkit::Reply::text("done"));
+    env.run(&["chat", "-q", "run it again"]).await.success();
+    let ran = last_tool_result(&env);
+    assert_eq!(ran["profile"], "networked", "{ran}");
+    assert_eq!(ran["exit_code"], 0, "{ran}");
+    assert_eq!(ran["output"], "reached\n", "{ran}");
+
+    // A later agent-written version is a new version: not approved until approved again.
+    env.server.push(talaria_testkit::Reply::tool_call(
+        "skill_manage",
+        r#"{"action":"write_file","name":"net-probe","path":"scripts/probe.sh","content":"echo changed\n"}"#,
+    ));
+    env.server.push(talaria_testkit::Reply::tool_call(
+        "skill_run",
+        r#"{"name":"net-probe","script":"scripts/probe.sh"}"#,
+    ));
+    env.server.push(talaria_testkit::Reply::text("done"));
+    env.run(&["chat", "-q", "change it"]).await.success();
+    let again = last_tool_result(&env);
+    assert!(
+        again
+            .as_str()
+            .unwrap_or_default()
+            .contains("wider than skill_run's own profile"),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn agent_written_skills_within_skill_runs_profile_run_without_approval() {
+    let env = Env::new().await;
+    for (name, profile) in [("ro-probe", "read-only"), ("ws-probe", "workspace-write")] {
+        let ran = agent_skill_run(&env, name, profile, "echo fine\n").await;
+        assert_eq!(ran["profile"], profile, "{ran}");
+        assert_eq!(ran["exit_code"], 0, "{ran}");
+        assert_eq!(ran["output"], "fine\n", "{ran}");
+    }
+}

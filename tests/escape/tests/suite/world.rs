@@ -381,6 +381,7 @@ read = [
             command: CommandSpec {
                 timeout,
                 profile: Some(profile.policy(self.backend).into()),
+                profile_approved: true,
                 ..CommandSpec::from_argv(argv, self.ws.clone())
             },
             approved: false,
