@@ -50,17 +50,8 @@ fn bomb(report: c_int) -> ! {
 
 pub fn fork_bomb(_args: &Args) -> Result<Report, String> {
     let (reader, writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-    // SAFETY: the probe is still single-threaded here; the child only runs `bomb`.
-    let root = unsafe { sys::fork() };
-    if root < 0 {
-        return Ok(Report::failed(&sys::last_error(), "could not fork at all"));
-    }
-    if root == 0 {
-        // SAFETY: a new process group for the bomb, so one kill reaches all of it.
-        unsafe { sys::setpgid(0, 0) };
-        bomb(writer.as_raw_fd());
-    }
-    drop(writer);
+    // The reader thread starts before the bomb: once the bomb holds every pid the sandbox
+    // allows, the probe could not start a thread any more.
     let (bytes, received) = mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = reader;
@@ -71,6 +62,18 @@ pub fn fork_bomb(_args: &Args) -> Result<Report, String> {
             }
         }
     });
+    // SAFETY: the child only runs `bomb`, which calls nothing but the async-signal-safe fork,
+    // write and pause, so forking while the reader thread runs is sound.
+    let root = unsafe { sys::fork() };
+    if root < 0 {
+        return Ok(Report::failed(&sys::last_error(), "could not fork at all"));
+    }
+    if root == 0 {
+        // SAFETY: a new process group for the bomb, so one kill reaches all of it.
+        unsafe { sys::setpgid(0, 0) };
+        bomb(writer.as_raw_fd());
+    }
+    drop(writer);
     let (mut forks, mut errnos) = (0u64, Vec::new());
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && forks < BOMB_TOTAL {

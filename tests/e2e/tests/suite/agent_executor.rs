@@ -341,6 +341,8 @@ async fn the_executor_says_whether_a_command_could_reach_the_network() {
             ("workspace", s(workspace.to_str().unwrap())),
             ("surface", s(surface)),
             ("profile", s(profile)),
+            // As the agent sends it for a profile the owner approved (a skill version).
+            ("profile_approved", OwnedVariant::from(true)),
             (
                 "argv",
                 OwnedVariant::try_from(zbus::Variant::from(vec!["true".to_owned()])).unwrap(),
