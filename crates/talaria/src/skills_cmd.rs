@@ -372,7 +372,9 @@ fn declared_profile(
     }
     let widening = crate::sandboxed::load_policies(home).ok().and_then(|set| {
         let declared = set.profile(&profile).ok()?;
-        let own = set.profile_for_tool("skill_run", None).ok()?;
+        let own_default = talaria_agent::tools::registry::find("skill_run")
+            .and_then(|tool| tool.default_profile());
+        let own = set.profile_for_tool("skill_run", own_default).ok()?;
         Some(
             declared
                 .widening_over(own)

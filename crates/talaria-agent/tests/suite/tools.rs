@@ -817,9 +817,10 @@ async fn skill_run_uses_the_skills_profile_else_the_tools_default() {
     assert_eq!(
         recorder.take(),
         [
-            // Undeclared: the executor decides (a [tools] entry for skill_run, else read-only).
-            asked("skill_run", Some("read-only"), None),
-            asked("skill_run", Some("read-only"), Some("networked")),
+            // Undeclared: read-only. Either way the tool's own profile goes along: an explicit
+            // one an unapproved agent-written skill declares may not exceed it.
+            asked("skill_run", Some("workspace-write"), Some("read-only")),
+            asked("skill_run", Some("workspace-write"), Some("networked")),
         ]
     );
     assert_eq!(

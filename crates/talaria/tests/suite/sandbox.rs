@@ -264,7 +264,7 @@ async fn tools_run_under_their_declared_profile_unless_tools_toml_maps_them() {
     );
     assert_eq!(
         row(&list, "skill_run"),
-        "skill_run read-only declared by the tool"
+        "skill_run workspace-write declared by the tool"
     );
     assert_eq!(
         row(&list, "memory"),
