@@ -1,7 +1,9 @@
 //! `org.talaria.Executor1`: the executor unit's D-Bus face. Requests arrive as `a{sv}`
-//! dictionaries, are checked against the caller's bus credentials (only the agent's uid), and
-//! run through the same [`Executor`] the in-process tools use. Output travels back as memory
-//! file descriptors, never in message bodies.
+//! dictionaries, are checked against the caller's bus credentials (only the agent's uid),
+//! decoded, and handed to the same [`SandboxedTools`] that `talaria chat` uses in-process — this
+//! file only translates. Nobody can be asked for approval here, so a `prompt` rule is refused
+//! with the way to get it approved. Output travels back as memory file descriptors, never in
+//! message bodies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,24 +11,22 @@ use std::time::Duration;
 
 use talaria_bus::dict::{DictError, get_bool, get_str, get_u64};
 use talaria_bus::exec::wire::{self, WireError, keys};
-use talaria_bus::exec::{ExitKind, ProcessAction};
+use talaria_bus::exec::{ExecError, ExitKind, ProcessAction, ToolExecutor};
 use talaria_bus::{Error, VariantDict};
 use talaria_daemon::{Activity, Callers};
 use tokio_util::sync::CancellationToken;
 use zbus::message::Header;
 use zbus::{Connection, OwnedFd, fdo, interface};
 
-use crate::process::ProcessError;
-use crate::report::process_report;
-use crate::service::{Executor, ExecutorError, RunRequest};
+use crate::tools::SandboxedTools;
 
 /// The most stdin or file content a request may carry (it is read into memory).
 const MAX_INPUT_BYTES: u64 = 64 << 20;
 
-/// Serves `org.talaria.Executor1` over an [`Executor`].
+/// Serves `org.talaria.Executor1` over [`SandboxedTools`].
 #[derive(Debug)]
 pub struct ExecutorService {
-    executor: Arc<Executor>,
+    tools: Arc<SandboxedTools>,
     callers: Callers,
     activity: Activity,
     runs: Mutex<HashMap<String, CancellationToken>>,
@@ -34,9 +34,9 @@ pub struct ExecutorService {
 
 impl ExecutorService {
     /// `callers`: who may call — the agent unit's uid only (see [`Callers::only`]).
-    pub fn new(executor: Arc<Executor>, callers: Callers, activity: Activity) -> Self {
+    pub fn new(tools: Arc<SandboxedTools>, callers: Callers, activity: Activity) -> Self {
         Self {
-            executor,
+            tools,
             callers,
             activity,
             runs: Mutex::new(HashMap::new()),
@@ -104,10 +104,8 @@ impl ExecutorService {
         let _busy = self.activity.busy();
         self.authorize(connection, &header).await?;
         let (origin, mut command) = wire::decode_command(&request).map_err(wire_error)?;
-        check_workdir(&command.cwd)?;
         let input = read_fd(stdin)?;
         command.stdin = (!input.is_empty()).then_some(input);
-        let program = command.program.clone();
         let cancel = CancellationToken::new();
         let run_id = get_str(&request, keys::RUN_ID).map_err(dict_error)?;
         let _entry = RunEntry {
@@ -117,16 +115,11 @@ impl ExecutorService {
         if let (Some(id), Ok(mut runs)) = (run_id, self.runs.lock()) {
             runs.insert(id, cancel.clone());
         }
-        let run = RunRequest {
-            origin,
-            command,
-            approved: false,
-        };
         let outcome = self
-            .executor
-            .run(run, &cancel)
+            .tools
+            .run(&origin, command, &cancel)
             .await
-            .map_err(|e| bus_error(&program, e))?;
+            .map_err(bus_error)?;
         let (exit_code, signal) = match outcome.exit {
             ExitKind::Code(code) => (code, 0),
             ExitKind::Signal(signal) => (-1, signal),
@@ -184,16 +177,16 @@ impl ExecutorService {
             .map_err(dict_error)?
             .filter(|p| !p.is_empty())
             .map(|name| (name, approved));
-        self.executor
-            .write_file(
-                origin,
+        self.tools
+            .write_file_as(
+                &origin,
                 profile,
                 std::path::Path::new(&path),
-                contents,
+                &contents,
                 &CancellationToken::new(),
             )
             .await
-            .map_err(|e| bus_error("write_file", e))
+            .map_err(bus_error)
     }
 
     #[zbus(out_args("process_id"))]
@@ -206,17 +199,10 @@ impl ExecutorService {
         let _busy = self.activity.busy();
         self.authorize(connection, &header).await?;
         let (origin, command) = wire::decode_command(&request).map_err(wire_error)?;
-        check_workdir(&command.cwd)?;
-        let program = command.program.clone();
-        let run = RunRequest {
-            origin,
-            command,
-            approved: false,
-        };
-        self.executor
-            .start_background(&run)
-            .map(|id| id.to_string())
-            .map_err(|e| bus_error(&program, e))
+        self.tools
+            .start_background(&origin, command)
+            .await
+            .map_err(bus_error)
     }
 
     #[zbus(out_args("report"))]
@@ -264,9 +250,7 @@ impl ExecutorService {
                 )));
             }
         };
-        process_report(self.executor.background(), &session, op)
-            .await
-            .map_err(|e| Error::Refused(e.to_string()))
+        self.tools.process_of(&session, op).await.map_err(bus_error)
     }
 
     async fn end_session(
@@ -277,7 +261,7 @@ impl ExecutorService {
     ) -> Result<(), Error> {
         self.authorize(connection, &header).await?;
         self.activity.touch();
-        self.executor.end_session(&session);
+        self.tools.end_session_of(&session);
         Ok(())
     }
 }
@@ -286,12 +270,16 @@ fn invalid(message: impl Into<String>) -> Error {
     fdo::Error::InvalidArgs(message.into()).into()
 }
 
-fn bus_error(program: &str, error: ExecutorError) -> Error {
+/// A tool-executor failure as a D-Bus error; the agent's [`talaria_bus::exec::ExecutorClient`]
+/// turns it back into the same [`ExecError`].
+fn bus_error(error: ExecError) -> Error {
     match error {
-        ExecutorError::Process(ProcessError::Cancelled) => Error::Cancelled("interrupted".into()),
-        ExecutorError::Process(other) => Error::Failed(format!("cannot run {program}: {other}")),
-        ExecutorError::Workspace { .. } => Error::BadWorkdir(error.to_string()),
-        refused => Error::Refused(refused.to_string()),
+        ExecError::Cancelled => Error::Cancelled("interrupted".into()),
+        ExecError::Refused { message } => Error::Refused(message),
+        bad @ ExecError::BadWorkdir { .. } => Error::BadWorkdir(bad.to_string()),
+        failed @ (ExecError::Failed { .. }
+        | ExecError::Unavailable { .. }
+        | ExecError::Lost { .. }) => Error::Failed(failed.to_string()),
     }
 }
 
@@ -301,17 +289,6 @@ fn dict_error(error: DictError) -> Error {
 
 fn wire_error(error: WireError) -> Error {
     invalid(error.to_string())
-}
-
-fn check_workdir(cwd: &std::path::Path) -> Result<(), Error> {
-    if cwd.is_dir() {
-        Ok(())
-    } else {
-        Err(Error::BadWorkdir(format!(
-            "working directory {} does not exist or is not a directory",
-            cwd.display()
-        )))
-    }
 }
 
 fn read_fd(fd: OwnedFd) -> Result<Vec<u8>, Error> {

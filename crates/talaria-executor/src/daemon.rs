@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use talaria_daemon::{Activity, Callers, DaemonArgs};
 
+use crate::approval::Approval;
 use crate::bus::ExecutorService;
+use crate::tools::SandboxedTools;
 
 /// How long commands in flight get to finish after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -50,7 +52,14 @@ pub async fn serve(
     std::fs::create_dir_all(home)
         .map_err(|e| format!("cannot create the Talaria home {}: {e}", home.display()))?;
     let executor = Arc::new(crate::setup::standard(home, this_binary)?);
-    let service = ExecutorService::new(executor, callers, activity);
+    // A daemon has nobody to ask: `prompt` rules are refused, saying how to get approval.
+    let tools = SandboxedTools::new(
+        executor,
+        Approval::Unavailable {
+            place: "a session served over the bus",
+        },
+    );
+    let service = ExecutorService::new(Arc::new(tools), callers, activity);
     bus.serve_at(talaria_bus::paths::EXECUTOR, service)
         .name(talaria_bus::names::EXECUTOR)
         .build()

@@ -1,66 +1,32 @@
-//! The executor service: policy → sandboxed run.
+//! The executor service: policy → backend.
 //!
 //! A request names the tool it serves (which picks the policy profile), the session, the surface
 //! it came from (which can only narrow the profile) and the command. The service resolves the
-//! profile against the session's workspace and scratch directory, checks the approval rules, and
-//! runs the command on the first backend of the profile that this executor provides: the
-//! Landlock sandbox helper (always), or the session's OCI container through its
-//! `talaria-oci-helper` (when configured with [`Executor::with_oci`]). It never runs anything
-//! unconfined: a profile the host cannot enforce comes back as [`ExecutorError::SandboxRefused`]
-//! or [`ExecutorError::NoBackend`]. A backend that is not provided is skipped (and logged) in
-//! favour of the profile's next one; a backend that is provided but fails to set up is an
-//! error, never a reason to try another backend.
+//! profile against the session's workspace and scratch directory, checks the approval rules,
+//! and hands the resolved [`Job`] to the first backend of the profile that this executor
+//! provides ([`Executor::with_backend`]; see [`crate::backends`]). Policy and approval are
+//! decided here and never by a backend. It never runs anything unconfined: a profile the host
+//! cannot enforce comes back as [`ExecutorError::SandboxRefused`] or
+//! [`ExecutorError::NoBackend`]. A backend that is not provided is skipped (and logged) in
+//! favour of the profile's next one; a backend that is provided but fails is an error, never a
+//! reason to try another backend.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use talaria_bus::exec::{CommandOutcome, CommandSpec, ExecOrigin};
-use talaria_oci::client::{ClientError, HelperConnection};
-use talaria_oci::protocol::Exit;
-use talaria_oci::{ContainerCommand, ContainerPlan};
-use talaria_policy::{Backend, Decision, PolicyError, PolicySet, ResolveContext, Resolved};
+use talaria_policy::{Decision, PolicyError, PolicySet, ResolveContext};
 use tokio_util::sync::CancellationToken;
 
+use crate::backends::{Backend, BackendError, Job, file_name_of};
 use crate::background::{BackgroundError, ProcessId, ProcessTable};
-use crate::process::{ExitKind, Finished, ProcessError, run_to_completion};
-
-/// Exit status of the helper when it could not set the sandbox up (its stderr says why).
-pub const EXIT_SANDBOX_REFUSED: i32 = 125;
-
-/// The file descriptor the helper reads its spec from.
-const SPEC_FD: i32 = 3;
-
-/// How to start the sandbox helper: a `talaria-sandbox` binary, or a multi-call binary with
-/// leading arguments that select its helper mode.
-#[derive(Debug, Clone)]
-pub struct HelperCommand {
-    pub program: PathBuf,
-    pub args: Vec<OsString>,
-}
-
-/// The OCI backend: how to start a session's `talaria-oci-helper` and where helpers keep state.
-#[derive(Debug, Clone)]
-pub struct OciBackend {
-    /// The `talaria-oci-helper` binary (it gets `--state DIR --images DIR` appended).
-    pub helper: HelperCommand,
-    /// Parent of the per-session helper state directories (`<state_root>/<session>`) and of the
-    /// unpacked-image cache (`<state_root>/.images`). Must not be inside any sandbox's roots.
-    pub state_root: PathBuf,
-}
-
-/// How long a helper gets, beyond the command's own timeout, to report before it is presumed
-/// stuck and terminated.
-const OCI_GRACE: Duration = Duration::from_secs(30);
+use crate::process::{ExitKind, ProcessError};
 
 /// What the executor is configured with.
 #[derive(Debug)]
 pub struct ExecutorConfig {
     pub policies: PolicySet,
-    pub helper: HelperCommand,
     /// The Talaria home: never reachable from a sandbox (except `skills/` read-only).
     pub talaria_home: PathBuf,
     /// Parent of the per-session scratch directories (`${tmp}`); must be outside the home.
@@ -118,8 +84,6 @@ pub enum ExecutorError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot hand the sandbox spec to the helper: {0}")]
-    SpecPipe(#[source] std::io::Error),
     #[error("policy {profile} runs on the {backend} backend, which cannot run {what}")]
     Unsupported {
         profile: String,
@@ -137,52 +101,69 @@ pub enum ExecutorError {
 pub struct Executor {
     config: ExecutorConfig,
     background: ProcessTable,
-    oci: Option<OciBackend>,
-    /// Each session's OCI helper, started on its first OCI command.
-    oci_sessions: Mutex<HashMap<String, Arc<OciSession>>>,
+    /// The backends it provides, by name.
+    backends: Vec<Arc<dyn Backend>>,
 }
 
-/// A session's OCI helper. Commands of one session run one at a time (the helper is
-/// sequential); `pid` is kept outside the lock so `end_session` can stop a busy helper.
-#[derive(Debug)]
-struct OciSession {
-    pid: Option<u32>,
-    connection: tokio::sync::Mutex<HelperConnection>,
-}
-
-/// A resolved, approved command, ready to hand to the helper.
+/// A resolved, approved command and the backend that will run it.
 #[derive(Debug)]
 pub struct Prepared {
-    pub profile: String,
-    pub resolved: Resolved,
-    /// The backend it runs on: the first of the profile's backends that this executor provides.
-    pub backend: Backend,
+    /// The first of the profile's backends that this executor provides.
+    pub backend: Arc<dyn Backend>,
+    pub job: Job,
+}
+
+impl Prepared {
+    /// A backend failure as the executor reports it.
+    fn error(&self, error: BackendError) -> ExecutorError {
+        backend_error(&self.job.profile, self.backend.name(), error)
+    }
+}
+
+fn backend_error(profile: &str, backend: &'static str, error: BackendError) -> ExecutorError {
+    match error {
+        BackendError::Refused(message) => ExecutorError::SandboxRefused {
+            profile: profile.to_owned(),
+            message,
+        },
+        BackendError::Unsupported { what } => ExecutorError::Unsupported {
+            profile: profile.to_owned(),
+            backend,
+            what,
+        },
+        BackendError::Process(e) => ExecutorError::Process(e),
+        BackendError::Background(e) => ExecutorError::Background(e),
+    }
 }
 
 impl Executor {
+    /// An executor with no backends yet: add them with [`Executor::with_backend`]
+    /// ([`crate::setup::standard`] adds every registered one this host provides).
     pub fn new(config: ExecutorConfig) -> Self {
         Self {
             config,
             background: ProcessTable::default(),
-            oci: None,
-            oci_sessions: Mutex::new(HashMap::new()),
+            backends: Vec::new(),
         }
     }
 
-    /// Provide the OCI backend. Without it, profiles whose only backend is `oci` are refused
-    /// ([`ExecutorError::NoBackend`]).
+    /// Provide `backend` (replacing one of the same name). Profiles listing a backend that is
+    /// not provided use their next one, or are refused ([`ExecutorError::NoBackend`]).
     #[must_use]
-    pub fn with_oci(mut self, oci: OciBackend) -> Self {
-        self.oci = Some(oci);
+    pub fn with_backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backends.retain(|b| b.name() != backend.name());
+        self.backends.push(backend);
         self
     }
 
-    /// Whether this executor provides `backend`.
-    pub fn provides(&self, backend: Backend) -> bool {
-        match backend {
-            Backend::Landlock => true,
-            Backend::Oci => self.oci.is_some(),
-        }
+    /// The provided backend called `name`.
+    pub fn backend(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        self.backends.iter().find(|b| b.name() == name)
+    }
+
+    /// Whether this executor provides the backend called `name`.
+    pub fn provides(&self, name: &str) -> bool {
+        self.backend(name).is_some()
     }
 
     pub fn policies(&self) -> &PolicySet {
@@ -195,14 +176,14 @@ impl Executor {
 
     /// The scratch directory (`${tmp}`) of a session.
     pub fn scratch_dir(&self, session: &str) -> PathBuf {
-        self.config.scratch_root.join(sanitize(session))
+        self.config.scratch_root.join(file_name_of(session))
     }
 
-    /// Pick, narrow, check and resolve the profile for a request.
+    /// Pick, narrow, check and resolve the profile for a request, and pick its backend.
     ///
     /// # Errors
-    /// Unknown profile or tool, a forbidden or unapproved command, a bad workspace, or a
-    /// profile that cannot be resolved.
+    /// Unknown profile or tool, a forbidden or unapproved command, a bad workspace, a profile
+    /// that cannot be resolved, or one none of whose backends is provided here.
     pub fn prepare(&self, request: &RunRequest) -> Result<Prepared, ExecutorError> {
         let policies = &self.config.policies;
         let origin = &request.origin;
@@ -258,7 +239,7 @@ impl Executor {
         let resolved = profile.resolve(&ResolveContext {
             workspace: origin.workspace.clone(),
             home: std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
-            tmp,
+            tmp: tmp.clone(),
             talaria_home: self.config.talaria_home.clone(),
             caller_env: self.config.caller_env.clone(),
             argv: request.command.argv(),
@@ -267,83 +248,53 @@ impl Executor {
         let Some(backend) = resolved
             .backends
             .iter()
-            .copied()
-            .find(|b| self.provides(*b))
+            .find_map(|name| self.backend(name))
+            .cloned()
         else {
-            let backends = resolved
-                .backends
-                .iter()
-                .map(|b| b.name())
-                .collect::<Vec<_>>()
-                .join(", ");
             return Err(ExecutorError::NoBackend {
                 profile: name,
-                backends,
+                backends: resolved.backends.join(", "),
             });
         };
         if let Some(preferred) = resolved.backends.first()
-            && *preferred != backend
+            && preferred != backend.name()
         {
-            tracing::info!(profile = %name, preferred = preferred.name(), used = backend.name(), "the profile's preferred backend is not available here; using the next one");
+            tracing::info!(profile = %name, %preferred, used = backend.name(), "the profile's preferred backend is not provided here; using the next one");
         }
-        Ok(Prepared {
+        let job = Job {
+            session: origin.session.clone(),
             profile: name,
-            resolved,
-            backend,
-        })
+            settings: resolved.settings_of(backend.name()),
+            workspace: origin.workspace.clone(),
+            scratch: tmp,
+            stdin: request.command.stdin.clone(),
+            timeout: request.command.timeout.min(resolved.wall_time),
+            output_limit: usize::try_from(resolved.output_bytes)
+                .unwrap_or(usize::MAX)
+                .min(request.command.output_limit),
+            command_line: request.command.command_line.clone(),
+            spec: resolved.spec,
+        };
+        Ok(Prepared { backend, job })
     }
 
-    /// The Landlock helper command for a prepared request, with the spec on fd 3.
+    /// A local process for a prepared request that the caller starts with its own stdio
+    /// (`talaria sandbox run`); the caller enforces `prepared.job.timeout`.
     ///
     /// # Errors
-    /// When the spec pipe cannot be set up, or the request runs on another backend.
-    pub fn helper_command(
+    /// [`ExecutorError::Unsupported`] when the backend cannot give one (run the request
+    /// captured instead), or the backend's refusal.
+    pub fn attached_command(
         &self,
         prepared: &Prepared,
     ) -> Result<tokio::process::Command, ExecutorError> {
-        match prepared.backend {
-            Backend::Landlock => {}
-            Backend::Oci => {
-                return Err(ExecutorError::Unsupported {
-                    profile: prepared.profile.clone(),
-                    backend: Backend::Oci.name(),
-                    what: "a command with the terminal's stdio or in the background",
-                });
-            }
-        }
-        let spec = serde_json::to_vec(&prepared.resolved.spec)
-            .map_err(|e| ExecutorError::SpecPipe(std::io::Error::other(e)))?;
-        let reader = spec_pipe(&spec).map_err(ExecutorError::SpecPipe)?;
-        let mut command = tokio::process::Command::new(&self.config.helper.program);
-        command
-            .args(&self.config.helper.args)
-            .arg("--spec-fd")
-            .arg(SPEC_FD.to_string())
-            .env_clear()
-            .current_dir("/");
-        let fd = reader.as_raw_fd();
-        // SAFETY: the closure runs in the forked child before exec and only calls dup2(2) and
-        // fcntl(2), which are async-signal-safe; `reader` stays open in the parent until the
-        // command has been spawned (it is moved into the closure and dropped with it).
-        unsafe {
-            command.pre_exec(move || {
-                let _keep_open = &reader;
-                // dup2 onto itself is a no-op that would leave close-on-exec set.
-                let ok = if fd == SPEC_FD {
-                    libc::fcntl(fd, libc::F_SETFD, 0) >= 0
-                } else {
-                    libc::dup2(fd, SPEC_FD) >= 0
-                };
-                if !ok {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Ok(command)
+        prepared
+            .backend
+            .attached(&prepared.job)
+            .map_err(|e| prepared.error(e))
     }
 
-    /// Run a command to completion in its sandbox.
+    /// Run a command to completion on its backend.
     ///
     /// # Errors
     /// See [`ExecutorError`]; a command that runs and fails is not an error.
@@ -353,191 +304,19 @@ impl Executor {
         cancel: &CancellationToken,
     ) -> Result<CommandOutcome, ExecutorError> {
         let prepared = self.prepare(&request)?;
-        let timeout = request.command.timeout.min(prepared.resolved.wall_time);
-        let limit = usize::try_from(prepared.resolved.output_bytes)
-            .unwrap_or(usize::MAX)
-            .min(request.command.output_limit);
-        let networked = !matches!(
-            prepared.resolved.spec.network,
-            talaria_sandbox::spec::NetworkRules::Off
-        );
-        let profile = prepared.profile.clone();
-        let backend = prepared.backend;
-        let finished = match backend {
-            Backend::Landlock => {
-                let command = self.helper_command(&prepared)?;
-                let finished = run_to_completion(
-                    command,
-                    &request.command.program,
-                    request.command.stdin.clone(),
-                    timeout,
-                    limit,
-                    cancel,
-                )
-                .await?;
-                if finished.exit == ExitKind::Code(EXIT_SANDBOX_REFUSED)
-                    && let Some(line) = finished
-                        .stderr
-                        .lines()
-                        .find(|l| l.starts_with("talaria-sandbox:"))
-                {
-                    return Err(ExecutorError::SandboxRefused {
-                        profile,
-                        message: line
-                            .trim_start_matches("talaria-sandbox:")
-                            .trim()
-                            .to_owned(),
-                    });
-                }
-                finished
-            }
-            Backend::Oci => {
-                self.run_oci(&request, prepared, timeout, limit, cancel)
-                    .await?
-            }
-        };
-        tracing::debug!(tool = %request.origin.tool, session = %request.origin.session, %profile, backend = backend.name(), exit = %finished.exit, "sandboxed command finished");
-        Ok(CommandOutcome {
-            stdout: finished.stdout,
-            stderr: finished.stderr,
-            exit: finished.exit,
-            timed_out: finished.timed_out,
-            dropped_bytes: finished.dropped_bytes,
-            duration: finished.duration,
-            profile,
-            backend: backend.name().to_owned(),
-            networked,
-        })
-    }
-
-    /// Run a prepared OCI request in the session's container, starting its helper if needed.
-    async fn run_oci(
-        &self,
-        request: &RunRequest,
-        prepared: Prepared,
-        timeout: Duration,
-        limit: usize,
-        cancel: &CancellationToken,
-    ) -> Result<Finished, ExecutorError> {
-        let profile = prepared.profile;
-        let refused = |message: String| ExecutorError::SandboxRefused {
-            profile: profile.clone(),
-            message,
-        };
-        let Some(settings) = &prepared.resolved.oci else {
-            return Err(refused("the profile names no oci.rootfs".to_owned()));
-        };
-        let spec = &prepared.resolved.spec;
-        let plan = ContainerPlan::from_spec(
-            spec,
-            &settings.rootfs,
-            &request.origin.workspace,
-            &self.scratch_dir(request.session()),
-        );
-        let command =
-            ContainerCommand::from_spec(spec, request.command.stdin.clone(), timeout, limit);
-        let session = self
-            .oci_session(request.session())
-            .map_err(|e| refused(e.to_string()))?;
-        let report = {
-            let mut connection = session.connection.lock().await;
-            tokio::select! {
-                report = connection.run(&plan, &command, false) => report,
-                () = cancel.cancelled() => {
-                    self.stop_oci_session(request.session(), &session);
-                    return Err(ProcessError::Cancelled.into());
-                }
-                () = tokio::time::sleep(timeout + OCI_GRACE) => {
-                    self.stop_oci_session(request.session(), &session);
-                    return Err(refused(format!(
-                        "the container helper did not report within {}s; it was stopped",
-                        (timeout + OCI_GRACE).as_secs()
-                    )));
-                }
-            }
-        };
-        let report = match report {
-            Ok(report) => report,
-            Err(ClientError::Refused(message)) => return Err(refused(message)),
-            Err(
-                e @ (ClientError::Gone { .. } | ClientError::Protocol(_) | ClientError::Spawn(_)),
-            ) => {
-                // The next command of the session starts a new helper.
-                self.stop_oci_session(request.session(), &session);
-                return Err(refused(e.to_string()));
-            }
-        };
-        let text = |bytes: Result<Vec<u8>, _>| {
-            bytes
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .map_err(|e| refused(format!("the container helper sent invalid output: {e}")))
-        };
-        let finished = Finished {
-            stdout: text(report.stdout())?,
-            stderr: text(report.stderr())?,
-            exit: match report.exit {
-                Exit::Code(code) => ExitKind::Code(code),
-                Exit::Signal(signal) => ExitKind::Signal(signal),
-            },
-            timed_out: report.timed_out,
-            dropped_bytes: report.dropped,
-            duration: Duration::from_millis(report.duration_ms),
-        };
-        tracing::debug!(container = ?report.container, "containerized command finished");
-        Ok(finished)
-    }
-
-    /// The session's OCI helper, started on first use.
-    fn oci_session(&self, session: &str) -> Result<Arc<OciSession>, ClientError> {
-        let mut sessions = self
-            .oci_sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(existing) = sessions.get(session) {
-            return Ok(Arc::clone(existing));
-        }
-        let Some(oci) = &self.oci else {
-            return Err(ClientError::Spawn(std::io::Error::other(
-                "the oci backend is not configured",
-            )));
-        };
-        let mut command = tokio::process::Command::new(&oci.helper.program);
-        command
-            .args(&oci.helper.args)
-            .arg("--state")
-            .arg(oci.state_root.join(sanitize(session)))
-            .arg("--images")
-            .arg(oci.state_root.join(".images"))
-            .env_clear()
-            .current_dir("/");
-        if let Some(filter) = std::env::var_os("TALARIA_OCI_LOG") {
-            command.env("TALARIA_OCI_LOG", filter);
-        }
-        let connection = HelperConnection::spawn(command)?;
-        let entry = Arc::new(OciSession {
-            pid: connection.pid(),
-            connection: tokio::sync::Mutex::new(connection),
-        });
-        sessions.insert(session.to_owned(), Arc::clone(&entry));
-        Ok(entry)
-    }
-
-    /// Forget a session's helper and ask it to stop (it kills its command, deletes its
-    /// container and exits); no-op if it was replaced meanwhile.
-    fn stop_oci_session(&self, session: &str, helper: &Arc<OciSession>) {
-        let mut sessions = self
-            .oci_sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if sessions
-            .get(session)
-            .is_some_and(|current| Arc::ptr_eq(current, helper))
-        {
-            sessions.remove(session);
-        }
-        if let Some(pid) = helper.pid {
-            talaria_oci::client::terminate(pid);
-        }
+        prepared
+            .backend
+            .prepare(&prepared.job)
+            .await
+            .map_err(|e| prepared.error(e))?;
+        let Prepared { backend, job } = prepared;
+        let profile = job.profile.clone();
+        let outcome = backend
+            .run(job, cancel)
+            .await
+            .map_err(|e| backend_error(&profile, backend.name(), e))?;
+        tracing::debug!(tool = %request.origin.tool, session = %request.origin.session, profile = %outcome.profile, backend = %outcome.backend, exit = %outcome.exit, "sandboxed command finished");
+        Ok(outcome)
     }
 
     /// Create or replace a file from inside the tool's sandbox (or under `profile`: a name and
@@ -596,55 +375,35 @@ impl Executor {
         }
     }
 
-    /// Start a sandboxed command in the background.
+    /// Start a command in the background on its backend.
     ///
     /// # Errors
-    /// As for [`Executor::run`], before the command starts.
-    pub fn start_background(&self, request: &RunRequest) -> Result<ProcessId, ExecutorError> {
+    /// As for [`Executor::run`], before the command starts; [`ExecutorError::Unsupported`]
+    /// on a backend without background processes (never run on another one instead).
+    pub async fn start_background(&self, request: &RunRequest) -> Result<ProcessId, ExecutorError> {
         let prepared = self.prepare(request)?;
-        match prepared.backend {
-            Backend::Landlock => {}
-            Backend::Oci => {
-                return Err(ExecutorError::Unsupported {
-                    profile: prepared.profile,
-                    backend: Backend::Oci.name(),
-                    what: "background processes",
-                });
-            }
-        }
-        let command = self.helper_command(&prepared)?;
-        Ok(self
-            .background
-            .start(request.session(), &request.command.command_line, command)?)
+        prepared
+            .backend
+            .prepare(&prepared.job)
+            .await
+            .map_err(|e| prepared.error(e))?;
+        let Prepared { backend, job } = prepared;
+        let profile = job.profile.clone();
+        backend
+            .start_background(job, &self.background)
+            .map_err(|e| backend_error(&profile, backend.name(), e))
     }
 
-    /// A session is over: kill its background processes, stop its OCI helper (which deletes
-    /// the session's container) and remove its scratch directory.
+    /// A session is over: kill its background processes, let every backend release what it
+    /// kept for it (the OCI helper deletes the session's container) and remove its scratch
+    /// directory.
     pub fn end_session(&self, session: &str) {
         self.background.kill_session(session);
-        let helper = self
-            .oci_sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(session);
-        if let Some(pid) = helper.and_then(|h| h.pid) {
-            talaria_oci::client::terminate(pid);
+        for backend in &self.backends {
+            backend.end_session(session);
         }
         let _ = std::fs::remove_dir_all(self.scratch_dir(session));
     }
-}
-
-fn sanitize(session: &str) -> String {
-    session
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
@@ -653,23 +412,4 @@ fn create_private_dir(path: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-}
-
-/// A pipe holding `spec`, returning its read end. The spec is small (a few KiB), well under the
-/// pipe buffer, so writing it all before the helper starts cannot block.
-fn spec_pipe(spec: &[u8]) -> std::io::Result<OwnedFd> {
-    use std::io::Write;
-    // Linux pipes hold at least 64 KiB; a larger spec would block this write forever.
-    const MAX_SPEC_BYTES: usize = 60 * 1024;
-    if spec.len() > MAX_SPEC_BYTES {
-        return Err(std::io::Error::other(format!(
-            "the sandbox spec is {} bytes, more than {MAX_SPEC_BYTES}; pass fewer environment variables or paths",
-            spec.len()
-        )));
-    }
-    let (reader, writer) = std::io::pipe()?;
-    let mut writer = writer;
-    writer.write_all(spec)?;
-    drop(writer);
-    Ok(reader.into())
 }

@@ -1,5 +1,6 @@
-//! The executor as a process sets it up: policies from the standard places, the sandbox and
-//! OCI helpers as hidden modes of the running binary (or a `talaria-sandbox` next to it), the
+//! The executor as a process sets it up: policies from the standard places (checked against
+//! the registered backends), every registered backend this host provides, the sandbox and OCI
+//! helpers as hidden modes of the running binary (or a `talaria-sandbox` next to it), the
 //! scratch space outside the Talaria home. Shared by `talaria` (in-process tools) and
 //! `talaria-executord` so both confine commands identically.
 
@@ -8,7 +9,8 @@ use std::path::Path;
 
 use talaria_policy::{PolicySet, PolicySource};
 
-use crate::service::{Executor, ExecutorConfig, HelperCommand, OciBackend};
+use crate::backends::{self, HelperCommand, Host};
+use crate::service::{Executor, ExecutorConfig};
 
 /// The hidden first argument that turns the binary into the sandbox helper. The helper runs
 /// before any thread or runtime exists, so it may fork.
@@ -34,16 +36,18 @@ pub fn run_helper_mode(args: &[OsString]) -> Option<u8> {
     None
 }
 
-/// Load the policies (shipped, `/etc/talaria/policies`, `<home>/policies`).
+/// Load the policies (shipped, `/etc/talaria/policies`, `<home>/policies`), checked against
+/// the registered backends.
 ///
 /// # Errors
 /// Every problem in every policy file, each with file, line and key.
 pub fn load_policies(home: &Path) -> Result<PolicySet, String> {
-    PolicySet::load(&PolicySource::standard(home))
+    PolicySet::load(&PolicySource::standard(home), &backends::schemas())
         .map_err(|errors| format!("the sandbox policies do not load:\n{errors}"))
 }
 
-/// The executor for the Talaria home `home`, with `this_binary` providing the helper modes.
+/// The executor for the Talaria home `home`, with `this_binary` providing the helper modes and
+/// every registered backend that this host provides.
 ///
 /// # Errors
 /// Policies that do not load.
@@ -51,26 +55,27 @@ pub fn standard(home: &Path, this_binary: &Path) -> Result<Executor, String> {
     let policies = load_policies(home)?;
     // SAFETY: getuid(2) cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
-    let executor = Executor::new(ExecutorConfig {
+    let mut executor = Executor::new(ExecutorConfig {
         policies,
-        helper: sandbox_helper(this_binary),
         talaria_home: home.to_owned(),
         scratch_root: std::env::temp_dir().join(format!("talaria-{uid}")),
         caller_env: std::env::vars().collect(),
     });
-    // Container state lives in the Talaria home, which no sandbox can reach.
-    Ok(executor.with_oci(OciBackend {
-        helper: HelperCommand {
-            program: this_binary.to_owned(),
-            args: vec![OCI_HELPER_ARG.into()],
-        },
-        state_root: home.join("oci"),
-    }))
+    let host = Host {
+        this_binary,
+        talaria_home: home,
+    };
+    for registration in backends::REGISTRY {
+        if let Some(backend) = (registration.standard)(&host) {
+            executor = executor.with_backend(backend);
+        }
+    }
+    Ok(executor)
 }
 
 /// `TALARIA_SANDBOX_HELPER`, else a `talaria-sandbox` next to this binary (small, starts
 /// fastest), else this binary's own helper mode.
-fn sandbox_helper(this_binary: &Path) -> HelperCommand {
+pub(crate) fn sandbox_helper(this_binary: &Path) -> HelperCommand {
     let standalone = |program: std::path::PathBuf| HelperCommand {
         program,
         args: Vec::new(),

@@ -28,9 +28,13 @@
 //!   ([`Profile::narrow`]).
 //! - **Approval**: [`Profile::decide`] — the first rule whose regex matches the command line
 //!   decides; no match allows.
+//! - **Backends** are names the executor registers ([`BackendSchema`]), not a list fixed here:
+//!   a profile naming an unregistered backend, or a `[backend.NAME]` key its backend does not
+//!   declare, refuses the set like any other mistake.
 //!
 //! The format is documented key by key in `policies/README.md`.
 
+mod backend;
 mod endpoint;
 mod error;
 mod narrow;
@@ -43,11 +47,14 @@ mod template;
 mod units;
 mod widening;
 
+pub use backend::{
+    BackendSchema, BackendSettings, DEFAULT_BACKEND, SettingKind, SettingSpec, SettingValue,
+};
 pub use endpoint::Endpoint;
 pub use error::{PolicyError, PolicyErrors};
 pub use narrow::{ALLOWLISTED_USER_LIMITS, WEBHOOK_LIMITS};
-pub use profile::{Backend, Decision, Limits, Network, NetworkMode, Profile, Surface};
-pub use resolve::{DEFAULT_OUTPUT_BYTES, DEFAULT_WALL_TIME, OciSettings, ResolveContext, Resolved};
+pub use profile::{Decision, Limits, Network, NetworkMode, Profile, Surface};
+pub use resolve::{DEFAULT_OUTPUT_BYTES, DEFAULT_WALL_TIME, ResolveContext, Resolved};
 pub use set::{PolicySet, PolicySource, SYSTEM_POLICY_DIR, ToolMapping};
 
 #[cfg(test)]

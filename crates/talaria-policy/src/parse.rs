@@ -10,9 +10,10 @@ use std::ops::Range;
 use regex::Regex;
 use toml_edit::{Item, TableLike, Value};
 
+use crate::backend::{Schemas, Setting, SettingKind};
 use crate::endpoint::Endpoint;
 use crate::error::PolicyError;
-use crate::profile::{ApprovalRule, Backend, Layer, NetworkMode, RuleDecision, Site, Sited};
+use crate::profile::{ApprovalRule, Layer, NetworkMode, RuleDecision, Site, Sited};
 use crate::template::{Base, PathTemplate, ValueTemplate, Variable};
 use crate::units::{parse_duration, parse_size};
 
@@ -45,8 +46,15 @@ pub(crate) const PROFILE_KEYS: &[&str] = &[
     "approval[].reason",
     "approval[].match",
     "approval[].not_match",
-    "oci.rootfs",
+    "backend.NAME",
 ];
+
+/// Keys that used to exist, with where their content lives now; an old file gets this pointer
+/// instead of a bare "unknown key".
+const MOVED_KEYS: &[(&str, &str)] = &[(
+    "oci",
+    "backend settings moved: rename the `[oci]` table to `[backend.oci]` (its keys are unchanged)",
+)];
 
 /// The file name (without `.toml`) of the tool table; it is not a profile.
 pub(crate) const TOOLS_FILE: &str = "tools";
@@ -67,6 +75,7 @@ pub(crate) fn parse_profile(
     name: &str,
     text: &str,
     origin: &str,
+    schemas: Schemas<'_>,
     errors: &mut Vec<PolicyError>,
 ) -> Option<Layer> {
     let before = errors.len();
@@ -74,6 +83,7 @@ pub(crate) fn parse_profile(
         text,
         origin,
         profile: name,
+        schemas,
         errors,
     };
     let doc = reader.document()?;
@@ -110,18 +120,7 @@ pub(crate) fn parse_profile(
             "limits" => reader.limits(item, line, &mut layer),
             "namespaces" => reader.namespaces(item, line, &mut layer),
             "approval" => layer.approval = reader.approval(item, line),
-            "oci" => {
-                if let Some(table) = reader.table(item, key, line) {
-                    reader.check_keys(table, key);
-                    if let Some((k, item)) = table.get_key_value("rootfs") {
-                        let line = reader.line_at(k.span().or_else(|| item.span()));
-                        layer.oci_rootfs = reader
-                            .string(item, "oci.rootfs", line)
-                            .and_then(|text| reader.path(&text, "oci.rootfs", line, None))
-                            .map(|v| reader.sited(v, line));
-                    }
-                }
-            }
+            "backend" => reader.backend_settings(item, line, &mut layer),
             _ => {} // reported by check_keys
         }
     }
@@ -145,6 +144,7 @@ pub(crate) fn parse_tools(
         text,
         origin,
         profile: TOOLS_FILE,
+        schemas: Schemas(&[]),
         errors,
     };
     let doc = reader.document()?;
@@ -193,6 +193,8 @@ struct Reader<'a> {
     text: &'a str,
     origin: &'a str,
     profile: &'a str,
+    /// The backends the executor registered.
+    schemas: Schemas<'a>,
     errors: &'a mut Vec<PolicyError>,
 }
 
@@ -264,27 +266,9 @@ impl Reader<'_> {
             } else {
                 format!("{prefix}.{key}")
             };
-            let hint = match known.iter().min_by_key(|k| edit_distance(key, k)) {
-                Some(best) if edit_distance(key, best) <= 3 => {
-                    let best = if prefix.is_empty() {
-                        (*best).to_owned()
-                    } else {
-                        format!("{prefix}.{best}")
-                    };
-                    format!(" (did you mean `{best}`?)")
-                }
-                _ => format!(
-                    " (known here: {})",
-                    known
-                        .iter()
-                        .fold(Vec::<&str>::new(), |mut v, k| {
-                            if !v.contains(k) {
-                                v.push(k);
-                            }
-                            v
-                        })
-                        .join(", ")
-                ),
+            let hint = match MOVED_KEYS.iter().find(|(old, _)| *old == dotted) {
+                Some((_, moved)) => format!(" ({moved})"),
+                None => unknown_key_hint(key, prefix, &known),
             };
             let line = self.key_line(table, key, item);
             self.errors.push(PolicyError::UnknownKey {
@@ -293,6 +277,82 @@ impl Reader<'_> {
                 key: dotted,
                 hint,
             });
+        }
+    }
+
+    /// The `[backend]` table: one `[backend.NAME]` table per registered backend, each checked
+    /// against that backend's schema.
+    fn backend_settings(&mut self, item: &Item, line: usize, layer: &mut Layer) {
+        let Some(table) = self.table(item, "backend", line) else {
+            return;
+        };
+        for (name, item) in table.iter() {
+            let line = self.key_line(table, name, item);
+            let dotted = format!("backend.{name}");
+            let Some(schema) = self.schemas.get(name) else {
+                let hint = format!(" (no backend {name:?}; known: {})", self.schemas.names());
+                self.errors.push(PolicyError::UnknownKey {
+                    origin: self.origin.to_owned(),
+                    line,
+                    key: dotted,
+                    hint,
+                });
+                continue;
+            };
+            let Some(settings) = self.table(item, &dotted, line) else {
+                continue;
+            };
+            let known: Vec<&str> = schema.settings.iter().map(|s| s.key).collect();
+            let mut values = std::collections::BTreeMap::new();
+            for (key, item) in settings.iter() {
+                let line = self.key_line(settings, key, item);
+                let dotted = format!("backend.{name}.{key}");
+                let Some(spec) = schema.setting(key) else {
+                    let hint = if known.is_empty() {
+                        format!(" (the {name} backend has no settings)")
+                    } else {
+                        unknown_key_hint(key, &format!("backend.{name}"), &known)
+                    };
+                    self.errors.push(PolicyError::UnknownKey {
+                        origin: self.origin.to_owned(),
+                        line,
+                        key: dotted,
+                        hint,
+                    });
+                    continue;
+                };
+                if let Some(value) = self.setting(item, spec.kind, &dotted, line) {
+                    values.insert(key.to_owned(), self.sited(value, line));
+                }
+            }
+            layer.backend_settings.insert(name.to_owned(), values);
+        }
+    }
+
+    /// One backend setting of `kind`.
+    fn setting(
+        &mut self,
+        item: &Item,
+        kind: SettingKind,
+        key: &str,
+        line: usize,
+    ) -> Option<Setting> {
+        match kind {
+            SettingKind::Path => {
+                let text = self.string(item, key, line)?;
+                self.path(&text, key, line, None).map(Setting::Path)
+            }
+            SettingKind::Text => self.string(item, key, line).map(Setting::Text),
+            SettingKind::Flag => self.boolean(item, key, line).map(Setting::Flag),
+            SettingKind::Choice(choices) => {
+                let text = self.string(item, key, line)?;
+                if choices.contains(&text.as_str()) {
+                    Some(Setting::Text(text))
+                } else {
+                    self.bad(line, key, format!("{text:?} is not {}", kind.expected()));
+                    None
+                }
+            }
         }
     }
 
@@ -348,7 +408,7 @@ impl Reader<'_> {
         ok.then_some(out)
     }
 
-    fn backends(&mut self, item: &Item, line: usize) -> Option<Vec<Backend>> {
+    fn backends(&mut self, item: &Item, line: usize) -> Option<Vec<String>> {
         let entries = self.strings(item, "backends", line)?;
         if entries.is_empty() {
             self.bad(
@@ -361,21 +421,19 @@ impl Reader<'_> {
         let mut out = Vec::new();
         let mut ok = true;
         for (name, line) in entries {
-            match Backend::ALL.into_iter().find(|b| b.name() == name) {
-                Some(b) if out.contains(&b) => {
-                    self.bad(line, "backends", format!("{name:?} is listed twice"));
-                    ok = false;
-                }
-                Some(b) => out.push(b),
-                None => {
-                    let known: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
-                    self.bad(
-                        line,
-                        "backends",
-                        format!("unknown backend {name:?} (known: {})", known.join(", ")),
-                    );
-                    ok = false;
-                }
+            if self.schemas.get(&name).is_none() {
+                let known = self.schemas.names();
+                self.bad(
+                    line,
+                    "backends",
+                    format!("unknown backend {name:?} (known: {known})"),
+                );
+                ok = false;
+            } else if out.contains(&name) {
+                self.bad(line, "backends", format!("{name:?} is listed twice"));
+                ok = false;
+            } else {
+                out.push(name);
             }
         }
         ok.then_some(out)
@@ -797,6 +855,32 @@ impl Reader<'_> {
             origin: self.origin.to_owned(),
             line,
         })
+    }
+}
+
+/// " (did you mean `PREFIX.BEST`?)" for a near miss, else " (known here: …)".
+fn unknown_key_hint(key: &str, prefix: &str, known: &[&str]) -> String {
+    match known.iter().min_by_key(|k| edit_distance(key, k)) {
+        Some(best) if edit_distance(key, best) <= 3 => {
+            let best = if prefix.is_empty() {
+                (*best).to_owned()
+            } else {
+                format!("{prefix}.{best}")
+            };
+            format!(" (did you mean `{best}`?)")
+        }
+        _ => format!(
+            " (known here: {})",
+            known
+                .iter()
+                .fold(Vec::<&str>::new(), |mut v, k| {
+                    if !v.contains(k) {
+                        v.push(k);
+                    }
+                    v
+                })
+                .join(", ")
+        ),
     }
 }
 

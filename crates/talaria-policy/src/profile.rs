@@ -6,36 +6,17 @@
 //! rules, which are the child's followed by the parent's. Setting `network.mode` to anything but
 //! `"allow"` drops an inherited `network.allow` list, which would otherwise be an error.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use regex::Regex;
 use talaria_sandbox::spec::NamespaceRules;
 
+use crate::backend::{DEFAULT_BACKEND, Schemas, Setting};
 use crate::endpoint::Endpoint;
 use crate::error::PolicyError;
 use crate::template::{PathTemplate, ValueTemplate};
 use crate::units::{format_duration, format_size};
-
-/// A sandbox backend, in the order a profile prefers them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// The local helper: seccomp, Landlock, namespaces, rlimits.
-    Landlock,
-    /// An OCI container from `oci.rootfs`.
-    Oci,
-}
-
-impl Backend {
-    pub(crate) const ALL: [Backend; 2] = [Backend::Landlock, Backend::Oci];
-
-    /// The name used in profiles.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Landlock => "landlock",
-            Backend::Oci => "oci",
-        }
-    }
-}
 
 /// How much network a profile grants, ordered from least to most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -248,7 +229,7 @@ pub(crate) struct Sited<T> {
 pub(crate) struct Layer {
     pub(crate) inherits: Option<Sited<String>>,
     pub(crate) description: Option<Sited<String>>,
-    pub(crate) backends: Option<Sited<Vec<Backend>>>,
+    pub(crate) backends: Option<Sited<Vec<String>>>,
     pub(crate) read: Option<Sited<Vec<PathTemplate>>>,
     pub(crate) write: Option<Sited<Vec<PathTemplate>>>,
     pub(crate) protected: Option<Sited<Vec<PathTemplate>>>,
@@ -268,7 +249,8 @@ pub(crate) struct Layer {
     pub(crate) ns_pid: Option<Sited<bool>>,
     pub(crate) ns_net: Option<Sited<bool>>,
     pub(crate) approval: Vec<ApprovalRule>,
-    pub(crate) oci_rootfs: Option<Sited<PathTemplate>>,
+    /// `[backend.NAME]` tables: backend → key → value.
+    pub(crate) backend_settings: BTreeMap<String, BTreeMap<String, Sited<Setting>>>,
 }
 
 fn value<T: Clone>(field: &Option<Sited<T>>) -> Option<T> {
@@ -314,14 +296,19 @@ impl Layer {
                 .chain(&parent.approval)
                 .cloned()
                 .collect(),
-            oci_rootfs: pick(&self.oci_rootfs, &parent.oci_rootfs),
+            backend_settings: merge_settings(&self.backend_settings, &parent.backend_settings),
         }
     }
 
     /// Rules that span keys, checked on the merged chain of the profile defined in `origin`.
     /// Each error is reported at a key that `origin` itself sets when there is one, so a child
     /// that breaks its parent is told so in its own file.
-    pub(crate) fn check_merged(&self, origin: &str, errors: &mut Vec<PolicyError>) {
+    pub(crate) fn check_merged(
+        &self,
+        origin: &str,
+        schemas: Schemas<'_>,
+        errors: &mut Vec<PolicyError>,
+    ) {
         let flag = |f: &Option<Sited<bool>>| f.as_ref().is_some_and(|s| s.value);
         let mut report = |sites: &[Option<&Site>], key_of: &[&str], message: String| {
             let candidates = || {
@@ -345,13 +332,30 @@ impl Layer {
             });
         };
 
-        let backends = value(&self.backends).unwrap_or_else(|| vec![Backend::Landlock]);
-        if backends.contains(&Backend::Oci) && self.oci_rootfs.is_none() {
-            report(
-                &[self.backends.as_ref().map(|s| &s.site)],
-                &["backends"],
-                "the oci backend needs `oci.rootfs`".to_owned(),
-            );
+        let backends = value(&self.backends).unwrap_or_else(|| vec![DEFAULT_BACKEND.to_owned()]);
+        for name in &backends {
+            let Some(schema) = schemas.get(name) else {
+                // A listed name was checked when its file was read; only the default is left.
+                report(
+                    &[self.backends.as_ref().map(|s| &s.site)],
+                    &["backends"],
+                    format!(
+                        "the default backend {name:?} is not available in this build (known: {}); list the backends",
+                        schemas.names()
+                    ),
+                );
+                continue;
+            };
+            let set = self.backend_settings.get(name);
+            for spec in schema.settings.iter().filter(|s| s.required) {
+                if set.is_none_or(|set| !set.contains_key(spec.key)) {
+                    report(
+                        &[self.backends.as_ref().map(|s| &s.site)],
+                        &["backends"],
+                        format!("the {name} backend needs `backend.{name}.{}`", spec.key),
+                    );
+                }
+            }
         }
 
         let has_protected = self.protected.as_ref().is_some_and(|p| !p.value.is_empty());
@@ -421,7 +425,7 @@ pub struct Profile {
     pub(crate) replaced: Vec<String>,
     pub(crate) inherits: Option<String>,
     pub(crate) description: String,
-    pub(crate) backends: Vec<Backend>,
+    pub(crate) backends: Vec<String>,
     pub(crate) read: Vec<PathTemplate>,
     pub(crate) write: Vec<PathTemplate>,
     pub(crate) protected: Vec<PathTemplate>,
@@ -431,7 +435,7 @@ pub struct Profile {
     pub(crate) limits: Limits,
     pub(crate) namespaces: NamespaceRules,
     pub(crate) approval: Vec<ApprovalRule>,
-    pub(crate) oci_rootfs: Option<PathTemplate>,
+    pub(crate) backend_settings: BTreeMap<String, BTreeMap<String, Setting>>,
     pub(crate) surface: Surface,
 }
 
@@ -445,7 +449,7 @@ impl Profile {
             replaced: Vec::new(),
             inherits: value(&layer.inherits),
             description: value(&layer.description).unwrap_or_default(),
-            backends: value(&layer.backends).unwrap_or_else(|| vec![Backend::Landlock]),
+            backends: value(&layer.backends).unwrap_or_else(|| vec![DEFAULT_BACKEND.to_owned()]),
             read: value(&layer.read).unwrap_or_default(),
             write: value(&layer.write).unwrap_or_default(),
             protected: value(&layer.protected).unwrap_or_default(),
@@ -471,7 +475,14 @@ impl Profile {
                 net: flag(&layer.ns_net),
             },
             approval: layer.approval.clone(),
-            oci_rootfs: value(&layer.oci_rootfs),
+            backend_settings: layer
+                .backend_settings
+                .iter()
+                .map(|(backend, set)| {
+                    let values = set.iter().map(|(k, v)| (k.clone(), v.value.clone()));
+                    (backend.clone(), values.collect())
+                })
+                .collect(),
             surface: Surface::Owner,
         }
     }
@@ -502,8 +513,8 @@ impl Profile {
         self.inherits.as_deref()
     }
 
-    /// Backends in order of preference.
-    pub fn backends(&self) -> &[Backend] {
+    /// Backends in order of preference, by name.
+    pub fn backends(&self) -> &[String] {
         &self.backends
     }
 
@@ -555,7 +566,7 @@ impl Profile {
             "inherits": self.inherits,
             "description": self.description,
             "surface": self.surface.name(),
-            "backends": self.backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
+            "backends": self.backends,
             "filesystem": {
                 "read": paths(&self.read),
                 "write": paths(&self.write),
@@ -592,7 +603,29 @@ impl Profile {
                 "reason": r.reason,
                 "defined_at": format!("{}:{}", r.origin, r.line),
             })).collect::<Vec<_>>(),
-            "oci": self.oci_rootfs.as_ref().map(|r| json!({ "rootfs": r.to_string() })),
+            "backend": self.backend_settings.iter()
+                .map(|(backend, set)| {
+                    let set = set.iter()
+                        .map(|(k, v)| (k.clone(), v.to_json()))
+                        .collect::<serde_json::Map<_, _>>();
+                    (backend.clone(), serde_json::Value::Object(set))
+                })
+                .collect::<serde_json::Map<_, _>>(),
         })
     }
+}
+
+/// `child`'s backend settings over `parent`'s, key by key within each backend's table.
+fn merge_settings(
+    child: &BTreeMap<String, BTreeMap<String, Sited<Setting>>>,
+    parent: &BTreeMap<String, BTreeMap<String, Sited<Setting>>>,
+) -> BTreeMap<String, BTreeMap<String, Sited<Setting>>> {
+    let mut merged = parent.clone();
+    for (backend, set) in child {
+        let into = merged.entry(backend.clone()).or_default();
+        for (key, value) in set {
+            into.insert(key.clone(), value.clone());
+        }
+    }
+    merged
 }

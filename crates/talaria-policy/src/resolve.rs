@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use talaria_sandbox::spec::{FilesystemRules, NetworkRules, ResourceLimits, SandboxSpec};
 
+use std::collections::BTreeMap;
+
+use crate::backend::{BackendSettings, Setting, SettingValue};
 use crate::error::PolicyError;
-use crate::profile::{Backend, NetworkMode, Profile};
+use crate::profile::{NetworkMode, Profile};
 use crate::template::Variables;
 
 /// Wall-clock limit of a profile that sets none.
@@ -41,13 +44,6 @@ pub struct ResolveContext {
     pub cwd: PathBuf,
 }
 
-/// OCI backend settings, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OciSettings {
-    /// A plain root filesystem directory or an OCI image layout.
-    pub rootfs: PathBuf,
-}
-
 /// A profile resolved for one command: the spec the helper enforces plus what the caller
 /// enforces itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,10 +54,18 @@ pub struct Resolved {
     pub wall_time: Duration,
     /// Keep at most this much output (the caller's job; not in the spec).
     pub output_bytes: u64,
-    /// Backends in the profile's order of preference.
-    pub backends: Vec<Backend>,
-    /// Present when `backends` includes [`Backend::Oci`].
-    pub oci: Option<OciSettings>,
+    /// Backends in the profile's order of preference, by name.
+    pub backends: Vec<String>,
+    /// The `[backend.NAME]` settings of each listed backend, resolved (empty when the profile
+    /// sets none).
+    pub settings: BTreeMap<String, BackendSettings>,
+}
+
+impl Resolved {
+    /// The settings of `backend` (empty for one the profile does not configure).
+    pub fn settings_of(&self, backend: &str) -> BackendSettings {
+        self.settings.get(backend).cloned().unwrap_or_default()
+    }
 }
 
 impl Profile {
@@ -187,18 +191,35 @@ impl Profile {
                 open_files: limits.open_files,
             },
         };
-        let oci = match (self.backends.contains(&Backend::Oci), &self.oci_rootfs) {
-            (true, Some(rootfs)) => Some(OciSettings {
-                rootfs: lenient_canonical(&rootfs.substitute(&vars)),
-            }),
-            (true, None) | (false, _) => None,
-        };
+        let settings = self
+            .backends
+            .iter()
+            .map(|backend| {
+                let values = self
+                    .backend_settings
+                    .get(backend)
+                    .into_iter()
+                    .flatten()
+                    .map(|(key, setting)| {
+                        let value = match setting {
+                            Setting::Path(path) => {
+                                SettingValue::Path(lenient_canonical(&path.substitute(&vars)))
+                            }
+                            Setting::Text(text) => SettingValue::Text(text.clone()),
+                            Setting::Flag(flag) => SettingValue::Flag(*flag),
+                        };
+                        (key.clone(), value)
+                    })
+                    .collect();
+                (backend.clone(), BackendSettings { values })
+            })
+            .collect();
         Ok(Resolved {
             spec,
             wall_time: limits.wall_time.unwrap_or(DEFAULT_WALL_TIME),
             output_bytes: limits.output.unwrap_or(DEFAULT_OUTPUT_BYTES),
             backends: self.backends.clone(),
-            oci,
+            settings,
         })
     }
 

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::backend::{BackendSchema, Schemas};
 use crate::error::{PolicyError, PolicyErrors};
 use crate::parse::{TOOLS_FILE, is_profile_name, parse_profile, parse_tools};
 use crate::profile::{Layer, Profile, Site};
@@ -65,18 +66,24 @@ struct PolicyFile {
 }
 
 impl PolicySet {
-    /// Load and validate every profile from `sources`, in order.
+    /// Load and validate every profile from `sources`, in order. `backends` are the backends
+    /// the executor registered: profiles may name only these, and each `[backend.NAME]` table
+    /// is checked against its backend's settings.
     ///
     /// # Errors
     /// Every problem found in any file: syntax, unknown keys, bad values, failing approval
-    /// examples, inheritance of unknown profiles, cycles, unreadable directories.
-    pub fn load(sources: &[PolicySource]) -> Result<PolicySet, PolicyErrors> {
+    /// examples, inheritance of unknown profiles, cycles, unreadable directories, unknown
+    /// backends and their settings.
+    pub fn load(
+        sources: &[PolicySource],
+        backends: &[&BackendSchema],
+    ) -> Result<PolicySet, PolicyErrors> {
         let mut errors = Vec::new();
         let mut layers: Vec<Vec<PolicyFile>> = Vec::new();
         for source in sources {
             layers.push(read_source(source, &mut errors));
         }
-        let set = build(&layers, &mut errors);
+        let set = build(&layers, Schemas(backends), &mut errors);
         dedup(&mut errors);
         if errors.is_empty() {
             Ok(set)
@@ -85,12 +92,12 @@ impl PolicySet {
         }
     }
 
-    /// The shipped profiles alone.
+    /// The shipped profiles alone, against `backends`.
     ///
     /// # Errors
-    /// Only if a shipped profile is broken, which the crate's tests rule out.
-    pub fn shipped() -> Result<PolicySet, PolicyErrors> {
-        Self::load(&[PolicySource::Shipped])
+    /// Only if a shipped profile is broken, or names a backend missing from `backends`.
+    pub fn shipped(backends: &[&BackendSchema]) -> Result<PolicySet, PolicyErrors> {
+        Self::load(&[PolicySource::Shipped], backends)
     }
 
     /// The profile called `name`.
@@ -225,6 +232,7 @@ enum Merge {
 
 struct Builder<'a> {
     layers: &'a [Vec<PolicyFile>],
+    schemas: Schemas<'a>,
     /// Parsed layer of each node (`None`: the file has errors).
     parsed: HashMap<Node, Option<Layer>>,
     /// For each profile name, its nodes in source order.
@@ -233,9 +241,14 @@ struct Builder<'a> {
     stack: Vec<Node>,
 }
 
-fn build(layers: &[Vec<PolicyFile>], errors: &mut Vec<PolicyError>) -> PolicySet {
+fn build(
+    layers: &[Vec<PolicyFile>],
+    schemas: Schemas<'_>,
+    errors: &mut Vec<PolicyError>,
+) -> PolicySet {
     let mut builder = Builder {
         layers,
+        schemas,
         parsed: HashMap::new(),
         by_name: BTreeMap::new(),
         merged: HashMap::new(),
@@ -248,7 +261,7 @@ fn build(layers: &[Vec<PolicyFile>], errors: &mut Vec<PolicyError>) -> PolicySet
                 tool_files.push(file);
                 continue;
             }
-            let layer = parse_profile(&file.name, &file.text, &file.origin, errors);
+            let layer = parse_profile(&file.name, &file.text, &file.origin, schemas, errors);
             builder.parsed.insert((s, i), layer);
             builder
                 .by_name
@@ -379,7 +392,7 @@ impl Builder<'_> {
         }
         let result = result.and_then(|layer| {
             let before = errors.len();
-            layer.check_merged(&self.file(node).origin, errors);
+            layer.check_merged(&self.file(node).origin, self.schemas, errors);
             (errors.len() == before).then_some(layer)
         });
         self.merged

@@ -1,8 +1,9 @@
 //! Test fakes that speak real protocols over real sockets.
 //!
 //! This crate owns [`FakeModelServer`] and [`FakeAnthropicServer`] (the Anthropic Messages
-//! API, see its module). [`FakeModelServer`] is a scripted OpenAI-compatible `/v1/chat/completions`
-//! server on a loopback port. Tests push [`Reply`] values; each `POST /v1/chat/completions`
+//! API, see its module), and hands tests of the agent loop the real tool executor
+//! ([`sandboxed_tools`]: the same sandbox a user's tool calls get). [`FakeModelServer`] is a
+//! scripted OpenAI-compatible `/v1/chat/completions` server on a loopback port. Tests push [`Reply`] values; each `POST /v1/chat/completions`
 //! consumes one, and the server renders it in the mode the request asked for: a
 //! `chat.completion` JSON object, or `chat.completion.chunk` server-sent events shaped the way
 //! OpenAI streams them (role delta first, text in small deltas, tool calls with `id` and `name` in
@@ -15,10 +16,10 @@
 
 mod anthropic;
 mod render;
-mod unconfined;
+mod sandboxed;
 
 pub use anthropic::{AnthropicReply, AnthropicRequest, FakeAnthropicServer, FakeBlock};
-pub use unconfined::UnconfinedExecutor;
+pub use sandboxed::{TEST_APPROVAL, sandboxed_tools, sandboxed_tools_with, workspace_binary};
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -1,7 +1,8 @@
 //! Turn throughput and one-shot footprint, against the test kit's zero-latency model server.
 //!
 //! Prints, for N turns each in a fresh session with an on-disk store:
-//! - a one-tool-call turn (model asks for `terminal` `true`, then answers): turns/s, p50, p99;
+//! - a one-tool-call turn (model asks for `terminal` `true`, then answers; the command runs
+//!   through the real executor and sandbox helper, as in `talaria chat`): turns/s, p50, p99;
 //! - the same without a tool call (the baseline: model round trip plus persistence).
 //!
 //! Then, for `talaria chat -q` run as a separate process: wall time and peak RSS (p50/max).
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use talaria_agent::{Agent, AgentSettings, TalariaHome};
 use talaria_core::Config;
+use talaria_executor::{Approval, SandboxedTools};
 use talaria_llm::{EndpointConfig, OpenAiCompatible, RetryPolicy};
-use talaria_testkit::{FakeModelServer, Reply, UnconfinedExecutor};
+use talaria_testkit::{FakeModelServer, Reply};
 use tokio_util::sync::CancellationToken;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -52,14 +54,25 @@ async fn bench_turns(
         retry: RetryPolicy::default(),
     })
     .unwrap();
+    let executor =
+        talaria_executor::setup::standard(home.root(), env!("CARGO_BIN_EXE_talaria").as_ref())
+            .unwrap();
+    let tools = SandboxedTools::new(
+        Arc::new(executor),
+        Approval::Unavailable {
+            place: "a benchmark",
+        },
+    );
     let agent = Agent::new(
         Arc::new(provider),
-        Arc::new(UnconfinedExecutor),
+        Arc::new(tools),
         store,
         home,
         AgentSettings::from_config(&Config::default()),
     );
-    let cwd = std::env::temp_dir();
+    // The workspace may not contain the Talaria home.
+    let work = tempfile::tempdir().unwrap();
+    let cwd = work.path().to_owned();
     let cancel = CancellationToken::new();
     let mut latencies = Vec::with_capacity(turns);
     let started = Instant::now();
@@ -75,6 +88,7 @@ async fn bench_turns(
             .unwrap();
         assert_eq!(outcome.tool_calls, usize::from(with_tool));
         latencies.push(t.elapsed());
+        agent.end_session(&session);
     }
     let total = started.elapsed();
     latencies.sort();

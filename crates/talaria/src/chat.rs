@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use crate::Exit;
 use crate::cli::ChatArgs;
 use crate::context;
-use crate::sandboxed::{self, SandboxedTools, TerminalApprover};
+use crate::sandboxed::{self, TerminalApprover};
 use crate::terminal::safe;
 use talaria_agent::endpoint;
+use talaria_executor::{Approval, SandboxedTools};
 
 const SLASH_COMMANDS: &[(&str, &str)] = &[
     ("/new", "start a new session"),
@@ -63,9 +64,11 @@ pub async fn run(args: ChatArgs, verbose: bool) -> anyhow::Result<()> {
             Arc::new(sandboxed::executor(&home)?),
             // Only a person at the interactive chat can be asked; a one-shot run refuses.
             if args.query.is_none() {
-                Some(Arc::new(TerminalApprover))
+                Approval::Ask(Arc::new(TerminalApprover))
             } else {
-                None
+                Approval::Unavailable {
+                    place: "a one-shot `talaria chat -q`",
+                }
             },
         )),
         store.clone(),

@@ -20,12 +20,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
                 "PROFILE", "BACKENDS", "NETWORK", "DESCRIPTION"
             );
             for profile in set.profiles() {
-                let backends = profile
-                    .backends()
-                    .iter()
-                    .map(|b| b.name())
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let backends = profile.backends().join(",");
                 let mut from = profile.origin().to_owned();
                 if !profile.replaced().is_empty() {
                     from.push_str(&format!(" (replaces {})", profile.replaced().join(", ")));
@@ -66,7 +61,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let result = PolicySet::load(&sources);
+            let result = PolicySet::load(&sources, &talaria_executor::backends::schemas());
             drop(staging);
             match result {
                 Ok(set) => {
@@ -126,7 +121,9 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
                 "command": command,
                 "profile": profile.name(),
                 "approval": decision,
-                "backends": resolved.backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
+                "backends": resolved.backends,
+                // The first listed backend this executor provides: where the command would run.
+                "backend": resolved.backends.iter().find(|b| executor.provides(b)),
                 "wall_time_secs": resolved.wall_time.as_secs(),
                 "output_bytes": resolved.output_bytes,
                 "sandbox": resolved.spec,
@@ -208,7 +205,7 @@ mod tests {
     /// host without a `tools.toml`.
     #[test]
     fn every_declared_default_is_a_shipped_profile() {
-        let set = PolicySet::shipped().unwrap();
+        let set = PolicySet::shipped(&talaria_executor::backends::schemas()).unwrap();
         for (tool, profile) in registry::default_profiles() {
             assert!(set.profile(profile).is_ok(), "{tool} declares {profile}");
             assert_eq!(
@@ -226,10 +223,13 @@ mod tests {
             "[tools]\nterminal = \"read-only\"\nbrowser = \"networked\"\n",
         )
         .unwrap();
-        let set = PolicySet::load(&[
-            PolicySource::Shipped,
-            PolicySource::Dir(dir.path().to_owned()),
-        ])
+        let set = PolicySet::load(
+            &[
+                PolicySource::Shipped,
+                PolicySource::Dir(dir.path().to_owned()),
+            ],
+            &talaria_executor::backends::schemas(),
+        )
         .unwrap();
         let rows = tool_table(&set);
         let row = |name: &str| rows.iter().find(|r| r.tool == name).unwrap();

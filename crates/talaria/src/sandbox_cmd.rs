@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use talaria_bus::exec::{CommandSpec, ExecOrigin, ExitKind, Surface};
 use talaria_core::SessionId;
-use talaria_executor::{Executor, RunRequest};
-use talaria_policy::Backend;
+use talaria_executor::{Executor, ExecutorError, RunRequest};
 
 use crate::Exit;
 use crate::cli::SandboxCommand;
@@ -80,13 +79,13 @@ async fn run_inherited(executor: &Executor, request: &RunRequest) -> anyhow::Res
     let prepared = executor
         .prepare(request)
         .map_err(|e| setup_failed(e.to_string()))?;
-    if prepared.backend == Backend::Oci {
-        return run_captured(executor, request).await;
-    }
-    let limit = request.command.timeout.min(prepared.resolved.wall_time);
-    let mut command = executor
-        .helper_command(&prepared)
-        .map_err(|e| setup_failed(e.to_string()))?;
+    let limit = prepared.job.timeout;
+    let mut command = match executor.attached_command(&prepared) {
+        Ok(command) => command,
+        // A backend that cannot share the terminal (a container helper captures output).
+        Err(ExecutorError::Unsupported { .. }) => return run_captured(executor, request).await,
+        Err(e) => return Err(setup_failed(e.to_string()).into()),
+    };
     command.process_group(0).kill_on_drop(true);
     let mut child = command
         .spawn()
@@ -139,9 +138,7 @@ async fn run_captured(executor: &Executor, request: &RunRequest) -> anyhow::Resu
     watcher.abort();
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(talaria_executor::ExecutorError::Process(
-            talaria_executor::ProcessError::Cancelled,
-        )) => {
+        Err(ExecutorError::Process(talaria_executor::ProcessError::Cancelled)) => {
             return Ok(130);
         }
         Err(e) => {

@@ -7,9 +7,7 @@ use talaria_agent::{Agent, AgentSettings, TalariaHome, TurnEvent};
 use talaria_core::{Config, ModelEntry, ProviderEntry, Role};
 use talaria_llm::{Anthropic, Catalogue, EndpointConfig, OpenAiCompatible, RetryPolicy};
 use talaria_store::Store;
-use talaria_testkit::{
-    AnthropicReply, FakeAnthropicServer, FakeModelServer, Reply, UnconfinedExecutor,
-};
+use talaria_testkit::{AnthropicReply, FakeAnthropicServer, FakeModelServer, Reply};
 use tokio_util::sync::CancellationToken;
 
 async fn agent(server: &FakeModelServer, home: &std::path::Path, config: &Config) -> Agent {
@@ -21,7 +19,7 @@ async fn agent(server: &FakeModelServer, home: &std::path::Path, config: &Config
     let provider = OpenAiCompatible::new(endpoint).unwrap();
     Agent::new(
         Arc::new(provider),
-        Arc::new(UnconfinedExecutor),
+        Arc::new(talaria_testkit::sandboxed_tools(home.root())),
         store,
         home,
         AgentSettings::from_config(config),

@@ -3,49 +3,50 @@
 //! in the audit log), recall (catalogue ranking and budget, `skill_view` of a file,
 //! `/skill-name`), and the background review.
 
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
-use talaria_agent::exec::{CommandOutcome, CommandSpec, ExecError, ExecOrigin, ToolExecutor};
+use talaria_agent::exec::ToolExecutor;
 use talaria_agent::skills::estimate_tokens;
 use talaria_agent::{Agent, AgentSettings, Session, TalariaHome};
 use talaria_core::{Config, Role};
 use talaria_llm::{EndpointConfig, OpenAiCompatible, RetryPolicy};
 use talaria_skills::{Provenance, SkillState};
 use talaria_store::Store;
-use talaria_testkit::{FakeModelServer, FakeToolCall, Reply, UnconfinedExecutor};
+use talaria_testkit::{FakeModelServer, FakeToolCall, Reply, sandboxed_tools};
 use tokio_util::sync::CancellationToken;
 
-/// Runs commands like [`UnconfinedExecutor`] but reports them as run under a networked profile,
-/// as the real executor does for a profile whose network is not `off`.
-#[derive(Debug)]
-struct NetworkedExecutor;
+/// The real executor for the Talaria home `home`.
+fn tools(home: &Path) -> Arc<dyn ToolExecutor> {
+    Arc::new(sandboxed_tools(home))
+}
 
-#[async_trait]
-impl ToolExecutor for NetworkedExecutor {
-    async fn run(
-        &self,
-        origin: &ExecOrigin,
-        spec: CommandSpec,
-        cancel: &CancellationToken,
-    ) -> Result<CommandOutcome, ExecError> {
-        let mut outcome = UnconfinedExecutor.run(origin, spec, cancel).await?;
-        outcome.networked = true;
-        Ok(outcome)
-    }
+/// The real executor with `terminal` mapped to the shipped `networked` profile (a user's
+/// `tools.toml`), so its output counts as untrusted, as a fetched web page's does.
+fn networked_tools(home: &Path) -> Arc<dyn ToolExecutor> {
+    std::fs::create_dir_all(home.join("policies")).unwrap();
+    std::fs::write(
+        home.join("policies/tools.toml"),
+        "[tools]\nterminal = \"networked\"\n",
+    )
+    .unwrap();
+    tools(home)
+}
 
-    async fn write_file(
-        &self,
-        origin: &ExecOrigin,
-        path: &Path,
-        contents: &[u8],
-        cancel: &CancellationToken,
-    ) -> Result<(), ExecError> {
-        UnconfinedExecutor
-            .write_file(origin, path, contents, cancel)
-            .await
+/// An agent and a workspace for its sessions, outside its Talaria home (the executor refuses a
+/// workspace that contains the home).
+struct TestAgent {
+    agent: Agent,
+    work: tempfile::TempDir,
+}
+
+impl Deref for TestAgent {
+    type Target = Agent;
+
+    fn deref(&self) -> &Agent {
+        &self.agent
     }
 }
 
@@ -62,25 +63,28 @@ async fn agent_with(
     home: &Path,
     executor: Arc<dyn ToolExecutor>,
     config: &Config,
-) -> Agent {
+) -> TestAgent {
     let home = TalariaHome::new(home);
     home.ensure().unwrap();
     let store = Store::open(&home.database()).await.unwrap();
     let mut endpoint = EndpointConfig::new(server.base_url());
     endpoint.retry = RetryPolicy::none();
     let provider = OpenAiCompatible::new(endpoint).unwrap();
-    Agent::new(
-        Arc::new(provider),
-        executor,
-        store,
-        home,
-        AgentSettings::from_config(config),
-    )
+    TestAgent {
+        agent: Agent::new(
+            Arc::new(provider),
+            executor,
+            store,
+            home,
+            AgentSettings::from_config(config),
+        ),
+        work: tempfile::tempdir().unwrap(),
+    }
 }
 
-async fn session(agent: &Agent) -> Session {
+async fn session(agent: &TestAgent) -> Session {
     agent
-        .new_session(std::env::temp_dir(), "fake-model", "cli")
+        .new_session(agent.work.path().to_owned(), "fake-model", "cli")
         .await
         .unwrap()
 }
@@ -122,7 +126,13 @@ fn last_tool_result(server: &FakeModelServer) -> String {
 async fn a_skill_written_after_networked_output_is_quarantined_and_never_recalled() {
     let server = FakeModelServer::start().await;
     let home = tempfile::tempdir().unwrap();
-    let agent = agent_with(&server, home.path(), Arc::new(NetworkedExecutor), &config()).await;
+    let agent = agent_with(
+        &server,
+        home.path(),
+        networked_tools(home.path()),
+        &config(),
+    )
+    .await;
     let mut poisoned = session(&agent).await;
 
     // A page fetched under a networked profile carries an instruction to persist itself.
@@ -192,13 +202,7 @@ async fn a_skill_written_after_networked_output_is_quarantined_and_never_recalle
 async fn a_trusted_create_is_active_and_in_the_next_catalogue() {
     let server = FakeModelServer::start().await;
     let home = tempfile::tempdir().unwrap();
-    let agent = agent_with(
-        &server,
-        home.path(),
-        Arc::new(UnconfinedExecutor),
-        &config(),
-    )
-    .await;
+    let agent = agent_with(&server, home.path(), tools(home.path()), &config()).await;
     let mut first = session(&agent).await;
     // Output of a command under a profile without network is not untrusted.
     server.push(Reply::tool_call(
@@ -234,13 +238,7 @@ async fn a_trusted_create_is_active_and_in_the_next_catalogue() {
 async fn a_session_with_someone_else_is_untrusted_from_the_start() {
     let server = FakeModelServer::start().await;
     let home = tempfile::tempdir().unwrap();
-    let agent = agent_with(
-        &server,
-        home.path(),
-        Arc::new(UnconfinedExecutor),
-        &config(),
-    )
-    .await;
+    let agent = agent_with(&server, home.path(), tools(home.path()), &config()).await;
     let person = talaria_core::Person::Remote {
         uid: 1000,
         user: talaria_core::UserId::parse("alice").unwrap(),
@@ -300,7 +298,7 @@ async fn a_large_catalogue_is_ranked_by_the_request_and_kept_under_budget() {
     let home = tempfile::tempdir().unwrap();
     let mut config = config();
     config.skills.catalogue_budget_tokens = 120;
-    let agent = agent_with(&server, home.path(), Arc::new(UnconfinedExecutor), &config).await;
+    let agent = agent_with(&server, home.path(), tools(home.path()), &config).await;
     many_skills(&agent, 40).await;
 
     let catalogue = agent
@@ -342,7 +340,7 @@ async fn a_large_catalogue_is_ranked_by_the_request_and_kept_under_budget() {
     let small = agent_with(
         &server,
         home2.path(),
-        Arc::new(UnconfinedExecutor),
+        tools(home2.path()),
         &Config::default(),
     )
     .await;
@@ -375,7 +373,7 @@ async fn a_new_sessions_catalogue_is_ranked_by_its_first_request_then_frozen() {
     let home = tempfile::tempdir().unwrap();
     let mut config = config();
     config.skills.catalogue_budget_tokens = 120;
-    let agent = agent_with(&server, home.path(), Arc::new(UnconfinedExecutor), &config).await;
+    let agent = agent_with(&server, home.path(), tools(home.path()), &config).await;
     many_skills(&agent, 40).await;
 
     // Created before anyone said anything: ranked by pinned and usage only, so the skill that
@@ -472,13 +470,7 @@ async fn a_new_sessions_catalogue_is_ranked_by_its_first_request_then_frozen() {
 async fn skill_view_reads_files_and_slash_name_loads_a_skill() {
     let server = FakeModelServer::start().await;
     let home = tempfile::tempdir().unwrap();
-    let agent = agent_with(
-        &server,
-        home.path(),
-        Arc::new(UnconfinedExecutor),
-        &config(),
-    )
-    .await;
+    let agent = agent_with(&server, home.path(), tools(home.path()), &config()).await;
     let registry = agent.skills().registry();
     registry
         .create(
@@ -557,7 +549,7 @@ async fn a_busy_turn_gets_a_background_review_with_only_skill_and_memory_tools()
     let mut config = config();
     config.skills.review_enabled = true;
     config.skills.review_min_tool_calls = 2;
-    let agent = agent_with(&server, home.path(), Arc::new(UnconfinedExecutor), &config).await;
+    let agent = agent_with(&server, home.path(), tools(home.path()), &config).await;
     let mut s = session(&agent).await;
 
     // A quiet turn (one tool call) is not reviewed.
@@ -624,7 +616,7 @@ async fn a_review_of_an_untrusted_turn_can_only_write_to_quarantine() {
     let mut config = config();
     config.skills.review_enabled = true;
     config.skills.review_min_tool_calls = 1;
-    let agent = agent_with(&server, home.path(), Arc::new(NetworkedExecutor), &config).await;
+    let agent = agent_with(&server, home.path(), networked_tools(home.path()), &config).await;
     let mut s = session(&agent).await;
     server.push(Reply::tool_call(
         "terminal",
@@ -650,7 +642,7 @@ async fn memory_nudges_come_every_n_user_turns_with_only_the_memory_tool() {
     let mut config = config();
     config.skills.memory_nudge_enabled = true;
     config.skills.memory_nudge_every_turns = 2;
-    let agent = agent_with(&server, home.path(), Arc::new(UnconfinedExecutor), &config).await;
+    let agent = agent_with(&server, home.path(), tools(home.path()), &config).await;
     let mut s = session(&agent).await;
     server.push(Reply::text("one"));
     turn(&agent, &mut s, "I prefer tabs").await;
@@ -669,13 +661,7 @@ async fn memory_nudges_come_every_n_user_turns_with_only_the_memory_tool() {
 async fn an_edit_made_on_disk_is_recorded_by_user_when_the_next_session_starts() {
     let server = FakeModelServer::start().await;
     let home = tempfile::tempdir().unwrap();
-    let agent = agent_with(
-        &server,
-        home.path(),
-        Arc::new(UnconfinedExecutor),
-        &config(),
-    )
-    .await;
+    let agent = agent_with(&server, home.path(), tools(home.path()), &config()).await;
     let mut first = session(&agent).await;
     server.push(create_call(
         "tidy-logs",

@@ -7,7 +7,7 @@ use talaria_agent::{Agent, AgentSettings, TalariaHome, TurnEvent};
 use talaria_core::{Config, ModelEntry, ProviderEntry};
 use talaria_llm::{Catalogue, EndpointConfig, OpenAiCompatible, RetryPolicy};
 use talaria_store::Store;
-use talaria_testkit::{FakeModelServer, Reply, UnconfinedExecutor};
+use talaria_testkit::{FakeModelServer, Reply};
 use tokio_util::sync::CancellationToken;
 
 async fn agent(server: &FakeModelServer, home: &std::path::Path, window: u64) -> Agent {
@@ -34,7 +34,7 @@ async fn agent(server: &FakeModelServer, home: &std::path::Path, window: u64) ->
     );
     Agent::new(
         Arc::new(OpenAiCompatible::new(endpoint).unwrap()),
-        Arc::new(UnconfinedExecutor),
+        Arc::new(talaria_testkit::sandboxed_tools(home.root())),
         store,
         home,
         AgentSettings::from_config(&config),

@@ -16,11 +16,14 @@ use talaria_agent::skills::SkillLibrary;
 use talaria_agent::tools::{TodoList, ToolBox, ToolContext, ToolError};
 use talaria_core::{Message, SessionId, ToolCall};
 use talaria_store::{NewSession, SessionKey, SessionScope, Store};
-use talaria_testkit::UnconfinedExecutor;
 use tokio_util::sync::CancellationToken;
 
+/// A workspace and, next to it (a workspace may never contain it), a Talaria home; tool
+/// commands run through the real executor.
 struct Fixture {
-    dir: tempfile::TempDir,
+    _root: tempfile::TempDir,
+    /// The workspace.
+    work: PathBuf,
     store: Store,
     memory: MemoryFiles,
     cwd: PathBuf,
@@ -36,9 +39,12 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().canonicalize().unwrap().join("work");
+        std::fs::create_dir(&work).unwrap();
         let store = Store::open_in_memory().await.unwrap();
-        let session = SessionId::parse("current").unwrap();
+        // Its own session, so its scratch directory is its own.
+        let session = SessionId::parse(&format!("current-{:016x}", fastrand::u64(..))).unwrap();
         store
             .create_session(NewSession {
                 id: session.clone(),
@@ -48,11 +54,13 @@ impl Fixture {
             })
             .await
             .unwrap();
-        let memory = MemoryFiles::new(dir.path().join("memories"), 2200, 1375);
-        let cwd = dir.path().canonicalize().unwrap();
-        let home = cwd.join("talaria-home");
+        let memory = MemoryFiles::new(work.join("memories"), 2200, 1375);
+        let cwd = work.clone();
+        let home = work.with_file_name("talaria-home");
         Self {
-            dir,
+            _root: root,
+            executor: Arc::new(talaria_testkit::sandboxed_tools(&home)),
+            work,
             store,
             memory,
             cwd,
@@ -63,12 +71,11 @@ impl Fixture {
             untrusted: false,
             scope: SessionScope::Owner { uid: 1000 },
             loaded: BTreeSet::new(),
-            executor: Arc::new(UnconfinedExecutor),
         }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        &self.work
     }
 
     async fn call(&mut self, name: &str, args: Value) -> Result<String, ToolError> {
@@ -585,7 +592,7 @@ async fn memory_writes_with_untrusted_content_in_context_are_parked() {
     );
     let pending = f.memory.pending().list().unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].session, "current");
+    assert_eq!(pending[0].session, f.session.as_str());
     // Budget errors still reach the model at once.
     let err = f
         .call(
@@ -607,6 +614,9 @@ async fn memory_writes_with_untrusted_content_in_context_are_parked() {
 #[tokio::test]
 async fn read_tools_refuse_the_talaria_home_except_skills() {
     let mut f = Fixture::new().await;
+    // Read tools run in-process: here the home lies inside the workspace they read (no
+    // command runs, so the executor's refusal of such a workspace does not come into it).
+    f.home = f.path().join("talaria-home");
     std::fs::create_dir_all(f.home.join("skills/deploy")).unwrap();
     std::fs::write(
         f.home.join("config.toml"),
@@ -669,14 +679,22 @@ struct Asked {
     profile: Option<String>,
 }
 
-/// Runs like [`UnconfinedExecutor`] and records what each call asked for; reports the profile
-/// the real executor would pick when no `[tools]` table maps the tool.
-#[derive(Debug, Default)]
+/// Records what each call asked for, then runs it on the real executor it wraps (which reports
+/// the profile that ran).
+#[derive(Debug)]
 struct RecordingExecutor {
     asked: Mutex<Vec<Asked>>,
+    inner: Arc<dyn ToolExecutor>,
 }
 
 impl RecordingExecutor {
+    fn over(inner: Arc<dyn ToolExecutor>) -> Self {
+        Self {
+            asked: Mutex::new(Vec::new()),
+            inner,
+        }
+    }
+
     fn record(&self, origin: &ExecOrigin, profile: Option<String>) {
         self.asked.lock().unwrap().push(Asked {
             tool: origin.tool.clone(),
@@ -699,10 +717,7 @@ impl ToolExecutor for RecordingExecutor {
         cancel: &CancellationToken,
     ) -> Result<CommandOutcome, ExecError> {
         self.record(origin, spec.profile.clone());
-        let chosen = spec.profile.clone().or_else(|| origin.tool_profile.clone());
-        let mut outcome = UnconfinedExecutor.run(origin, spec, cancel).await?;
-        outcome.profile = chosen.unwrap_or_default();
-        Ok(outcome)
+        self.inner.run(origin, spec, cancel).await
     }
 
     async fn write_file(
@@ -713,18 +728,16 @@ impl ToolExecutor for RecordingExecutor {
         cancel: &CancellationToken,
     ) -> Result<(), ExecError> {
         self.record(origin, None);
-        UnconfinedExecutor
-            .write_file(origin, path, contents, cancel)
-            .await
+        self.inner.write_file(origin, path, contents, cancel).await
     }
 
     async fn process(
         &self,
         origin: &ExecOrigin,
-        _action: ProcessAction,
+        action: ProcessAction,
     ) -> Result<String, ExecError> {
         self.record(origin, None);
-        Ok("[]".into())
+        self.inner.process(origin, action).await
     }
 }
 
@@ -739,7 +752,7 @@ fn asked(tool: &str, tool_profile: Option<&str>, profile: Option<&str>) -> Asked
 #[tokio::test]
 async fn every_executor_call_carries_the_profile_its_tool_declares() {
     let mut f = Fixture::new().await;
-    let recorder = Arc::new(RecordingExecutor::default());
+    let recorder = Arc::new(RecordingExecutor::over(f.executor.clone()));
     f.executor = recorder.clone();
     f.call("terminal", json!({"command": "true"}))
         .await
@@ -770,7 +783,7 @@ async fn every_executor_call_carries_the_profile_its_tool_declares() {
 #[tokio::test]
 async fn skill_run_uses_the_skills_profile_else_the_tools_default() {
     let mut f = Fixture::new().await;
-    let recorder = Arc::new(RecordingExecutor::default());
+    let recorder = Arc::new(RecordingExecutor::over(f.executor.clone()));
     f.executor = recorder.clone();
     let skills = SkillLibrary::new(f.store.clone(), f.home.join("skills"), 2000);
     let registry = skills.registry();

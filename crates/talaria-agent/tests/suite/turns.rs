@@ -7,7 +7,7 @@ use talaria_agent::{Agent, AgentSettings, TalariaHome, TurnStop};
 use talaria_core::{Config, Message, Role, ToolCall};
 use talaria_llm::{EndpointConfig, OpenAiCompatible, RetryPolicy};
 use talaria_store::Store;
-use talaria_testkit::{FakeModelServer, Reply, UnconfinedExecutor};
+use talaria_testkit::{FakeModelServer, Reply};
 use tokio_util::sync::CancellationToken;
 
 async fn agent(server: &FakeModelServer, home: &std::path::Path) -> Agent {
@@ -19,7 +19,7 @@ async fn agent(server: &FakeModelServer, home: &std::path::Path) -> Agent {
     let provider = OpenAiCompatible::new(endpoint).unwrap();
     Agent::new(
         Arc::new(provider),
-        Arc::new(UnconfinedExecutor),
+        Arc::new(talaria_testkit::sandboxed_tools(home.root())),
         store,
         home,
         AgentSettings::from_config(&Config::default()),

@@ -6,7 +6,7 @@ use talaria_agent::{Agent, AgentSettings, TalariaHome, TurnEvent};
 use talaria_core::{Config, ModelEntry, ProviderEntry};
 use talaria_llm::{Catalogue, EndpointConfig, OpenAiCompatible, RetryPolicy};
 use talaria_store::{Store, UsageFilter};
-use talaria_testkit::{FakeModelServer, Reply, UnconfinedExecutor};
+use talaria_testkit::{FakeModelServer, Reply};
 use tokio_util::sync::CancellationToken;
 
 fn priced(name: &str) -> ModelEntry {
@@ -46,7 +46,7 @@ async fn turns_compression_and_the_memory_nudge_are_recorded_with_their_task_and
     let catalogue = Arc::new(Catalogue::builtin_with(&overrides).unwrap());
     let agent = Agent::new(
         Arc::new(OpenAiCompatible::new(endpoint).unwrap()),
-        Arc::new(UnconfinedExecutor),
+        Arc::new(talaria_testkit::sandboxed_tools(home.root())),
         store,
         home,
         AgentSettings::from_config(&config),

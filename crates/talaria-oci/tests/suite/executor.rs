@@ -5,11 +5,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
 use talaria_bus::exec::{CommandSpec, ExecOrigin, ExitKind, Surface};
 use talaria_core::SessionId;
-use talaria_executor::service::OciBackend;
-use talaria_executor::{Executor, ExecutorConfig, ExecutorError, HelperCommand, RunRequest};
-use talaria_policy::{Backend, PolicySet, PolicySource};
+
+use talaria_executor::{
+    Executor, ExecutorConfig, ExecutorError, HelperCommand, LandlockBackend, OciBackend, RunRequest,
+};
+use talaria_policy::{PolicySet, PolicySource};
 use tokio_util::sync::CancellationToken;
 
 use super::support::{Fixture, HELPER, eventually};
@@ -21,18 +24,22 @@ fn policies(fx: &Fixture) -> PolicySet {
     std::fs::write(
         dir.join("oci-test.toml"),
         format!(
-            "inherits = \"oci\"\ndescription = \"oci on a busybox rootfs\"\n[oci]\nrootfs = \"{rootfs}\"\n"
+            "inherits = \"oci\"\ndescription = \"oci on a busybox rootfs\"\n[backend.oci]\nrootfs = \"{rootfs}\"\n"
         ),
     )
     .unwrap();
     std::fs::write(
         dir.join("oci-preferred.toml"),
         format!(
-            "inherits = \"oci\"\ndescription = \"oci, else landlock\"\nbackends = [\"oci\", \"landlock\"]\n[oci]\nrootfs = \"{rootfs}\"\n"
+            "inherits = \"oci\"\ndescription = \"oci, else landlock\"\nbackends = [\"oci\", \"landlock\"]\n[backend.oci]\nrootfs = \"{rootfs}\"\n"
         ),
     )
     .unwrap();
-    PolicySet::load(&[PolicySource::Shipped, PolicySource::Dir(dir)]).unwrap()
+    PolicySet::load(
+        &[PolicySource::Shipped, PolicySource::Dir(dir)],
+        &talaria_executor::backends::schemas(),
+    )
+    .unwrap()
 }
 
 fn executor(fx: &Fixture, oci: Option<OciBackend>) -> Executor {
@@ -41,29 +48,29 @@ fn executor(fx: &Fixture, oci: Option<OciBackend>) -> Executor {
     std::fs::create_dir_all(&home).unwrap();
     let executor = Executor::new(ExecutorConfig {
         policies: policies(fx),
-        // The Landlock helper is never started by these tests.
-        helper: HelperCommand {
-            program: "/nonexistent/talaria-sandbox".into(),
-            args: vec![],
-        },
         talaria_home: home,
         scratch_root,
         caller_env: vec![("PATH".into(), "/bin".into())],
-    });
+    })
+    // The Landlock helper is never started by these tests.
+    .with_backend(Arc::new(LandlockBackend::new(HelperCommand {
+        program: "/nonexistent/talaria-sandbox".into(),
+        args: vec![],
+    })));
     match oci {
-        Some(oci) => executor.with_oci(oci),
+        Some(oci) => executor.with_backend(Arc::new(oci)),
         None => executor,
     }
 }
 
 fn oci_backend(fx: &Fixture, program: &Path) -> OciBackend {
-    OciBackend {
-        helper: HelperCommand {
+    OciBackend::new(
+        HelperCommand {
             program: program.to_owned(),
             args: vec![],
         },
-        state_root: fx.state_root.clone(),
-    }
+        fx.state_root.clone(),
+    )
 }
 
 fn origin(fx: &Fixture) -> ExecOrigin {
@@ -150,7 +157,9 @@ async fn an_oci_profile_runs_in_the_sessions_container() {
     );
 
     // Background processes are not offered on this backend: refused, not run elsewhere.
-    let background = executor.start_background(&request(&fx, "oci-test", "sleep 1"));
+    let background = executor
+        .start_background(&request(&fx, "oci-test", "sleep 1"))
+        .await;
     assert!(matches!(background, Err(ExecutorError::Unsupported { .. })));
 
     // Ending the session stops the helper, which deletes the container and its state.
@@ -178,15 +187,15 @@ async fn without_an_oci_backend_oci_profiles_are_refused_or_fall_back() {
     let prepared = executor
         .prepare(&request(&fx, "oci-preferred", "true"))
         .unwrap();
-    assert_eq!(prepared.backend, Backend::Landlock);
+    assert_eq!(prepared.backend.name(), "landlock");
     // With the backend, the preferred one is used, and the Landlock helper refuses it.
     let with_oci = self::executor(&fx, Some(oci_backend(&fx, Path::new(HELPER))));
     let prepared = with_oci
         .prepare(&request(&fx, "oci-preferred", "true"))
         .unwrap();
-    assert_eq!(prepared.backend, Backend::Oci);
+    assert_eq!(prepared.backend.name(), "oci");
     assert!(matches!(
-        with_oci.helper_command(&prepared),
+        with_oci.attached_command(&prepared),
         Err(ExecutorError::Unsupported { .. })
     ));
 }

@@ -144,3 +144,53 @@ fn a_child_that_breaks_a_merged_rule_is_told_in_its_own_file() {
         )
     );
 }
+
+#[test]
+fn backend_settings_merge_key_by_key_and_resolve_with_the_command() {
+    let dir = PolicyDir::new(&[
+        (
+            "far",
+            "[filesystem]\nread = [\"${workspace}\"]\n[backend.remote]\nendpoint = \"exec.example:443\"\ntoken_file = \"${talaria_home}/remote.token\"\nwake = true\n",
+        ),
+        (
+            "near",
+            "inherits = \"far\"\nbackends = [\"remote\", \"landlock\"]\n[backend.remote]\nconfinement = \"best-effort\"\nwake = false\n",
+        ),
+        // A required key may come from the parent, but must come from somewhere.
+        ("bare", "backends = [\"remote\"]\n"),
+    ]);
+    let errors = dir.load().unwrap_err().to_string();
+    assert_eq!(
+        errors,
+        format!(
+            "{}:1: bad value for `backends`: the remote backend needs `backend.remote.endpoint`",
+            dir.file("bare")
+        )
+    );
+    std::fs::remove_file(dir.path().join("bare.toml")).unwrap();
+    let set = dir.load().unwrap();
+    let near = set.profile("near").unwrap();
+    assert_eq!(near.backends(), ["remote", "landlock"]);
+    assert_eq!(
+        near.to_json()["backend"],
+        serde_json::json!({"remote": {
+            "confinement": "best-effort",
+            "endpoint": "exec.example:443",
+            "token_file": "${talaria_home}/remote.token",
+            "wake": false,
+        }})
+    );
+    let layout = Layout::new();
+    let resolved = near.resolve(&layout.ctx()).unwrap();
+    let remote = resolved.settings_of("remote");
+    assert_eq!(remote.text("endpoint"), Some("exec.example:443"));
+    assert_eq!(remote.text("confinement"), Some("best-effort"));
+    assert_eq!(remote.flag("wake"), Some(false));
+    assert_eq!(
+        remote.path("token_file"),
+        Some(layout.talaria_home.join("remote.token").as_path())
+    );
+    // Asking for a key with another type, or one that is not set, gives nothing.
+    assert_eq!(remote.path("endpoint"), None);
+    assert_eq!(resolved.settings_of("landlock").iter().count(), 0);
+}

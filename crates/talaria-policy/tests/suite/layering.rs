@@ -19,7 +19,11 @@ fn later_directories_replace_earlier_profiles() {
         "workspace-write",
         "description = \"mine\"\n[limits]\ntasks = 6\n",
     )]);
-    let set = PolicySet::load(&[PolicySource::Shipped, system.source(), user.source()]).unwrap();
+    let set = PolicySet::load(
+        &[PolicySource::Shipped, system.source(), user.source()],
+        super::support::BACKENDS,
+    )
+    .unwrap();
 
     let ww = set.profile("workspace-write").unwrap();
     assert_eq!(ww.description(), "mine");
@@ -62,8 +66,11 @@ fn inheriting_the_own_name_tweaks_the_replaced_definition() {
 fn a_broken_replaced_file_still_refuses_the_set() {
     let system = PolicyDir::new(&[("read-only", "[limits]\ntasks = -1\n")]);
     let user = PolicyDir::new(&[("read-only", "description = \"fine\"\n")]);
-    let err =
-        PolicySet::load(&[PolicySource::Shipped, system.source(), user.source()]).unwrap_err();
+    let err = PolicySet::load(
+        &[PolicySource::Shipped, system.source(), user.source()],
+        super::support::BACKENDS,
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -80,7 +87,11 @@ fn tools_tables_override_per_tool() {
         "[tools]\nterminal = \"networked\"\nbrowser = \"read-only\"\n",
     )]);
     let user = PolicyDir::new(&[("tools", "[tools]\n\nterminal = \"read-only\"\n")]);
-    let set = PolicySet::load(&[PolicySource::Shipped, system.source(), user.source()]).unwrap();
+    let set = PolicySet::load(
+        &[PolicySource::Shipped, system.source(), user.source()],
+        super::support::BACKENDS,
+    )
+    .unwrap();
     // A later directory's entry beats an earlier one's, and any entry beats the declared default.
     assert_eq!(
         set.profile_for_tool("terminal", Some("workspace-write"))

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use talaria_policy::{Decision, PolicySet, Resolved, Surface};
+use talaria_policy::{Decision, Resolved, Surface};
 use talaria_sandbox::spec::NetworkRules;
 
 use super::support::{Layout, PolicyDir};
@@ -257,7 +257,7 @@ fn narrowing_never_widens_random_profiles() {
 #[test]
 fn webhooks_forbid_what_would_prompt_and_keep_writes_in_the_workspace() {
     let layout = Layout::new();
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     let networked = set.profile("networked").unwrap();
     let hook = networked.narrow(Surface::Webhook);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! The shipped profiles load, carry passing examples and resolve on a typical layout.
 
-use talaria_policy::{Backend, Decision, NetworkMode, PolicySet, Surface};
+use talaria_policy::{Decision, NetworkMode, Surface};
 use talaria_sandbox::spec::NetworkRules;
 
 use super::support::Layout;
@@ -8,7 +8,7 @@ use super::support::Layout;
 #[test]
 fn every_shipped_profile_loads_with_its_examples() {
     // Loading checks every approval example; a failing one would be an error here.
-    let set = PolicySet::shipped().unwrap_or_else(|e| panic!("shipped policies are broken:\n{e}"));
+    let set = super::support::shipped();
     assert_eq!(
         set.names().collect::<Vec<_>>(),
         ["networked", "oci", "read-only", "workspace-write"]
@@ -24,7 +24,7 @@ fn every_shipped_profile_loads_with_its_examples() {
 
 #[test]
 fn a_tool_runs_under_its_declared_default_or_is_refused() {
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     // The shipped set has no [tools] table: the tool's own declaration decides.
     assert_eq!(
         set.profile_for_tool("terminal", Some("workspace-write"))
@@ -58,7 +58,7 @@ fn a_tool_runs_under_its_declared_default_or_is_refused() {
 
 #[test]
 fn shipped_approval_rules() {
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     for name in ["workspace-write", "networked", "oci"] {
         let p = set.profile(name).unwrap();
         assert!(
@@ -86,7 +86,7 @@ fn shipped_approval_rules() {
 #[test]
 fn shipped_profiles_resolve_as_documented() {
     let layout = Layout::new();
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
 
     let ro = set
         .profile("read-only")
@@ -145,17 +145,17 @@ fn shipped_profiles_resolve_as_documented() {
     assert!(!resolved.spec.namespaces.net);
 
     let oci = set.profile("oci").unwrap().resolve(&layout.ctx()).unwrap();
-    assert_eq!(oci.backends, [Backend::Oci]);
+    assert_eq!(oci.backends, ["oci"]);
     assert_eq!(
-        oci.oci.unwrap().rootfs,
-        std::path::PathBuf::from("/var/lib/talaria/rootfs")
+        oci.settings_of("oci").path("rootfs"),
+        Some(std::path::Path::new("/var/lib/talaria/rootfs"))
     );
     assert_eq!(oci.spec.network, NetworkRules::Off);
 }
 
 #[test]
 fn nix_store_is_read_when_present() {
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     for name in ["read-only", "workspace-write"] {
         let json = set.profile(name).unwrap().to_json();
         let read = json["filesystem"]["read"].as_array().unwrap();
@@ -177,7 +177,7 @@ fn nix_store_is_read_when_present() {
 
 #[test]
 fn explain_shows_the_merged_profile() {
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     let json = set.profile("networked").unwrap().to_json();
     assert_eq!(json["name"], "networked");
     assert_eq!(json["inherits"], "workspace-write");

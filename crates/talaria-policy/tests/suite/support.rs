@@ -2,7 +2,58 @@
 
 use std::path::{Path, PathBuf};
 
-use talaria_policy::{PolicyErrors, PolicySet, PolicySource, ResolveContext};
+use talaria_policy::{
+    BackendSchema, PolicyErrors, PolicySet, PolicySource, ResolveContext, SettingKind, SettingSpec,
+};
+
+/// The backends these tests load policies against, as an executor registers them: the two
+/// this build has, and a made-up `remote` with one setting of every kind.
+pub static BACKENDS: &[&BackendSchema] = &[&LANDLOCK, &OCI, &REMOTE];
+
+static LANDLOCK: BackendSchema = BackendSchema {
+    name: "landlock",
+    settings: &[],
+};
+
+static OCI: BackendSchema = BackendSchema {
+    name: "oci",
+    settings: &[SettingSpec {
+        key: "rootfs",
+        kind: SettingKind::Path,
+        required: true,
+    }],
+};
+
+static REMOTE: BackendSchema = BackendSchema {
+    name: "remote",
+    settings: &[
+        SettingSpec {
+            key: "endpoint",
+            kind: SettingKind::Text,
+            required: true,
+        },
+        SettingSpec {
+            key: "token_file",
+            kind: SettingKind::Path,
+            required: false,
+        },
+        SettingSpec {
+            key: "wake",
+            kind: SettingKind::Flag,
+            required: false,
+        },
+        SettingSpec {
+            key: "confinement",
+            kind: SettingKind::Choice(&["required", "best-effort"]),
+            required: false,
+        },
+    ],
+};
+
+/// The shipped profiles alone.
+pub fn shipped() -> PolicySet {
+    PolicySet::shipped(BACKENDS).unwrap_or_else(|e| panic!("shipped policies are broken:\n{e}"))
+}
 
 /// A temp directory of policy files.
 pub struct PolicyDir {
@@ -37,12 +88,12 @@ impl PolicyDir {
 
     /// Load this directory alone.
     pub fn load(&self) -> Result<PolicySet, PolicyErrors> {
-        PolicySet::load(&[self.source()])
+        PolicySet::load(&[self.source()], BACKENDS)
     }
 
     /// Load the shipped profiles, then this directory.
     pub fn load_over_shipped(&self) -> Result<PolicySet, PolicyErrors> {
-        PolicySet::load(&[PolicySource::Shipped, self.source()])
+        PolicySet::load(&[PolicySource::Shipped, self.source()], BACKENDS)
     }
 }
 

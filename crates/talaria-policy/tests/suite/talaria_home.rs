@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use talaria_policy::{PolicyError, PolicySet, Surface};
+use talaria_policy::{PolicyError, Surface};
 
 use super::support::{Layout, PolicyDir, errors_of};
 
@@ -14,7 +14,7 @@ fn reaches(roots: &[PathBuf], target: &Path) -> bool {
 #[test]
 fn no_shipped_profile_reaches_the_database_or_config() {
     let layout = Layout::new();
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     let secrets = [
         layout.talaria_home.join("state.db"),
         layout.talaria_home.join("config.toml"),
@@ -98,7 +98,7 @@ fn only_skills_read_only_inside_the_home() {
 #[test]
 fn a_workspace_that_contains_the_home_is_refused_at_resolve() {
     let layout = Layout::new();
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     let ww = set.profile("workspace-write").unwrap();
     let mut ctx = layout.ctx();
     ctx.workspace = layout.home.clone();
@@ -126,7 +126,7 @@ fn a_workspace_that_contains_the_home_is_refused_at_resolve() {
 #[test]
 fn a_workspace_inside_the_home_is_refused_at_resolve() {
     let layout = Layout::new();
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     let mut ctx = layout.ctx();
     ctx.workspace = layout.talaria_home.join("skills/demo");
     ctx.cwd = ctx.workspace.clone();
@@ -172,7 +172,7 @@ fn literal_roots_and_symlinked_homes_are_checked_on_real_paths() {
     std::os::unix::fs::symlink(&real_home, &linked).unwrap();
     let mut ctx = layout.ctx();
     ctx.talaria_home = linked;
-    let set = PolicySet::shipped().unwrap();
+    let set = super::support::shipped();
     assert!(matches!(
         set.profile("workspace-write")
             .unwrap()

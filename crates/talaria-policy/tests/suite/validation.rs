@@ -134,17 +134,101 @@ fn bad_host_port() {
 
 #[test]
 fn unknown_backend() {
-    let (file, err) = one_error("backends = [\"landlock\", \"docker\"]\n");
+    let (file, err) = one_error("description = \"x\"\nbackends = [\"landlock\", \"docker\"]\n");
     assert_eq!(
         err,
         format!(
-            "{file}:1: bad value for `backends`: unknown backend \"docker\" (known: landlock, oci)"
+            "{file}:2: bad value for `backends`: unknown backend \"docker\" (known: landlock, oci, remote)"
         )
     );
-    let (_, err) = one_error("backends = [\"oci\"]\n");
+    let (file, err) = one_error("backends = [\"oci\"]\n");
+    assert_eq!(
+        err,
+        format!("{file}:1: bad value for `backends`: the oci backend needs `backend.oci.rootfs`")
+    );
+    let (_, err) = one_error("backends = [\"oci\", \"oci\"]\n[backend.oci]\nrootfs = \"/r\"\n");
+    assert!(err.ends_with("\"oci\" is listed twice"), "{err}");
+}
+
+#[test]
+fn backend_settings_are_checked_against_their_backend() {
+    // A key the backend does not declare, near a known one and far from every one.
+    let (file, err) = one_error("[backend.oci]\nrootfs = \"/r\"\nrootf = \"/r\"\n");
+    assert_eq!(
+        err,
+        format!("{file}:3: unknown key `backend.oci.rootf` (did you mean `backend.oci.rootfs`?)")
+    );
+    let (file, err) =
+        one_error("[backend.remote]\nendpoint = \"e\"\ncontainer_image = \"alpine\"\n");
+    assert_eq!(
+        err,
+        format!(
+            "{file}:3: unknown key `backend.remote.container_image` (known here: endpoint, token_file, wake, confinement)"
+        )
+    );
+    let (file, err) = one_error("[backend.landlock]\nstrict = true\n");
+    assert_eq!(
+        err,
+        format!(
+            "{file}:2: unknown key `backend.landlock.strict` (the landlock backend has no settings)"
+        )
+    );
+    // A table for a backend nobody registered.
+    let (file, err) = one_error("[backend.docker]\nimage = \"alpine\"\n");
+    assert_eq!(
+        err,
+        format!(
+            "{file}:1: unknown key `backend.docker` (no backend \"docker\"; known: landlock, oci, remote)"
+        )
+    );
+    // Every kind of value is typed.
+    let (_, errors) = errors_of(&[(
+        "p",
+        "[backend.remote]\nendpoint = 7\ntoken_file = \"relative/key\"\nwake = \"yes\"\nconfinement = \"sometimes\"\n",
+    )]);
+    assert_eq!(errors.len(), 4, "{errors:#?}");
     assert!(
-        err.ends_with("`backends`: the oci backend needs `oci.rootfs`"),
-        "{err}"
+        errors[0].ends_with(
+            ":2: bad value for `backend.remote.endpoint`: expected a string, found integer"
+        ),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains(":3: bad value for `backend.remote.token_file`: "),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].ends_with(
+            ":4: bad value for `backend.remote.wake`: expected true or false, found string"
+        ),
+        "{}",
+        errors[2]
+    );
+    assert!(
+        errors[3].ends_with(
+            ":5: bad value for `backend.remote.confinement`: \"sometimes\" is not one of \"required\", \"best-effort\""
+        ),
+        "{}",
+        errors[3]
+    );
+    let (file, err) = one_error("[backend]\noci = \"/r\"\n");
+    assert_eq!(
+        err,
+        format!("{file}:2: bad value for `backend.oci`: expected a table, found string")
+    );
+}
+
+#[test]
+fn an_old_oci_table_points_to_backend_oci() {
+    let (file, err) =
+        one_error("description = \"old\"\nbackends = [\"oci\"]\n[oci]\nrootfs = \"/var/lib/r\"\n");
+    assert_eq!(
+        err,
+        format!(
+            "{file}:3: unknown key `oci` (backend settings moved: rename the `[oci]` table to `[backend.oci]` (its keys are unchanged))"
+        )
     );
 }
 
@@ -198,7 +282,7 @@ fn check_lists_every_error_in_every_file() {
         errors,
         vec![
             format!(
-                "{a}:1: bad value for `backends`: unknown backend \"docker\" (known: landlock, oci)"
+                "{a}:1: bad value for `backends`: unknown backend \"docker\" (known: landlock, oci, remote)"
             ),
             format!(
                 "{a}:3: bad value for `limits.memory`: \"lots\" is not a size (a whole number and one of B, KiB, MiB, GiB, TiB, kB, MB, GB, TB, e.g. \"512MiB\")"
@@ -223,7 +307,13 @@ fn bad_file_names_and_unreadable_dirs() {
 
     // A missing directory is skipped: /etc/talaria/policies usually does not exist.
     let missing = dir.path().join("nope");
-    assert!(talaria_policy::PolicySet::load(&[talaria_policy::PolicySource::Dir(missing)]).is_ok());
+    assert!(
+        talaria_policy::PolicySet::load(
+            &[talaria_policy::PolicySource::Dir(missing)],
+            super::support::BACKENDS
+        )
+        .is_ok()
+    );
     // Non-.toml files (README.md) are ignored.
     let docs = PolicyDir::new(&[]);
     std::fs::write(docs.path().join("README.md"), "# docs").unwrap();

@@ -176,10 +176,16 @@ async fn sandbox_run_passes_only_the_policy_environment() {
 async fn policy_list_check_and_explain() {
     let env = Env::new().await;
     let list = env.run(&["policy", "list"]).await.success().stdout();
-    for name in ["read-only", "workspace-write", "networked", "oci"] {
+    for (name, backends) in [
+        ("read-only", "landlock"),
+        ("workspace-write", "landlock"),
+        ("networked", "landlock"),
+        ("oci", "oci"),
+    ] {
         assert!(
-            list.lines().any(|l| l.starts_with(name)),
-            "{name} missing:\n{list}"
+            list.lines()
+                .any(|l| l.split_whitespace().take(2).eq([name, backends])),
+            "{name} on {backends} missing:\n{list}"
         );
     }
     assert_eq!(
@@ -227,6 +233,8 @@ async fn policy_list_check_and_explain() {
         .stdout();
     let v: serde_json::Value = serde_json::from_str(&explained).unwrap();
     assert_eq!(v["profile"], "workspace-write");
+    assert_eq!(v["backends"], serde_json::json!(["landlock"]));
+    assert_eq!(v["backend"], "landlock");
     assert_eq!(v["approval"]["decision"], "prompt");
     assert_eq!(v["sandbox"]["network"]["mode"], "off");
     let write = v["sandbox"]["filesystem"]["write"].as_array().unwrap();
@@ -531,7 +539,7 @@ async fn sandbox_run_on_an_oci_profile_uses_a_container() {
     std::fs::write(
         env.home_path().join("policies/box.toml"),
         format!(
-            "inherits = \"oci\"\ndescription = \"busybox\"\n[oci]\nrootfs = \"{}\"\n",
+            "inherits = \"oci\"\ndescription = \"busybox\"\n[backend.oci]\nrootfs = \"{}\"\n",
             rootfs.path().display()
         ),
     )

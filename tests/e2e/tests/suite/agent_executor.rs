@@ -354,3 +354,41 @@ async fn the_executor_says_whether_a_command_could_reach_the_network() {
         assert_eq!(outcome.networked, networked, "{profile} for {surface}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_rule_over_the_bus_is_refused_saying_how_to_get_approval() {
+    let dir = scratch();
+    let bus = Bus::start(dir.path(), ExecutorPolicy::AgentOnly);
+    let model = FakeModelServer::start().await;
+    let home = dir.path().join("home");
+    let _agent = start_units(&bus, &home, &model, 30);
+    let client = bus.connect().await;
+    wait_for_name(&client, names::AGENT, true, TURN).await;
+
+    // workspace-write asks before `sudo`; nobody is there to answer a bus session (an
+    // allow-listed user keeps `prompt` rules; a webhook would have them forbidden outright).
+    model.push(Reply::tool_call(
+        "terminal",
+        r#"{"command":"sudo touch asked.txt"}"#,
+    ));
+    model.push(Reply::text("could not"));
+    let agent = AgentProxy::new(&client).await.unwrap();
+    let request = options(&[
+        ("create", OwnedVariant::from(true)),
+        ("surface", s("allowlisted_user")),
+        ("request_id", s("req-sudo")),
+    ]);
+    let events = run_turn(&agent, "api:sudo", "install it", &request, TURN)
+        .await
+        .unwrap();
+    assert_eq!(answer(&events), "could not");
+    let result = tool_result_of(&model, 1);
+    for part in [
+        "needs the user's approval under policy workspace-write",
+        "nobody can be asked in a session served over the bus",
+        "interactive `talaria chat`",
+    ] {
+        assert!(result.contains(part), "{part:?} missing from: {result}");
+    }
+    assert!(!dir.path().join("home-workspace/asked.txt").exists());
+}

@@ -5,13 +5,13 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use talaria_bus::exec::{CommandOutcome, CommandSpec, ExecOrigin, Surface};
 use talaria_core::SessionId;
 use talaria_executor::{
-    Executor, ExecutorConfig, ExecutorError, HelperCommand, OciBackend, RunRequest,
+    Executor, ExecutorConfig, ExecutorError, HelperCommand, LandlockBackend, OciBackend, RunRequest,
 };
 use talaria_policy::{PolicySet, PolicySource};
 use tokio_util::sync::CancellationToken;
@@ -279,7 +279,7 @@ read = [
         std::fs::write(
             dir.join("escape-oci.toml"),
             format!(
-                "inherits = \"oci\"\ndescription = \"oci on a busybox root\"\n[oci]\nrootfs = \"{}\"\n",
+                "inherits = \"oci\"\ndescription = \"oci on a busybox root\"\n[backend.oci]\nrootfs = \"{}\"\n",
                 self.rootfs.display()
             ),
         )
@@ -333,30 +333,33 @@ read = [
 
     fn executor(&mut self) -> &Executor {
         self.executor.get_or_insert_with(|| {
-            let policies = PolicySet::load(&[
-                PolicySource::Shipped,
-                PolicySource::Dir(self.base.join("policies")),
-            ])
+            let policies = PolicySet::load(
+                &[
+                    PolicySource::Shipped,
+                    PolicySource::Dir(self.base.join("policies")),
+                ],
+                &talaria_executor::backends::schemas(),
+            )
             .unwrap_or_else(|e| panic!("the test policies do not load:\n{e}"));
             let executor = Executor::new(ExecutorConfig {
                 policies,
-                helper: HelperCommand {
-                    program: LOCAL_HELPER.into(),
-                    args: vec![],
-                },
                 talaria_home: self.home.clone(),
                 scratch_root: self.scratch_root.clone(),
                 caller_env: self.caller_env.clone(),
-            });
+            })
+            .with_backend(Arc::new(LandlockBackend::new(HelperCommand {
+                program: LOCAL_HELPER.into(),
+                args: vec![],
+            })));
             match self.backend {
                 Backend::Local => executor,
-                Backend::Oci => executor.with_oci(OciBackend {
-                    helper: HelperCommand {
+                Backend::Oci => executor.with_backend(Arc::new(OciBackend::new(
+                    HelperCommand {
                         program: OCI_HELPER.into(),
                         args: vec![],
                     },
-                    state_root: self.state_root.clone(),
-                }),
+                    self.state_root.clone(),
+                ))),
             }
         })
     }

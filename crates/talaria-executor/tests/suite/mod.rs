@@ -1,0 +1,3 @@
+mod adapter;
+mod backends;
+mod support;
