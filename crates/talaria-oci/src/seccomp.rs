@@ -87,6 +87,16 @@ const CLONE_NEW_FLAGS: [libc::c_int; 7] = [
 ];
 const CLONE_NEWTIME: libc::c_int = 0x80;
 
+/// The calls that set a file's mode, grouped by the index of their mode argument: a mode with
+/// `S_ISUID` or `S_ISGID` is refused (`talaria_sandbox::seccomp` says why). Names the kernel or
+/// libseccomp does not know (`fchmodat2` before 6.6) are skipped by libcontainer; the BPF form
+/// has them by number.
+const MODE_SETTING_CALLS: &[(&[&str], usize)] = &[
+    (&["chmod", "fchmod", "creat", "mkdir", "mknod"], 1),
+    (&["fchmodat", "fchmodat2", "open", "mkdirat", "mknodat"], 2),
+    (&["openat"], 3),
+];
+
 /// Why the OCI profile could not be built (a bug in this module, not a host condition).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the OCI seccomp profile: {0}")]
@@ -135,6 +145,11 @@ pub fn oci_profile(network: &NetworkRules) -> Result<LinuxSeccomp, ProfileError>
             Some(vec![arg(1, LinuxSeccompOperator::ScmpCmpEq, request)?]),
         )?);
     }
+    for (names, mode_arg) in MODE_SETTING_CALLS {
+        for bit in [libc::S_ISUID, libc::S_ISGID] {
+            syscalls.push(eperm(names, Some(vec![bits_set(*mode_arg, bit)?]))?);
+        }
+    }
     match network {
         NetworkRules::Off => {
             syscalls.push(eperm(
@@ -170,7 +185,7 @@ pub fn oci_profile(network: &NetworkRules) -> Result<LinuxSeccomp, ProfileError>
     }
     syscalls.push(
         LinuxSyscallBuilder::default()
-            .names(vec!["clone3".to_owned()])
+            .names(vec!["clone3".to_owned(), "openat2".to_owned()])
             .action(LinuxSeccompAction::ScmpActErrno)
             .errno_ret(errno(libc::ENOSYS))
             .build()?,
@@ -198,6 +213,17 @@ fn arg(
         .index(index)
         .op(op)
         .value(value)
+        .build()
+}
+
+/// Argument `index` has `bit` set (the same value for mask and result, as in [`flag_set`]).
+fn bits_set(index: usize, bit: libc::mode_t) -> Result<LinuxSeccompArg, oci_spec::OciSpecError> {
+    let bit = u64::from(bit);
+    LinuxSeccompArgBuilder::default()
+        .index(index)
+        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+        .value(bit)
+        .value_two(bit)
         .build()
 }
 
@@ -265,6 +291,11 @@ mod tests {
                 "clone",
                 "unshare",
                 "clone3",
+                "openat2",
+                "chmod",
+                "fchmodat",
+                "openat",
+                "mknodat",
                 "personality",
                 "ioctl",
                 "socket",

@@ -3,9 +3,10 @@
 //!
 //! The filter is a deny list on top of default-allow: the command may run any normal program,
 //! but not the system calls that reach kernel attack surface a tool never needs, or that would
-//! undo the other layers. Denied calls fail with `EPERM` (programs handle that) except `clone3`,
-//! which fails with `ENOSYS` so libc falls back to `clone`, whose flags a classic BPF filter can
-//! inspect (`clone3` passes them in memory, out of reach). Only the native architecture is
+//! undo the other layers. Denied calls fail with `EPERM` (programs handle that) except `clone3`
+//! and `openat2`, which fail with `ENOSYS` so libc and programs fall back to `clone` and
+//! `openat`, whose flags and mode a classic BPF filter can inspect (`clone3` and `openat2` pass
+//! them in memory, out of reach). Only the native architecture is
 //! allowed: a syscall made through another ABI (i386 `int 0x80` on x86_64) kills the process,
 //! and on x86_64 the x32 syscall range is refused, because either would bypass a filter written
 //! against native syscall numbers.
@@ -29,6 +30,9 @@
 //! | `ioctl(TIOCSTI)`, `ioctl(TIOCLINUX)` | typing characters into the caller's terminal |
 //! | `acct`, `swapon`, `swapoff`, `syslog`, `quotactl`, `quotactl_fd`, `lookup_dcookie`, `nfsservctl`, `uselib`, `iopl`, `ioperm`, `vhangup` | host administration or legacy interfaces no tool needs |
 //! | `open_by_handle_at`, `name_to_handle_at` | opening files by handle bypasses path-based checks (the "shocker" container escape) |
+//! | `chmod`, `fchmod`, `fchmodat`, `fchmodat2` with `S_ISUID` or `S_ISGID` in the mode | a setuid/setgid file made in a writable root outlives the sandbox: on the host, another user runs it with the sandbox's uid (root's, when the caller is root). "setuid bits are not allowed in the sandbox" |
+//! | `open`, `openat`, `creat`, `mkdir`, `mkdirat`, `mknod`, `mknodat` with `S_ISUID` or `S_ISGID` in the mode | the same bits set at creation. The mode is checked whatever the flags: without `O_CREAT`/`O_TMPFILE` libc passes 0, so only a hand-made call is refused, and nothing is lost (`mkdir` drops both bits anyway; a setgid directory inherits the bit from its parent, which no mode asks for) |
+//! | `openat2` (`ENOSYS`) | its mode is inside `struct open_how`, out of a BPF filter's reach; `ENOSYS` is what kernels before 5.6 answer, so every caller has an `openat` fallback, whose mode the filter sees |
 //! | network `Off`: `socket`/`socketpair` with a domain other than `AF_UNIX` | no IP, netlink, packet or other sockets; local IPC keeps working |
 //! | network `Loopback`/`AllowTcp`: `socket` with a domain other than `AF_UNIX`, `AF_INET`, `AF_INET6`, `AF_NETLINK` | no packet, vsock, Bluetooth, `AF_ALG` … sockets |
 //!
@@ -72,6 +76,46 @@ const CLONE_NEW_FLAGS: [libc::c_int; 7] = [
     libc::CLONE_NEWNET,
 ];
 const CLONE_NEWTIME: libc::c_int = 0x80;
+
+/// The setuid and setgid mode bits: never set by a sandboxed command (see the table).
+const SETID_BITS: [libc::mode_t; 2] = [libc::S_ISUID, libc::S_ISGID];
+
+/// The calls that set a file's mode, with the index of their mode argument.
+fn mode_setting_calls() -> Vec<(libc::c_long, u8)> {
+    let mut calls = vec![
+        (libc::SYS_fchmod, 1),
+        (libc::SYS_fchmodat, 2),
+        (libc::SYS_fchmodat2, 2),
+        (libc::SYS_openat, 3),
+        (libc::SYS_mkdirat, 2),
+        (libc::SYS_mknodat, 2),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    calls.extend([
+        (libc::SYS_chmod, 1),
+        (libc::SYS_open, 2),
+        (libc::SYS_creat, 1),
+        (libc::SYS_mkdir, 1),
+        (libc::SYS_mknod, 1),
+    ]);
+    calls
+}
+
+/// One rule per bit: the call matches if its mode argument has `S_ISUID` or `S_ISGID`.
+fn setid_mode_rules(mode_arg: u8) -> Result<Vec<SeccompRule>, SeccompError> {
+    SETID_BITS
+        .iter()
+        .map(|bit| {
+            let bit = u64::from(*bit);
+            Ok(SeccompRule::new(vec![cond(
+                mode_arg,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::MaskedEq(bit),
+                bit,
+            )?])?)
+        })
+        .collect()
+}
 
 /// The compiled filters, ready to install after `fork` without allocating.
 #[derive(Debug, Clone)]
@@ -209,6 +253,9 @@ pub fn build(network: &NetworkRules) -> Result<SeccompProgram, SeccompError> {
             })
             .collect::<Result<Vec<_>, SeccompError>>()?,
     );
+    for (call, mode_arg) in mode_setting_calls() {
+        rules.insert(call, setid_mode_rules(mode_arg)?);
+    }
     match network {
         NetworkRules::Off => {
             rules.insert(libc::SYS_socket, vec![domain_not_in(&[libc::AF_UNIX])?]);
@@ -227,14 +274,14 @@ pub fn build(network: &NetworkRules) -> Result<SeccompProgram, SeccompError> {
     let eperm = SeccompAction::Errno(libc::EPERM.unsigned_abs());
     let deny_list: BpfProgram =
         SeccompFilter::new(rules, SeccompAction::Allow, eperm, ARCH)?.try_into()?;
-    let clone3: BpfProgram = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3, vec![])]),
+    let enosys: BpfProgram = SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_clone3, vec![]), (libc::SYS_openat2, vec![])]),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS.unsigned_abs()),
         ARCH,
     )?
     .try_into()?;
-    let mut filters = vec![deny_list, clone3];
+    let mut filters = vec![deny_list, enosys];
     #[cfg(target_arch = "x86_64")]
     filters.push(x32_filter());
     Ok(SeccompProgram { filters })

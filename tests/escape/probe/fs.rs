@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::{c_int, c_long};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -150,6 +150,162 @@ pub fn chmod(args: &Args) -> Result<Report, String> {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)),
         &format!("chmod {mode:o} {path}"),
     ))
+}
+
+/// The permission bits (with setuid, setgid and sticky) of `path`.
+fn mode_of(path: &str) -> io::Result<u32> {
+    Ok(fs::symlink_metadata(path)?.permissions().mode() & 0o7777)
+}
+
+/// `Ok` when `route` worked and left `path` with `want`; an error naming the difference
+/// otherwise (`EPERM`-free: a changed mode is no errno, it is a wrong result).
+fn check_mode(report: &mut Report, route: &str, path: &str, want: u32, result: io::Result<()>) {
+    match result.and_then(|()| mode_of(path)) {
+        Ok(got) if got == want => {}
+        Ok(got) => {
+            report.ok = false;
+            report
+                .detail
+                .push_str(&format!("{route}: mode {got:o}, not {want:o}; "));
+        }
+        Err(e) => {
+            report.ok = false;
+            report.note(&e);
+            report
+                .errno
+                .get_or_insert_with(|| crate::sys::error_name(&e));
+            report.detail.push_str(&format!("{route}: {e}; "));
+        }
+    }
+}
+
+/// Set `PATH`'s mode to `OCTAL` every way there is: `chmod(2)` by path, `fchmod(2)` on a
+/// descriptor, and `fchmodat2(2)`. `ok` when every way worked and the file has that mode.
+pub fn chmod_every_way(args: &Args) -> Result<Report, String> {
+    let path = args.str(0, "path")?;
+    let mode = u32::from_str_radix(args.str(1, "octal mode")?, 8)
+        .map_err(|_| "the mode is not octal".to_owned())?;
+    let mut report = Report::done(format!("chmod {mode:o} {path} by path, fd, fchmodat2: "));
+    let reset = |report: &mut Report| {
+        // Back to a plain mode between the ways, so each one has something to change.
+        if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(0o644)) {
+            report.detail.push_str(&format!("reset: {e}; "));
+        }
+    };
+    let by_path = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+    check_mode(&mut report, "chmod", path, mode, by_path);
+    reset(&mut report);
+    let by_fd =
+        fs::File::open(path).and_then(|f| f.set_permissions(fs::Permissions::from_mode(mode)));
+    check_mode(&mut report, "fchmod", path, mode, by_fd);
+    reset(&mut report);
+    let at2 = sys::c_string(path).and_then(|c| {
+        // SAFETY: `c` is a valid NUL-terminated path alive for the call.
+        let ret = unsafe {
+            sys::syscall(
+                sys::NR_FCHMODAT2,
+                c_long::from(sys::AT_FDCWD),
+                c.as_ptr(),
+                c_long::from(mode),
+                0_i64,
+            )
+        };
+        sys::check_long(ret).map(drop)
+    });
+    check_mode(&mut report, "fchmodat2", path, mode, at2);
+    Ok(report)
+}
+
+/// Create files in `DIR` with mode `OCTAL` every way there is: `open(O_CREAT)`, `mknodat`
+/// of a regular file, `openat2` (falling back to `openat` on `ENOSYS`, as programs written for
+/// kernels before 5.6 do), and `mkdir` (whose mode the kernel strips of setuid/setgid, so a
+/// directory is judged by the rest). `ok` when every way created its file with that mode.
+pub fn create_with_mode(args: &Args) -> Result<Report, String> {
+    let dir = args.str(0, "directory")?;
+    let mode = u32::from_str_radix(args.str(1, "octal mode")?, 8)
+        .map_err(|_| "the mode is not octal".to_owned())?;
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe { sys::umask(0) };
+    let mut report = Report::done(format!("create files with mode {mode:o} in {dir}: "));
+    let path = |name: &str| format!("{dir}/{name}");
+
+    let opened = path("by-open");
+    let result = sys::c_string(&opened).and_then(|c| {
+        // SAFETY: `c` is a valid NUL-terminated path alive for the call.
+        let fd = sys::check(unsafe {
+            sys::open(
+                c.as_ptr(),
+                sys::O_CREAT | sys::O_EXCL | sys::O_WRONLY | sys::O_CLOEXEC,
+                mode,
+            )
+        })?;
+        sys::close_fd(fd);
+        Ok(())
+    });
+    check_mode(&mut report, "open(O_CREAT)", &opened, mode, result);
+
+    let node = path("by-mknod");
+    let result = sys::c_string(&node).and_then(|c| {
+        // SAFETY: `c` is a valid NUL-terminated path alive for the call.
+        let ret = unsafe {
+            sys::syscall(
+                sys::nr::MKNODAT,
+                c_long::from(sys::AT_FDCWD),
+                c.as_ptr(),
+                c_long::from(sys::S_IFREG | mode),
+                0_i64,
+            )
+        };
+        sys::check_long(ret).map(drop)
+    });
+    check_mode(&mut report, "mknodat(S_IFREG)", &node, mode, result);
+
+    let via_openat2 = path("by-openat2");
+    let result = sys::c_string(&via_openat2).and_then(|c| {
+        let how = sys::OpenHow {
+            flags: u64::from(
+                (sys::O_CREAT | sys::O_EXCL | sys::O_WRONLY | sys::O_CLOEXEC).unsigned_abs(),
+            ),
+            mode: u64::from(mode),
+            resolve: 0,
+        };
+        // SAFETY: `c` and `how` are valid and outlive the call; the size is `how`'s.
+        let ret = unsafe {
+            sys::syscall(
+                sys::NR_OPENAT2,
+                c_long::from(sys::AT_FDCWD),
+                c.as_ptr(),
+                &raw const how,
+                std::mem::size_of::<sys::OpenHow>(),
+            )
+        };
+        match sys::check_long(ret) {
+            Ok(fd) => {
+                sys::close_fd(c_int::try_from(fd).unwrap_or(-1));
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(38) => {
+                // ENOSYS: what a program does on a kernel without openat2.
+                // SAFETY: as for open above.
+                let fd = sys::check(unsafe {
+                    sys::open(
+                        c.as_ptr(),
+                        sys::O_CREAT | sys::O_EXCL | sys::O_WRONLY | sys::O_CLOEXEC,
+                        mode,
+                    )
+                })?;
+                sys::close_fd(fd);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    });
+    check_mode(&mut report, "openat2 or openat", &via_openat2, mode, result);
+
+    let made = path("by-mkdir");
+    let result = fs::DirBuilder::new().mode(mode).create(&made);
+    check_mode(&mut report, "mkdir", &made, mode & 0o1777, result);
+    Ok(report)
 }
 
 pub fn symlink_write(args: &Args) -> Result<Report, String> {

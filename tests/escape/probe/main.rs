@@ -40,6 +40,8 @@ const PROBES: &[Probe] = &[
     ("rename", "FROM TO", fs::rename),
     ("exchange", "A B", fs::exchange),
     ("chmod", "PATH OCTAL", fs::chmod),
+    ("chmod-every-way", "PATH OCTAL", fs::chmod_every_way),
+    ("create-with-mode", "DIR OCTAL", fs::create_with_mode),
     ("symlink-write", "TARGET LINK", fs::symlink_write),
     (
         "replace-with-symlink",

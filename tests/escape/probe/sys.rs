@@ -50,6 +50,7 @@ unsafe extern "C" {
     pub fn close(fd: c_int) -> c_int;
     pub fn write(fd: c_int, buffer: *const c_void, count: usize) -> isize;
     pub fn open(path: *const c_char, flags: c_int, ...) -> c_int;
+    pub fn umask(mask: c_uint) -> c_uint;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -84,6 +85,19 @@ pub mod nr {
 
 /// Allocated after the syscall tables were unified: the same number everywhere.
 pub const NR_IO_URING_SETUP: c_long = 425;
+pub const NR_OPENAT2: c_long = 437;
+pub const NR_FCHMODAT2: c_long = 452;
+pub const O_CREAT: c_int = 0o100;
+pub const O_EXCL: c_int = 0o200;
+pub const S_IFREG: c_uint = 0o100_000;
+
+/// `struct open_how` of `openat2(2)`.
+#[repr(C)]
+pub struct OpenHow {
+    pub flags: u64,
+    pub mode: u64,
+    pub resolve: u64,
+}
 
 pub const AT_FDCWD: c_int = -100;
 pub const RENAME_EXCHANGE: c_uint = 2;

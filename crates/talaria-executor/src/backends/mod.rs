@@ -128,7 +128,7 @@ impl Job {
     pub fn outcome(&self, backend: &str, finished: Finished) -> CommandOutcome {
         CommandOutcome {
             stdout: finished.stdout,
-            stderr: finished.stderr,
+            stderr: explain_denials(finished.stderr),
             exit: finished.exit,
             timed_out: finished.timed_out,
             dropped_bytes: finished.dropped_bytes,
@@ -138,6 +138,26 @@ impl Job {
             networked: self.networked(),
         }
     }
+}
+
+/// What the sandbox's `EPERM` rules are, told once after a command's own complaint. A seccomp
+/// filter can only answer with an errno, so the program says "Operation not permitted" and the
+/// person needs the rule's name to tell the sandbox from a real permission problem.
+pub const EPERM_RULES_NOTE: &str = "talaria: \"Operation not permitted\" may be the sandbox: \
+setuid bits are not allowed in the sandbox (chmod or creating files with mode 4000 or 2000), \
+nor are mount, ptrace, new namespaces or the kernel keyring";
+
+/// `stderr` with [`EPERM_RULES_NOTE`] appended when the command met `EPERM` (by the message
+/// every libc prints for it).
+fn explain_denials(mut stderr: String) -> String {
+    if stderr.contains("Operation not permitted") && !stderr.contains(EPERM_RULES_NOTE) {
+        if !stderr.is_empty() && !stderr.ends_with('\n') {
+            stderr.push('\n');
+        }
+        stderr.push_str(EPERM_RULES_NOTE);
+        stderr.push('\n');
+    }
+    stderr
 }
 
 /// Why a backend did not run a job.

@@ -1,3 +1,4 @@
 mod adapter;
 mod backends;
+mod confinement;
 mod support;

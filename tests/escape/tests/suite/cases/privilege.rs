@@ -225,3 +225,68 @@ pub fn secret_in_proc_environ() -> Case {
         )
     })
 }
+
+/// No file under `path` (or `path` itself) carries a setuid or setgid bit on the host.
+#[track_caller]
+fn assert_no_setid_bits(path: &Path) {
+    let mut pending = vec![path.to_owned()];
+    while let Some(p) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        assert_eq!(
+            meta.permissions().mode() & 0o6000,
+            0,
+            "ESCAPE: {} has mode {:o} on the host",
+            p.display(),
+            meta.permissions().mode()
+        );
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+}
+
+/// `cp /bin/sh x; chmod 4755 x`: the copy is the caller's (root's here), plain 0755, and the
+/// command tries to make it setuid by path, by descriptor and with `fchmodat2`.
+fn chmod_setid(mode: &'static str, expect: Expect) -> Case {
+    Case::new(expect, move |w| {
+        probe_copy(w, &w.ws.join("x"), 0, 0o755);
+        args(&["chmod-every-way", &w.ws("x"), mode])
+    })
+    .check(|w, _| assert_no_setid_bits(&w.ws.join("x")))
+}
+
+pub fn setuid_chmod() -> Case {
+    chmod_setid("4755", Expect::Denied(SECCOMP))
+}
+
+pub fn setgid_chmod() -> Case {
+    chmod_setid("2755", Expect::Denied(SECCOMP))
+}
+
+pub fn chmod_plain() -> Case {
+    chmod_setid("755", Expect::Succeeds)
+}
+
+/// Files created with the bits already in the mode: `open(O_CREAT)`, `mknodat`, `openat2`
+/// (refused with `ENOSYS`, then `openat`, as a program falls back), `mkdir`.
+fn create_setid(mode: &'static str, expect: Expect) -> Case {
+    Case::new(expect, move |w| {
+        std::fs::create_dir(w.ws.join("made")).unwrap();
+        args(&["create-with-mode", &w.ws("made"), mode])
+    })
+    .check(|w, _| assert_no_setid_bits(&w.ws.join("made")))
+}
+
+pub fn setuid_create() -> Case {
+    create_setid("4755", Expect::Denied(SECCOMP))
+}
+
+pub fn setgid_create() -> Case {
+    create_setid("2755", Expect::Denied(SECCOMP))
+}
+
+pub fn create_plain_mode() -> Case {
+    create_setid("755", Expect::Succeeds)
+}

@@ -87,7 +87,7 @@ pub fn hooks_overwrite() -> Case {
 pub fn hooks_chmod() -> Case {
     Case::new(Expect::Denied(READ_ONLY), |w| {
         git(w);
-        args(&["chmod", ".git/hooks/pre-commit", "6777"])
+        args(&["chmod", ".git/hooks/pre-commit", "777"])
     })
     .check(|w, _| {
         assert_hooks_intact(w);
