@@ -159,10 +159,7 @@ impl Gateway {
         bus: Connection,
         activity: Activity,
     ) -> Result<Self, GatewayError> {
-        let state_dir = config.state_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&state_dir))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))??;
+        let store = Store::open(&config.state_dir).await?;
         let stopping = CancellationToken::new();
         let (unclaimed, unclaimed_events) = mpsc::unbounded_channel();
         let link = AgentLink::connect(&bus, unclaimed, stopping.child_token()).await?;

@@ -6,19 +6,40 @@
 //! submitted to the agent, and its answer is in the outbox before any of it is reported as
 //! final to a client. The outbox has one row per request (first answer wins), so a request
 //! is never answered twice even when the agent re-emits its `done`. No other process opens
-//! this file. Every call runs on the blocking pool, never on the async runtime.
+//! this file. Opening, checking, migrating and the blocking pool are `talaria-store`'s shared
+//! setup ([`talaria_store::Database`]); this module owns the schema and its statements.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use talaria_store::database::{Database, Durability, Legacy, Migration, OpenOptions, Schema};
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "gateway.db";
 
-/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r"
+/// `gateway.db`: "TLGW" in ASCII. Files written before the shared setup carry no application
+/// id; they are recognised by their `inbox` table and stamped.
+static GATEWAY: Schema = Schema {
+    application_id: 0x544C_4757,
+    migrations: MIGRATIONS,
+    // An answer reported to a client must survive a power cut, not just a crash.
+    durability: Durability::Full,
+    legacy: Legacy::UnmarkedWithTable("inbox"),
+};
+
+/// Every migration, oldest first. Never edit a released entry: add a new one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "inbox, outbox, sessions and deliveries",
+    apply: v1_inbox_outbox,
+}];
+
+fn v1_inbox_outbox(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(V1)
+}
+
+const V1: &str = r"
 CREATE TABLE inbox (
     request_id      TEXT PRIMARY KEY,
     key_id          TEXT NOT NULL,
@@ -64,30 +85,22 @@ CREATE TABLE deliveries (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX deliveries_target ON deliveries (target, id);
-"];
+";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the state directory {path}: {error}")]
+    #[error("cannot create the state directory {}: {error}", path.display())]
     StateDir {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("database {path}: {error}")]
-    Open {
-        path: PathBuf,
-        error: rusqlite::Error,
-    },
-    #[error("database {path} has schema version {version}; this gateway knows up to {known}")]
-    NewerSchema {
-        path: PathBuf,
-        version: i64,
-        known: usize,
-    },
+    /// Opening, checking or migrating the file, or the blocking pool.
+    #[error(transparent)]
+    Database(#[from] talaria_store::StoreError),
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("database worker: {0}")]
-    Worker(String),
+    #[error("request {request_id} vanished while reading it")]
+    Vanished { request_id: String },
     #[error("database row for request {request_id} has unknown {column} {value:?}")]
     Corrupt {
         request_id: String,
@@ -279,7 +292,7 @@ pub struct NewDelivery {
 /// The database, shared by the HTTP API, the turn drivers and the bus service.
 #[derive(Debug, Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
 }
 
 const INBOX_COLUMNS: &str = "inbox.request_id, inbox.key_id, inbox.idempotency_key, \
@@ -375,62 +388,29 @@ fn record(conn: &Connection, request_id: &str) -> Result<Option<RequestRecord>, 
     }))
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    let done = usize::try_from(version).unwrap_or(0);
-    if done > MIGRATIONS.len() {
-        // A newer gateway wrote this file; guessing at its schema could lose requests.
-        return Err(StoreError::NewerSchema {
-            path: path.to_owned(),
-            version,
-            known: MIGRATIONS.len(),
-        });
-    }
-    for (index, migration) in (1_i64..).zip(MIGRATIONS).skip(done) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(migration)?;
-        tx.pragma_update(None, "user_version", index)?;
-        tx.commit()?;
-    }
-    Ok(())
-}
-
 impl Store {
-    /// Opens (creating if needed) `<state_dir>/gateway.db` and brings its schema up to date.
-    /// Blocking: call it from `spawn_blocking` or before the runtime serves anything.
+    /// Opens (creating if needed, mode 0700) `<state_dir>/gateway.db`, checks it and brings
+    /// its schema up to date, on the blocking pool.
     ///
     /// # Errors
-    /// The directory or database cannot be created, opened or migrated.
-    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)
-                .map_err(|error| StoreError::StateDir {
-                    path: state_dir.to_owned(),
-                    error,
-                })?;
-        }
-        let path = state_dir.join(DB_FILE);
-        let open = |path: &Path| -> rusqlite::Result<Connection> {
-            let conn = Connection::open(path)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            // FULL: an answer reported to a client must survive a power cut, not just a crash.
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            Ok(conn)
-        };
-        let mut conn = open(&path).map_err(|error| StoreError::Open {
-            path: path.clone(),
-            error,
-        })?;
-        migrate(&mut conn, &path)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+    /// The directory cannot be created; the database is not the gateway's, is damaged or
+    /// newer than this build (all left untouched), or cannot be opened or migrated.
+    pub async fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let mut dir = tokio::fs::DirBuilder::new();
+        dir.recursive(true).mode(0o700);
+        dir.create(state_dir)
+            .await
+            .map_err(|error| StoreError::StateDir {
+                path: state_dir.to_owned(),
+                error,
+            })?;
+        let db = Database::open(&state_dir.join(DB_FILE), &GATEWAY, OpenOptions::default()).await?;
+        Ok(Self { db })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.db.path()
     }
 
     async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
@@ -438,15 +418,7 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .map_err(|_| StoreError::Worker("database lock poisoned".into()))?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
+        self.db.run(f).await
     }
 
     /// Puts a request in the inbox, or finds the earlier request with the same idempotency
@@ -471,9 +443,7 @@ impl Store {
                     if let Some(found) = found {
                         return Ok(Accepted::Existing(found));
                     }
-                    return Err(StoreError::Worker(format!(
-                        "request {request_id} vanished while reading it"
-                    )));
+                    return Err(StoreError::Vanished { request_id });
                 }
             }
             let now = now_ms();
@@ -755,7 +725,7 @@ mod tests {
     #[tokio::test]
     async fn idempotency_keys_map_to_one_request_per_api_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
         let Accepted::New(first) = store.accept(request("r1", Some("idem"))).await.unwrap() else {
             panic!("first accept is new");
         };
@@ -780,7 +750,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_outcome_wins_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
         store.accept(request("r1", None)).await.unwrap();
         store.mark_submitted("r1").await.unwrap();
         assert_eq!(store.pending().await.unwrap().len(), 1);
@@ -803,7 +773,7 @@ mod tests {
         );
         assert_eq!(store.finish("nope", first.clone()).await.unwrap(), None);
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
         let found = store.request("r1").await.unwrap().unwrap();
         assert_eq!(found.row.state, RequestState::Answered);
         assert_eq!(found.outcome, Some(first));
@@ -813,7 +783,7 @@ mod tests {
     #[tokio::test]
     async fn deliveries_page_by_id() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
         let add = |target: &str, text: &str| NewDelivery {
             target: target.into(),
             text: text.into(),
@@ -832,5 +802,45 @@ mod tests {
         let after = store.deliveries("api:x", a, 10).await.unwrap();
         assert_eq!(after.len(), 1);
         assert_eq!(after[0].id, c);
+    }
+
+    /// A `gateway.db` written before the shared SQLite setup (no application id) keeps its
+    /// requests and is stamped as the gateway's; another program's file is refused untouched.
+    #[tokio::test]
+    async fn an_unmarked_gateway_database_is_adopted_and_a_foreign_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(V1).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO inbox VALUES ('r-old', 'k', NULL, 's', 1, 'hi', NULL, 'received', 1, 1);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).await.unwrap();
+        assert_eq!(store.pending().await.unwrap().len(), 1);
+        drop(store);
+        let id: i32 = Connection::open(dir.path().join(DB_FILE))
+            .unwrap()
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .unwrap();
+        assert_eq!(id, GATEWAY.application_id);
+
+        let other = tempfile::tempdir().unwrap();
+        Connection::open(other.path().join(DB_FILE))
+            .unwrap()
+            .execute_batch("CREATE TABLE notes (body TEXT); PRAGMA user_version = 1;")
+            .unwrap();
+        let before = std::fs::read(other.path().join(DB_FILE)).unwrap();
+        let error = Store::open(other.path()).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::Database(talaria_store::StoreError::Corrupt { .. })
+            ),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(other.path().join(DB_FILE)).unwrap(), before);
     }
 }

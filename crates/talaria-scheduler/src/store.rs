@@ -1,7 +1,8 @@
 //! The scheduler's own SQLite database (`<state-dir>/scheduler.db`): jobs and their runs.
 //!
 //! This module owns the schema and every statement run against it; no other process opens the
-//! file. All SQLite work runs on the blocking pool, never on the async runtime. Times are
+//! file. Opening, checking, migrating and the blocking pool are `talaria-store`'s shared setup
+//! ([`talaria_store::Database`]), so no SQLite work runs on the async runtime. Times are
 //! stored as milliseconds since the Unix epoch (UTC); a job's time zone only matters when its
 //! next run is computed.
 //!
@@ -10,23 +11,33 @@
 //! to the first slot after *now*, in one transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use talaria_store::database::{Database, Durability, Legacy, Migration, OpenOptions, Schema};
 
 use crate::ids;
 use crate::schedule::{self, Schedule};
 
-/// `PRAGMA application_id` of a scheduler database: "TLSC" in ASCII.
-const APPLICATION_ID: i32 = 0x544C_5343;
+/// `scheduler.db`: application id "TLSC" in ASCII. Files written before the shared setup kept
+/// their version in a `schema_migrations` table; it is copied to `user_version` once.
+static SCHEDULER: Schema = Schema {
+    application_id: 0x544C_5343,
+    migrations: MIGRATIONS,
+    durability: Durability::Normal,
+    legacy: Legacy::MigrationsTable,
+};
 
 /// Every migration, oldest first. Never edit a released entry: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "jobs and runs",
-    "CREATE TABLE jobs (
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "jobs and runs",
+    apply: v1_jobs_and_runs,
+}];
+
+fn v1_jobs_and_runs(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE jobs (
          id          TEXT PRIMARY KEY NOT NULL,
          name        TEXT NOT NULL,
          schedule    TEXT NOT NULL,
@@ -54,39 +65,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
      ) STRICT;
      CREATE INDEX runs_by_job ON runs (job_id, scheduled_for);
      CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('running', 'interrupted');",
-)];
+    )
+}
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open the scheduler database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "{path} is not a Talaria scheduler database (application id {found:#x}); leaving it alone"
-    )]
-    Foreign { path: PathBuf, found: i32 },
-    #[error(
-        "{path} has schema version {found}, newer than this build understands ({known}); leaving it alone"
-    )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
+    /// Opening, checking or migrating the file (a foreign, damaged or newer file is refused
+    /// untouched), or the blocking pool.
+    #[error(transparent)]
+    Database(#[from] talaria_store::StoreError),
     #[error("scheduler database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot make an id: {0}")]
     Id(#[source] std::io::Error),
-    #[error("the database task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
 }
 
 /// A stored job.
@@ -179,8 +171,7 @@ pub struct Run {
 /// blocking pool.
 #[derive(Debug, Clone)]
 pub struct JobStore {
-    conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    db: Database,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -262,27 +253,21 @@ fn next_run(
 }
 
 impl JobStore {
-    /// Opens (creating if needed) the database at `path`: WAL, a busy timeout, and the schema
-    /// migrated to the latest version.
+    /// Opens (creating if needed) the database at `path`, checks it (`quick_check`) and
+    /// migrates it to the latest version, with the shared setup (WAL, a busy timeout).
     ///
     /// # Errors
-    /// The file cannot be created or opened, belongs to another program, or has a newer schema.
+    /// The file cannot be created or opened, belongs to another program, is damaged, or has a
+    /// newer schema (the last three left untouched).
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let path = path.into();
-        let opened = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || open_file(&path)
-        })
-        .await??;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(opened)),
-            path,
-        })
+        let db = Database::open(&path, &SCHEDULER, OpenOptions::default()).await?;
+        Ok(Self { db })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -290,12 +275,7 @@ impl JobStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut conn)
-        })
-        .await?
+        self.db.run(work).await
     }
 
     /// Stores a new job and computes its first run after `now`.
@@ -693,84 +673,5 @@ fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<()> {
             run.status.as_str(),
         ],
     )?;
-    Ok(())
-}
-
-fn open_file(path: &Path) -> Result<Connection, StoreError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    let opening = |source| StoreError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    // No SQLITE_OPEN_URI: a state directory whose name starts with "file:" is still a path.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(opening)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(opening)?;
-
-    // Refuse someone else's file before writing anything to it (WAL changes the header).
-    let found: i32 = conn
-        .pragma_query_value(None, "application_id", |row| row.get(0))
-        .map_err(opening)?;
-    let tables: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
-        .map_err(opening)?;
-    if found != APPLICATION_ID && (found != 0 || tables != 0) {
-        return Err(StoreError::Foreign {
-            path: path.to_owned(),
-            found,
-        });
-    }
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-        .map_err(opening)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(path = %path.display(), journal_mode = %mode, "scheduler database is not in WAL mode");
-    }
-    // With WAL, NORMAL cannot corrupt the database; a power cut may lose the last commits.
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(opening)?;
-    migrate(&conn, path)?;
-    Ok(conn)
-}
-
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    INTEGER PRIMARY KEY NOT NULL,
-             name       TEXT NOT NULL,
-             applied_at INTEGER NOT NULL
-         ) STRICT;",
-    )?;
-    let current: i64 = conn.query_row(
-        "SELECT coalesce(max(version), 0) FROM schema_migrations",
-        [],
-        |row| row.get(0),
-    )?;
-    let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
-    if current > known {
-        return Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found: current,
-            known,
-        });
-    }
-    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            params![version, name, ms(Timestamp::now())],
-        )?;
-        tx.commit()?;
-        tracing::info!(path = %path.display(), version, name, "migrated the scheduler database");
-    }
     Ok(())
 }

@@ -21,8 +21,19 @@ pub enum StoreError {
 
     /// The file is not an SQLite database, is damaged, or is an SQLite database some other
     /// program owns. The file is left exactly as it was found.
-    #[error("{}: not a Talaria database or corrupt ({detail})", path.display())]
+    #[error(
+        "{}: not a Talaria database or corrupt ({detail}); it was not written to: run `talaria doctor` for advice",
+        path.display()
+    )]
     Corrupt { path: PathBuf, detail: String },
+
+    /// The file is Talaria's but `PRAGMA quick_check` found damaged pages. It is refused before
+    /// any write, so the damage cannot spread.
+    #[error(
+        "{}: database is damaged ({detail}); it was not written to: run `talaria doctor` for advice",
+        path.display()
+    )]
+    Damaged { path: PathBuf, detail: String },
 
     /// Another connection held a lock for longer than the busy timeout.
     #[error("{}: database is locked by another connection; try again when it is done", path.display())]

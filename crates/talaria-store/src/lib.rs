@@ -7,9 +7,9 @@
 //! write to a database it does not understand: a foreign, damaged or newer file is refused as
 //! found.
 
+pub mod database;
 mod error;
 pub mod migrations;
-mod open;
 mod requests;
 mod scope;
 mod search;
@@ -19,9 +19,9 @@ mod skills;
 mod store;
 mod usage;
 
+pub use database::{Database, OpenOptions};
 pub use error::StoreError;
 pub use migrations::{SCHEMA_VERSION, migrate_to};
-pub use open::OpenOptions;
 pub use requests::{RequestState, SessionKey, TurnRequest};
 pub use scope::{SessionHit, SessionScope};
 pub use search::SearchHit;

@@ -42,11 +42,10 @@
 //!   the table is rebuilt with every row copied verbatim (the hash chain is unchanged) and its
 //!   append-only triggers made again.
 
-use std::path::{Path, PathBuf};
-
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::Connection;
 use talaria_core::ToolCall;
 
+use crate::database::{self, Durability, Legacy, Migration, Schema};
 use crate::error::StoreError;
 
 /// The schema version this build writes and understands.
@@ -55,55 +54,69 @@ pub const SCHEMA_VERSION: u32 = 11;
 /// `PRAGMA application_id` of a Talaria database: "TALA" in ASCII.
 const APPLICATION_ID: i32 = 0x5441_4C41;
 
-struct Migration {
-    version: u32,
-    apply: fn(&Connection) -> rusqlite::Result<()>,
-}
+/// `state.db`: the agent's sessions, messages, usage, turn requests and skill registry.
+pub(crate) static STATE: Schema = Schema {
+    application_id: APPLICATION_ID,
+    migrations: MIGRATIONS,
+    durability: Durability::Normal,
+    legacy: Legacy::None,
+};
 
 /// Every migration, oldest first. Never edit a released entry: add a new one.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
+        name: "sessions and messages",
         apply: v1_sessions_and_messages,
     },
     Migration {
         version: 2,
+        name: "full-text search",
         apply: v2_full_text_search,
     },
     Migration {
         version: 3,
+        name: "usage and session origin",
         apply: v3_usage_and_session_origin,
     },
     Migration {
         version: 4,
+        name: "session keys and turn requests",
         apply: v4_session_keys_and_turn_requests,
     },
     Migration {
         version: 5,
+        name: "skill registry",
         apply: v5_skill_registry,
     },
     Migration {
         version: 6,
+        name: "message provider data",
         apply: v6_message_provider_data,
     },
     Migration {
         version: 7,
+        name: "skill usage and catalogue",
         apply: v7_skill_usage_and_catalogue,
     },
     Migration {
         version: 8,
+        name: "session key user",
         apply: v8_session_key_user,
     },
     Migration {
         version: 9,
+        name: "usage accounting and session provider",
         apply: v9_usage_accounting_and_session_provider,
     },
     Migration {
         version: 10,
+        name: "session key surface",
         apply: v10_session_key_surface,
     },
     Migration {
         version: 11,
+        name: "audit action approve_profile",
         apply: v11_audit_approve_profile,
     },
 ];
@@ -184,7 +197,6 @@ fn v6_message_provider_data(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn v1_sessions_and_messages(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     conn.execute_batch(
         "CREATE TABLE sessions (
              id         TEXT PRIMARY KEY NOT NULL,
@@ -386,89 +398,8 @@ fn v3_usage_and_session_origin(conn: &Connection) -> rusqlite::Result<()> {
 /// newer than this build, and [`StoreError::Migration`] if a step fails (that step is rolled
 /// back).
 pub fn migrate_to(conn: &Connection, version: u32) -> Result<(), StoreError> {
-    let path = conn
-        .path()
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from(":memory:"), PathBuf::from);
-    migrate(conn, &path, version).map_err(|e| e.at(&path))
-}
-
-pub(crate) fn migrate(conn: &Connection, path: &Path, target: u32) -> Result<(), StoreError> {
-    if target == 0 || target > SCHEMA_VERSION {
-        return Err(StoreError::UnknownSchemaVersion {
-            requested: target,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    let found = schema_version(conn, path)?;
-    let pending = MIGRATIONS
-        .iter()
-        .filter(|m| m.version > found && m.version <= target);
-    for migration in pending {
-        apply(conn, migration)?;
-    }
-    if found < target {
-        tracing::info!(path = %path.display(), from = found, to = target, "migrated database schema");
-    }
-    Ok(())
-}
-
-fn apply(conn: &Connection, migration: &Migration) -> Result<(), StoreError> {
-    let failed = |source| StoreError::Migration {
-        version: migration.version,
-        source,
-    };
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(failed)?;
-    // Another process may have migrated while this one waited for the write lock.
-    if user_version(&tx).map_err(failed)? >= i64::from(migration.version) {
-        return Ok(());
-    }
-    (migration.apply)(&tx).map_err(failed)?;
-    tx.pragma_update(None, "user_version", migration.version)
-        .map_err(failed)?;
-    tx.commit().map_err(failed)
-}
-
-fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.pragma_query_value(None, "user_version", |row| row.get(0))
-}
-
-/// Read the schema version, checking (without writing) that the database is Talaria's and not
-/// newer than this build.
-pub(crate) fn schema_version(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
-    let read = |e| StoreError::opening(path, e);
-    let application_id: i64 = conn
-        .pragma_query_value(None, "application_id", |row| row.get(0))
-        .map_err(read)?;
-    let version = user_version(conn).map_err(read)?;
-    let objects: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
-        .map_err(read)?;
-
-    let fresh = application_id == 0 && version == 0 && objects == 0;
-    if !fresh && application_id != i64::from(APPLICATION_ID) {
-        return Err(StoreError::Corrupt {
-            path: path.to_owned(),
-            detail: format!(
-                "an SQLite database with application_id {application_id:#x}, \
-                 user_version {version} and {objects} schema objects"
-            ),
-        });
-    }
-    let Ok(version) = u32::try_from(version) else {
-        return Err(StoreError::Corrupt {
-            path: path.to_owned(),
-            detail: format!("negative schema version {version}"),
-        });
-    };
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    Ok(version)
+    let path = database::connection_path(conn);
+    database::migrate(conn, &path, &STATE, version).map_err(|e| e.at(&path))
 }
 
 #[cfg(test)]
@@ -478,7 +409,7 @@ mod tests {
     use super::*;
 
     fn version(conn: &Connection) -> i64 {
-        user_version(conn).unwrap()
+        database::user_version(conn).unwrap()
     }
 
     #[test]

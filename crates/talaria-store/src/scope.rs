@@ -245,7 +245,7 @@ mod tests {
 
     /// Owner at the CLI, alice and bob through the gateway (uid 900), a scheduler job (uid 901).
     fn people() -> (Connection, [SessionId; 5]) {
-        let mut conn = crate::open::open_memory().unwrap();
+        let mut conn = crate::database::open_memory(&crate::migrations::STATE).unwrap();
         let cli = session(&mut conn, "cli", &["owner notes about ZEBRA"]);
         let alice = session(
             &mut conn,
@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn discovery_ranks_sessions_and_scroll_windows_clip() {
-        let mut conn = crate::open::open_memory().unwrap();
+        let mut conn = crate::database::open_memory(&crate::migrations::STATE).unwrap();
         let texts: Vec<String> = (0..10).map(|i| format!("message {i}")).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let long = session(&mut conn, "long", &refs);

@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn every_hostile_query_is_valid_fts5() {
-        let mut conn = crate::open::open_memory().unwrap();
+        let mut conn = crate::database::open_memory(&crate::migrations::STATE).unwrap();
         let id = SessionId::parse("s").unwrap();
         create_session(
             &mut conn,

@@ -487,7 +487,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        crate::open::open_memory().unwrap()
+        crate::database::open_memory(&crate::migrations::STATE).unwrap()
     }
 
     fn new_session(conn: &mut Connection, id: &str) -> SessionId {

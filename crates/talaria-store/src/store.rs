@@ -2,13 +2,13 @@
 //! pool, so SQLite's disk I/O and lock waits never stall the runtime.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, TransactionBehavior};
 use talaria_core::{Message, SessionId, Usage};
 
+use crate::database::{Database, OpenOptions};
 use crate::error::StoreError;
-use crate::open::{self, OpenOptions};
+use crate::migrations::STATE;
 use crate::requests::{SessionKey, TurnRequest};
 use crate::scope::{self, SessionHit, SessionScope};
 use crate::search::{self, SearchHit};
@@ -18,8 +18,7 @@ use crate::skills::SkillLedger;
 /// A handle on one Talaria database. Clones share one connection; calls are serialized on it.
 #[derive(Clone, Debug)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
-    path: Arc<Path>,
+    db: Database,
 }
 
 impl Store {
@@ -27,7 +26,8 @@ impl Store {
     /// it to the latest schema, with default [`OpenOptions`].
     ///
     /// # Errors
-    /// [`StoreError::Corrupt`] for a file that is not a Talaria database, [`StoreError::TooNew`]
+    /// [`StoreError::Corrupt`] for a file that is not a Talaria database,
+    /// [`StoreError::Damaged`] for one that fails SQLite's quick check, [`StoreError::TooNew`]
     /// for one from a newer Talaria (both left untouched), [`StoreError::Locked`] if another
     /// connection holds the lock past the busy timeout, or the underlying open or migration
     /// failure.
@@ -40,11 +40,9 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub async fn open_with(path: &Path, options: OpenOptions) -> Result<Store, StoreError> {
-        let path: Arc<Path> = Arc::from(path);
-        let opening = Arc::clone(&path);
-        let conn =
-            tokio::task::spawn_blocking(move || open::open_file(&opening, options)).await??;
-        Ok(Self::new(conn, path))
+        Ok(Self {
+            db: Database::open(path, &STATE, options).await?,
+        })
     }
 
     /// A private database that lives as long as this handle and its clones; for tests.
@@ -52,20 +50,14 @@ impl Store {
     /// # Errors
     /// If SQLite cannot allocate it or the schema cannot be created.
     pub async fn open_in_memory() -> Result<Store, StoreError> {
-        let conn = tokio::task::spawn_blocking(open::open_memory).await??;
-        Ok(Self::new(conn, Arc::from(Path::new(":memory:"))))
-    }
-
-    fn new(conn: Connection, path: Arc<Path>) -> Self {
-        Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
-        }
+        Ok(Self {
+            db: Database::open_in_memory(&STATE).await?,
+        })
     }
 
     /// The database file, or `:memory:`.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     /// # Errors
@@ -376,23 +368,18 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&SkillLedger<'_>) -> Result<T, E> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let path = Arc::clone(&self.path);
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| E::from(StoreError::from(e).at(&path)))?;
-            let value = f(&SkillLedger::new(&tx))?;
-            tx.commit()
-                .map_err(|e| E::from(StoreError::from(e).at(&path)))?;
-            Ok(value)
-        })
-        .await;
-        match joined {
-            Ok(result) => result,
-            Err(e) => Err(E::from(StoreError::Task(e))),
-        }
+        let path = self.db.path().to_owned();
+        self.db
+            .run(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| E::from(StoreError::from(e).at(&path)))?;
+                let value = f(&SkillLedger::new(&tx))?;
+                tx.commit()
+                    .map_err(|e| E::from(StoreError::from(e).at(&path)))?;
+                Ok(value)
+            })
+            .await
     }
 
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -400,14 +387,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let path = Arc::clone(&self.path);
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock cannot leave the connection mid-transaction (the
-            // transaction guard rolls back as it unwinds), so the poison carries no meaning.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn).map_err(|e| e.at(&path))
-        })
-        .await?
+        let path = self.db.path().to_owned();
+        self.db
+            .run(move |conn| f(conn).map_err(|e| e.at(&path)))
+            .await
     }
 }

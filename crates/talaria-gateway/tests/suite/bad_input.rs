@@ -169,7 +169,7 @@ async fn an_unsendable_row_in_the_inbox_fails_once_and_restarts_survive_it() {
         .verify(KEY)
         .unwrap();
     {
-        let store = Store::open(state.path()).unwrap();
+        let store = Store::open(state.path()).await.unwrap();
         store
             .accept(NewRequest {
                 request_id: "req-poison".into(),

@@ -223,7 +223,9 @@ async fn a_database_of_another_program_or_a_newer_schema_is_left_alone() {
     let before = std::fs::read(&foreign).unwrap();
     assert!(matches!(
         JobStore::open(&foreign).await,
-        Err(StoreError::Foreign { .. })
+        Err(StoreError::Database(
+            talaria_store::StoreError::Corrupt { .. }
+        ))
     ));
     assert_eq!(
         std::fs::read(&foreign).unwrap(),
@@ -235,14 +237,70 @@ async fn a_database_of_another_program_or_a_newer_schema_is_left_alone() {
     drop(JobStore::open(&newer).await.unwrap());
     rusqlite::Connection::open(&newer)
         .unwrap()
-        .execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)",
-            [],
-        )
+        .pragma_update(None, "user_version", 99)
         .unwrap();
+    let before = std::fs::read(&newer).unwrap();
     let error = JobStore::open(&newer).await.unwrap_err();
     assert!(
-        matches!(error, StoreError::TooNew { found: 99, .. }),
+        matches!(
+            error,
+            StoreError::Database(talaria_store::StoreError::TooNew { found: 99, .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&newer).unwrap(), before, "not a byte written");
+}
+
+/// A file written before the shared SQLite setup (version in `schema_migrations`,
+/// `user_version` 0) keeps its jobs and is adopted; one whose table names a newer version is
+/// refused.
+#[tokio::test]
+async fn a_database_from_before_the_shared_setup_is_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.db");
+    let legacy = |path: &std::path::Path, version: i64| {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.pragma_update(None, "application_id", 0x544C_5343)
+            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY NOT NULL, \
+             name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT;
+             CREATE TABLE jobs (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, \
+             schedule TEXT NOT NULL, tz TEXT NOT NULL, prompt TEXT NOT NULL, \
+             deliver_to TEXT NOT NULL, owner_uid INTEGER NOT NULL, created_at INTEGER NOT NULL, \
+             last_run_at INTEGER, next_run_at INTEGER, \
+             paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1))) STRICT;
+             CREATE TABLE runs (run_id TEXT PRIMARY KEY NOT NULL, job_id TEXT NOT NULL, \
+             scheduled_for INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, \
+             status TEXT NOT NULL, output TEXT, error TEXT) STRICT;
+             INSERT INTO jobs VALUES ('job-1', 'old', 'every day at 9:00', 'UTC', 'hi', '', \
+             0, 0, NULL, NULL, 0);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (?1, 'jobs and runs', 0)",
+            [version],
+        )
+        .unwrap();
+    };
+    legacy(&old, 1);
+    let store = JobStore::open(&old).await.unwrap();
+    assert_eq!(store.job("job-1").await.unwrap().unwrap().name, "old");
+    drop(store);
+    let version: i64 = rusqlite::Connection::open(&old)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+
+    let future = dir.path().join("future.db");
+    legacy(&future, 99);
+    let error = JobStore::open(&future).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Database(talaria_store::StoreError::TooNew { found: 99, .. })
+        ),
         "{error}"
     );
 }
