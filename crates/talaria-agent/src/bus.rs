@@ -227,6 +227,14 @@ impl AgentService {
             .resume_session(&request.session_id)
             .await
             .map_err(|e| e.to_string())?;
+        // A bus person always works in their own directory, also in a session stored before
+        // workspaces were per person (or whose directory has since been removed).
+        if let Person::Remote { uid, user } = &session.person {
+            let workspace = person_workspace(&self.inner.config.workspace, *uid, user)
+                .map_err(|e| e.to_string())?;
+            session.cwd.clone_from(&workspace);
+            session.workspace = workspace;
+        }
         if let Some(restore) = &self.inner.config.restore {
             crate::endpoint::restore_session_provider(
                 agent,
@@ -315,19 +323,13 @@ impl AgentService {
                 "no session {key:?}; submit with create=true to start one"
             )));
         }
-        let workspace = &self.inner.config.workspace;
-        std::fs::create_dir_all(workspace).map_err(|e| {
-            internal(format!(
-                "cannot create the workspace {}: {e}",
-                workspace.display()
-            ))
-        })?;
+        let workspace = person_workspace(&self.inner.config.workspace, uid, user)?;
         let model = model.unwrap_or_else(|| self.inner.config.default_model.clone());
         let session = self
             .inner
             .agent
             .new_session_for(
-                workspace.clone(),
+                workspace,
                 &model,
                 "bus",
                 &Person::Remote {
@@ -361,6 +363,26 @@ impl AgentService {
 
 /// The sessions a bus caller may list and search: the person `uid` vouches for as `user`
 /// (empty: the default user), exactly the scope of that person's own `session_search`.
+/// The directory a bus person works in: `<base>/<uid>/<user>`, made mode 0700 when missing.
+/// One per person, so no key holder or platform user reads or plants another's files (and an
+/// `AGENTS.md` one of them writes is never another's project instructions). `user` is a
+/// [`UserId`], safe as one path component.
+fn person_workspace(base: &std::path::Path, uid: u32, user: &UserId) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = base.join(uid.to_string()).join(user.as_str());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| {
+            internal(format!(
+                "cannot create the workspace {}: {e}",
+                dir.display()
+            ))
+        })?;
+    Ok(dir)
+}
+
 fn person_scope(uid: u32, user: &str) -> Result<SessionScope, Error> {
     let user = if user.is_empty() {
         UserId::default_user()

@@ -10,6 +10,7 @@ mod accounting;
 mod agent;
 pub mod bus;
 pub mod compress;
+pub mod context_files;
 pub mod daemon;
 pub mod endpoint;
 pub mod exec;

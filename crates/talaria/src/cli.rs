@@ -43,6 +43,9 @@ pub enum Command {
     /// Show memory files (per person) and approve or reject parked memory writes.
     #[command(subcommand)]
     Memory(crate::memory_cmd::MemoryCommand),
+    /// Approve or reject context files (AGENTS.md) found in someone else's workspace.
+    #[command(subcommand)]
+    Context(crate::context_cmd::ContextCommand),
     /// Import skills, memory, SOUL.md, model settings and cron jobs from Hermes or OpenClaw.
     #[command(subcommand)]
     Migrate(crate::migrate_cmd::MigrateCommand),
@@ -195,6 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::serve::run(args).await,
         Command::Skills(cmd) => crate::skills_cmd::run(cmd).await,
         Command::Memory(cmd) => crate::memory_cmd::run(cmd).await,
+        Command::Context(cmd) => crate::context_cmd::run(cmd),
         Command::Migrate(cmd) => crate::migrate_cmd::run(cmd).await,
         Command::Curator(cmd) => crate::skills_cmd::curator(cmd).await,
         Command::Insights(args) => crate::insights_cmd::run(args).await,

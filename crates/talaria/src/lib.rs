@@ -8,6 +8,7 @@ mod chat;
 mod cli;
 mod config_cmd;
 mod context;
+mod context_cmd;
 mod doctor;
 mod export;
 mod insights_cmd;

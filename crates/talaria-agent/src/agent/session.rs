@@ -10,6 +10,7 @@ use talaria_store::{NewSession, SessionScope};
 
 use super::view::Compressed;
 use super::{Agent, AgentError};
+use crate::context_files::{ContextApprovals, agents_md_for_prompt};
 use crate::memory::MemoryFiles;
 use crate::prompt::{PromptInputs, system_prompt};
 use crate::tools::TodoList;
@@ -100,7 +101,9 @@ impl Agent {
         );
         self.skills.sync_disk().await;
         // Provisional until the first user message ranks the catalogue (see `freeze_prompt`).
-        let prompt = self.build_prompt(&cwd, &memory, None).await;
+        let prompt = self
+            .build_prompt(&cwd, &memory, person, surface, None)
+            .await;
         self.store
             .create_session(NewSession {
                 id: id.clone(),
@@ -131,16 +134,30 @@ impl Agent {
     }
 
     /// The system prompt of a session working in `cwd` whose memory is `memory`: identity,
-    /// AGENTS.md, the memory snapshot and the skill catalogue, ranked by `request` when the
-    /// library is larger than the catalogue's budget.
+    /// AGENTS.md (for anyone but the owner only once the owner approved it: see
+    /// [`crate::context_files`]), the memory snapshot and the skill catalogue, ranked by
+    /// `request` when the library is larger than the catalogue's budget.
     async fn build_prompt(
         &self,
         cwd: &std::path::Path,
         memory: &MemoryFiles,
+        person: &Person,
+        surface: Surface,
         request: Option<&str>,
     ) -> String {
         let soul = read_optional(&self.home.soul_file()).await;
-        let agents_md = read_optional(&cwd.join("AGENTS.md")).await;
+        let agents_md = {
+            let approvals = ContextApprovals::new(&self.home);
+            let (cwd, person) = (cwd.to_owned(), person.clone());
+            tokio::task::spawn_blocking(move || {
+                agents_md_for_prompt(&approvals, &cwd, &person, surface)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading AGENTS.md failed; starting without it");
+                None
+            })
+        };
         let memory_snapshot = memory.snapshot().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "memory files unreadable; starting without the memory snapshot");
             None
@@ -185,7 +202,13 @@ impl Agent {
         }
         let seq = *seq;
         let prompt = self
-            .build_prompt(&session.workspace, &session.memory, Some(request))
+            .build_prompt(
+                &session.workspace,
+                &session.memory,
+                &session.person,
+                session.surface,
+                Some(request),
+            )
             .await;
         if prompt == first.content {
             return Ok(());

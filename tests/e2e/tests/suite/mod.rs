@@ -3,3 +3,4 @@ mod fixture;
 mod people;
 mod surfaces;
 mod whole_suite;
+mod workspaces;
