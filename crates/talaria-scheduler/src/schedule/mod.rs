@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp, ToSpan};
+use jiff::{SignedDuration, Timestamp};
 
 pub use cron::{CronError, CronExpr, Field};
 
@@ -141,7 +141,11 @@ impl Schedule {
                 // Start a little early (a calendar day is 23–25 h) and walk forward.
                 let mut k = (elapsed_days / step - 1).max(1);
                 loop {
-                    let civil = start.checked_add((k.checked_mul(step)?).days()).ok()?;
+                    // `try_days`, not `days()`: an anchor millennia before `after` (a clock
+                    // that was wrong when the job was made) is past what a span can hold,
+                    // and `days()` panics there.
+                    let span = jiff::Span::new().try_days(k.checked_mul(step)?).ok()?;
+                    let civil = start.checked_add(span).ok()?;
                     let instant = cron::first_instant(civil, tz)?;
                     if instant > after {
                         return Some(instant);

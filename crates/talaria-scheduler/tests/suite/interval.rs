@@ -118,3 +118,28 @@ fn a_daily_time_inside_the_gap_runs_when_the_gap_ends() {
     let second = schedule.next_after(anchor, first, &tz).unwrap();
     assert_eq!(show(second, &tz), "2025-03-10T02:30:00-04:00");
 }
+
+/// Found by the fuzz harness: a day interval whose anchor lies further before `after` than a
+/// calendar span can reach (a job made while the clock said 1970, or a timestamp at jiff's
+/// minimum) panicked inside jiff; now it has no next fire, and a sane anchor still works.
+#[test]
+fn a_day_interval_far_from_its_anchor_never_panics() {
+    let tz = TimeZone::get("Europe/Paris").unwrap();
+    let schedule: Schedule = "every 255 days".parse().unwrap();
+    let now = instant("2026-12-07T12:00:00Z");
+    assert_eq!(
+        schedule.next_after(Timestamp::MIN, Timestamp::MAX, &tz),
+        None
+    );
+    assert_eq!(
+        schedule.next_after(Timestamp::UNIX_EPOCH, Timestamp::MAX, &tz),
+        None
+    );
+    let late = schedule.next_after(Timestamp::MIN, now, &tz).unwrap();
+    assert!(
+        late > now && late.duration_since(now).as_hours() <= 255 * 24,
+        "{late}"
+    );
+    let next = schedule.next_after(now, now, &tz).unwrap();
+    assert_eq!(show(next, &tz), "2027-08-19T13:00:00+02:00");
+}

@@ -1,0 +1,3 @@
+//! One integration-test binary for the fuzz harness (see STYLE.md: link times).
+
+mod suite;
