@@ -40,6 +40,12 @@ pub enum CapsError {
     Ambient(#[source] io::Error),
     #[error("cannot clear the capability sets: {}", sys::describe(.0))]
     Capset(#[source] io::Error),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error(
+        "cannot switch to the sandbox's unprivileged uid: the process has no capabilities left"
+    )]
+    NotRoot,
 }
 
 #[repr(C)]
@@ -73,12 +79,13 @@ fn permitted_is_empty() -> io::Result<bool> {
     Ok(data.iter().all(|d| d.permitted == 0 && d.effective == 0))
 }
 
-/// Drops every capability of the calling process for good (see the module docs).
+/// Drops every capability of the calling process for good (see the module docs); with
+/// `become_nobody`, switches to the unprivileged uid of [`crate::identity`] on the way.
 ///
 /// # Errors
 ///
 /// [`CapsError`] naming the step that failed.
-pub fn drop_all() -> Result<(), CapsError> {
+pub fn drop_all(become_nobody: bool) -> Result<(), CapsError> {
     let unprivileged = permitted_is_empty().map_err(CapsError::Capset)?;
     if !unprivileged {
         for cap in 0..64_u32 {
@@ -95,6 +102,13 @@ pub fn drop_all() -> Result<(), CapsError> {
             | SECBIT_NO_SETUID_FIXUP_LOCKED
             | SECBIT_KEEP_CAPS_LOCKED;
         prctl(libc::PR_SET_SECUREBITS, bits).map_err(CapsError::Securebits)?;
+        // With SECBIT_NO_SETUID_FIXUP the switch keeps the capabilities it needs; the capset
+        // below then empties them.
+        if become_nobody {
+            crate::identity::become_nobody()?;
+        }
+    } else if become_nobody {
+        return Err(CapsError::NotRoot);
     }
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointer arguments.
     let ret = unsafe {

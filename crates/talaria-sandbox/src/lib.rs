@@ -26,7 +26,7 @@
 //!    Preparation that must happen in the host's view follows: the pids cgroup ([`cgroup`]),
 //!    resolving protected paths, which creates placeholders ([`mounts`]), and resolving the
 //!    roots of the private root filesystem ([`rootfs`]).
-//! 3. **Namespaces** ([`namespaces`]): user first (it makes the rest possible unprivileged and
+//! 3. **Namespaces** ([`namespaces`]; as root, [`identity`]): user first (it makes the rest possible unprivileged and
 //!    strips every host capability), then mount, network (`lo` up for `Loopback`), PID (forked:
 //!    PID 1 is a small init that reaps and relays the command's status). On kernels below
 //!    Landlock ABI 9 every spec gets user and mount namespaces for step 4b, asked for or not;
@@ -55,6 +55,15 @@
 //!    command and not the helper's own setup (the pids cgroup of step 2 is joined at the start
 //!    of step 3, before any fork).
 //! 10. **exec** ([`exec`]): `PATH` lookup by trying `execve` under confinement.
+//!
+//! # Never host root
+//!
+//! When the helper runs as root, the command does not: it runs as host uid/gid 65534
+//! (`nobody`), so root-only files under a read root (`/etc/shadow`, host keys, `/root`) stay
+//! unreadable and nothing it leaves is root's to run. The writable directories are idmapped
+//! mounts in which on-disk root appears as `nobody`, so a root-owned workspace stays writable
+//! and what the command writes is stored as root's. A writable directory on a filesystem that
+//! cannot be idmapped is refused, naming it. See [`identity`].
 //!
 //! # Processes
 //!
@@ -107,6 +116,7 @@ pub mod cli;
 pub mod env;
 pub mod exec;
 pub mod fds;
+pub mod identity;
 pub mod landlock;
 pub mod limits;
 pub mod mounts;
@@ -130,6 +140,7 @@ use crate::check::{CheckError, HostFeatures, Plan, TasksEnforcement, UnixSocketI
 use crate::env::{CommandEnv, EnvError};
 use crate::exec::Program;
 use crate::fds::FdsError;
+use crate::identity::{IdentityError, RootDrop};
 use crate::landlock::LandlockError;
 use crate::limits::{LimitsError, Rlimits};
 use crate::mounts::{MountError, ProtectionPlan};
@@ -156,6 +167,12 @@ pub enum SandboxError {
     Namespace(#[from] NamespaceError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(
+        "the sandbox never runs as host root, and without user and mount namespaces it cannot move the command off root"
+    )]
+    RootWithoutNamespaces,
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
     #[error(
@@ -250,6 +267,8 @@ struct Launch {
     protection: ProtectionPlan,
     /// The private root filesystem, whenever there is a mount namespace.
     rootfs: Option<RootfsPlan>,
+    /// When the helper is root: the idmapped writable roots for the command's `nobody`.
+    root_drop: Option<RootDrop>,
 }
 
 impl Launch {
@@ -281,6 +300,37 @@ impl Launch {
         } else {
             None
         };
+        let ids = HostIds::current();
+        let root_drop = if RootDrop::needed(ids.uid) {
+            if !(plan.namespaces.user && plan.namespaces.mount) {
+                protection.cleanup();
+                return Err(SandboxError::RootWithoutNamespaces);
+            }
+            match RootDrop::prepare(&spec.filesystem.write) {
+                Ok(drop) => Some(drop),
+                Err(e) => {
+                    protection.cleanup();
+                    // No user namespace at all: the same refusal as when entering one fails.
+                    return Err(match (e, plan.unix_sockets) {
+                        (
+                            IdentityError::MappingNamespace(source),
+                            UnixSocketIsolation::PrivateRoot {
+                                only_reason_for_namespaces: true,
+                            },
+                        ) => SandboxError::UnixSocketIsolation {
+                            abi: plan.landlock_abi,
+                            source,
+                        },
+                        (IdentityError::MappingNamespace(source), _) => {
+                            NamespaceError::Unshare(source).into()
+                        }
+                        (e, _) => e.into(),
+                    });
+                }
+            }
+        } else {
+            None
+        };
         let cgroup = match plan.tasks {
             TasksEnforcement::Cgroup(max) => {
                 match PidsHierarchy::locate().and_then(|h| PidsCgroup::create(&h, max)) {
@@ -296,13 +346,14 @@ impl Launch {
         Ok(Self {
             spec,
             plan,
-            ids: HostIds::current(),
+            ids,
             program,
             rlimits,
             seccomp,
             cgroup,
             protection,
             rootfs,
+            root_drop,
         })
     }
 
@@ -352,7 +403,16 @@ impl Launch {
             cgroup.join()?;
         }
         let ns = self.plan.namespaces;
-        namespaces::enter(ns, self.ids).map_err(|e| match (e, self.plan.unix_sockets) {
+        let entered = if self.root_drop.is_some() {
+            match identity::unshare_mapped(ns.clone_flags()) {
+                Ok(()) => Ok(()),
+                Err(Ok(unshare)) => Err(NamespaceError::Unshare(unshare)),
+                Err(Err(identity)) => return Err(identity.into()),
+            }
+        } else {
+            namespaces::enter(ns, self.ids)
+        };
+        entered.map_err(|e| match (e, self.plan.unix_sockets) {
             (
                 NamespaceError::Unshare(source),
                 UnixSocketIsolation::PrivateRoot {
@@ -366,6 +426,9 @@ impl Launch {
         })?;
         if ns.mount {
             mounts::make_private()?;
+            if let Some(root_drop) = &self.root_drop {
+                root_drop.attach()?;
+            }
             self.protection.apply()?;
         }
         if self.plan.loopback {
@@ -416,7 +479,7 @@ impl Launch {
             &self.spec.network,
             self.plan.landlock_abi,
         )?;
-        capabilities::drop_all()?;
+        capabilities::drop_all(self.root_drop.is_some())?;
         self.seccomp.install()?;
         self.rlimits.apply()?;
         let failure = self.program.exec();

@@ -43,7 +43,7 @@ impl NamespaceSet {
         self.user || self.mount || self.net || self.pid
     }
 
-    fn clone_flags(self) -> libc::c_int {
+    pub(crate) fn clone_flags(self) -> libc::c_int {
         let mut flags = 0;
         if self.user {
             flags |= libc::CLONE_NEWUSER;

@@ -71,3 +71,67 @@ async fn a_command_that_meets_no_eperm_gets_no_note() {
     assert!(outcome.stderr.starts_with("oops\n"), "{}", outcome.stderr);
     assert!(!outcome.stderr.contains("talaria:"), "{}", outcome.stderr);
 }
+
+/// The caller is root here (as CI runs): the command runs as nobody, yet ordinary work in a
+/// root-owned workspace goes on as before, and what it leaves is root's on the host.
+#[tokio::test]
+async fn a_root_callers_command_is_not_root_and_ordinary_work_still_works() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the caller is not root");
+        return;
+    }
+    let m = Machine::new();
+    std::fs::write(m.work.join("notes.txt"), "old\n").unwrap();
+    // `git init` inside is refused by design (the protected `.git/hooks` placeholder).
+    let init = std::process::Command::new("git")
+        .args(["init", "-q", "."])
+        .current_dir(&m.work)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let executor = m.landlock_only();
+    let run = |script: &'static str| {
+        let request = m.request("root", None, script);
+        let executor = &executor;
+        async move {
+            executor
+                .run(request, &CancellationToken::new())
+                .await
+                .unwrap()
+        }
+    };
+    let attacks = run("id -u; cat /etc/shadow; ls /root").await;
+    assert_eq!(attacks.stdout, "65534\n", "{}", attacks.stderr);
+    assert!(
+        attacks.stderr.contains("/etc/shadow: Permission denied"),
+        "{}",
+        attacks.stderr
+    );
+    let work = run("set -e
+        sed -i s/old/new/ notes.txt
+        printf 'print(6*7)\\n' > calc.py && /usr/bin/python3 calc.py
+        git add notes.txt calc.py
+        git -c user.name=t -c user.email=t@example.invalid commit -qm first
+        git log --format=%s
+        echo redirected > /dev/stdout")
+    .await;
+    assert_eq!(work.exit, ExitKind::Code(0), "{}", work.stderr);
+    assert_eq!(work.stdout, "42\nfirst\nredirected\n", "{}", work.stderr);
+    assert_eq!(
+        std::fs::read_to_string(m.work.join("notes.txt")).unwrap(),
+        "new\n"
+    );
+    for made in ["calc.py", ".git/HEAD", "notes.txt"] {
+        let meta = std::fs::metadata(m.work.join(made)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "{made}");
+    }
+    // The host's git sees the commit.
+    let log = std::process::Command::new("git")
+        .args(["log", "--format=%s"])
+        .current_dir(&m.work)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&log.stdout), "first\n");
+}

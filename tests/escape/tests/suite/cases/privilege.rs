@@ -290,3 +290,67 @@ pub fn setgid_create() -> Case {
 pub fn create_plain_mode() -> Case {
     create_setid("755", Expect::Succeeds)
 }
+
+/// The local helper's command runs as `nobody` when the caller is root; the container still
+/// runs as root (see the `oci_ignore` in `tests/all.rs`).
+const NOT_ROOT: Errnos = Errnos {
+    local: &["EACCES"],
+    oci: &["EACCES"],
+};
+
+pub fn read_root_only_in_read_root() -> Case {
+    // A root-only file under a read root (the skills directory: the one read root a test may
+    // write to): root's DAC override would read it; nobody cannot.
+    Case::new(Expect::Denied(NOT_ROOT), |w| {
+        let secret = w.skills.join("root-only");
+        std::fs::write(&secret, "secret\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        args(&["read", &arg(&secret)])
+    })
+}
+
+pub fn read_public_in_read_root() -> Case {
+    Case::new(Expect::Succeeds, |w| {
+        let public = w.skills.join("public");
+        std::fs::write(&public, "public\n").unwrap();
+        std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+        args(&["read", &arg(&public)])
+    })
+}
+
+pub fn read_etc_shadow() -> Case {
+    // `/etc` is a read root locally (0640 root:shadow: nobody is neither); the container's
+    // image has no shadow file at all.
+    Case::new(
+        Expect::Denied(Errnos {
+            local: &["EACCES"],
+            oci: &["ENOENT"],
+        }),
+        |_| args(&["read", "/etc/shadow"]),
+    )
+}
+
+pub fn write_root_owned_workspace_file() -> Case {
+    // The workspace belongs to root, the command is nobody: the idmapped workspace mount shows
+    // root's files as the command's own, and what it writes stays root's on the host.
+    Case::new(Expect::Succeeds, |w| {
+        let file = w.ws.join("root-owned");
+        std::fs::write(&file, "before\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        args(&["overwrite", &w.ws("root-owned")])
+    })
+    .check(|w, _| {
+        use std::os::unix::fs::MetadataExt;
+        let file = w.ws.join("root-owned");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), super::MARK);
+        assert_eq!(std::fs::metadata(&file).unwrap().uid(), 0);
+    })
+}
+
+pub fn create_in_workspace_stays_root_owned() -> Case {
+    Case::new(Expect::Succeeds, |w| args(&["create", &w.ws("made-here")])).check(|w, _| {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(w.ws.join("made-here")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    })
+}
