@@ -15,7 +15,8 @@ rec {
     agent = {
       unit = "talaria-agent";
       binary = "talaria-agentd";
-      args = [ "--bus" "system" ];
+      # The scheduler runs each job for the person who created it (on_behalf_of).
+      args = [ "--bus" "system" "--deputy-user" "talaria-scheduler" ];
       idleExit = 900;
       # The bus policy (org.talaria.conf) lets the same users call Agent1.
       allowUsers = [ "talaria-gateway" "talaria-scheduler" ];

@@ -132,7 +132,7 @@ def check_module():
     expect(agent.get("LoadCredential") == ["", "model-api-key:/run/keys/model-api-key", "search-api-key:/run/keys/search"],
            f"full: agent LoadCredential reset and restated, got {agent.get('LoadCredential')}")
     expect(agent.get("EnvironmentFile") == "/run/secrets/agent.env", "full: agent EnvironmentFile")
-    expect(agent.get("ExecStart") == ["", "@pkg@/bin/talaria-agentd --bus system --idle-exit 300 --allow-user talaria-gateway "
+    expect(agent.get("ExecStart") == ["", "@pkg@/bin/talaria-agentd --bus system --deputy-user talaria-scheduler --idle-exit 300 --allow-user talaria-gateway "
                                           "--allow-user talaria-scheduler --allow-user alice --allow-user 1001 --x"],
            f"full: agent ExecStart override (reset first, shipped users kept), got {agent.get('ExecStart')}")
     ex = f["services"]["talaria-executor"]["serviceConfig"]
@@ -160,7 +160,7 @@ def check_module():
     n = module_case("no-model-key")
     expect(n["services"]["talaria-agent"]["serviceConfig"] == {
         "LoadCredential": [""],
-        "ExecStart": ["", "@pkg@/bin/talaria-agentd --bus system --allow-user talaria-gateway --allow-user talaria-scheduler"]},
+        "ExecStart": ["", "@pkg@/bin/talaria-agentd --bus system --deputy-user talaria-scheduler --allow-user talaria-gateway --allow-user talaria-scheduler"]},
         f"no-model-key: shipped credential dropped, --idle-exit dropped, got {n['services']['talaria-agent']}")
     g = module_case("gateway-off")
     expect(g["sockets"]["talaria-gateway"]["enable"] is False and g["sockets"]["talaria-gateway"]["wantedBy"] == []

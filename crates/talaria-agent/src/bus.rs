@@ -35,6 +35,9 @@ pub struct AgentServiceConfig {
     pub workspace: PathBuf,
     /// Who may call: see [`Callers`].
     pub callers: Callers,
+    /// Callers that may run a turn for someone else (`on_behalf_of`): the scheduler's user,
+    /// running a job for the person who created it.
+    pub deputies: Callers,
     /// Gives a resumed session its stored provider back (none: the configured one).
     pub restore: Option<Arc<crate::daemon::ProviderRestore>>,
 }
@@ -463,7 +466,21 @@ impl AgentService {
         #[zbus(connection)] connection: &Connection,
     ) -> Result<String, Error> {
         let _busy = self.inner.activity.busy();
-        let uid = self.caller(connection, &header).await?;
+        let caller = self.caller(connection, &header).await?;
+        // A deputy (the scheduler) runs a job for the person who created it: the turn is that
+        // person's — their sessions, memory and workspace — not the deputy's, so a person
+        // polkit let schedule a job cannot borrow the scheduler's rights. Only a configured
+        // deputy may say so; anyone else naming another uid is refused.
+        let uid = match option::<u32>(&options, "on_behalf_of", "u")? {
+            None => caller,
+            Some(person) if person == caller || self.inner.config.deputies.allows(caller) => person,
+            Some(person) => {
+                return Err(fdo::Error::AccessDenied(format!(
+                    "uid {caller} may not submit on behalf of uid {person}: only the scheduler's user may"
+                ))
+                .into());
+            }
+        };
         let sender: Option<OwnedUniqueName> = header.sender().map(|s| s.to_owned().into());
         let request_id = match option::<String>(&options, "request_id", "s")? {
             Some(id) if valid_request_id(&id) => id,

@@ -44,6 +44,11 @@ pub struct Args {
     /// user; repeatable (the gateway's and the scheduler's users).
     #[arg(long = "allow-user", value_name = "USER")]
     pub allow_users: Vec<String>,
+
+    /// A user (name or uid) that may submit turns on behalf of another uid (the scheduler's
+    /// user, running a job for the person who created it); repeatable. Nobody else may.
+    #[arg(long = "deputy-user", value_name = "USER")]
+    pub deputy_users: Vec<String>,
 }
 
 /// What [`serve`] needs.
@@ -53,6 +58,8 @@ pub struct AgentUnit {
     pub workspace: PathBuf,
     pub endpoint: EndpointArgs,
     pub callers: Callers,
+    /// Who may submit on behalf of another uid.
+    pub deputies: Callers,
 }
 
 /// Builds the agent for `unit.home` and serves it on `bus` as `org.talaria.Agent1` (object
@@ -108,6 +115,7 @@ pub async fn serve(
             default_model,
             workspace: unit.workspace,
             callers: unit.callers,
+            deputies: unit.deputies,
             restore: Some(Arc::new(ProviderRestore {
                 endpoint,
                 config,
@@ -215,6 +223,11 @@ pub async fn run(args: Args) -> Result<(), String> {
         .iter()
         .map(|user| talaria_daemon::resolve_user(user))
         .collect::<Result<Vec<_>, _>>()?;
+    let deputies = args
+        .deputy_users
+        .iter()
+        .map(|user| talaria_daemon::resolve_user(user))
+        .collect::<Result<Vec<_>, _>>()?;
     let target = args.daemon.bus_target();
     let activity = Activity::default();
     let builder = target.builder().map_err(|e| format!("{target}: {e}"))?;
@@ -224,6 +237,7 @@ pub async fn run(args: Args) -> Result<(), String> {
             workspace,
             endpoint: args.endpoint,
             callers: Callers::own_and(allowed),
+            deputies: Callers::only(deputies),
         },
         builder,
         activity.clone(),

@@ -170,6 +170,7 @@ async fn execute(core: &Core, connection: &Connection, job: Option<Job>, run: Ru
             match turn::ask_agent(
                 connection,
                 &job.id,
+                job.owner_uid,
                 run_id,
                 &job.prompt,
                 core.config.turn_limits,

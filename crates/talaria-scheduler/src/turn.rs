@@ -105,14 +105,15 @@ impl Backoff {
     }
 }
 
-/// Runs `prompt` as a turn in session `cron:<job_id>` with request id `run_id` and returns the
-/// agent's final answer.
+/// Runs `prompt` as a turn in session `cron:<job_id>` with request id `run_id`, for the person
+/// `owner_uid` who created the job, and returns the agent's final answer.
 ///
 /// # Errors
 /// The agent's own error, a refusal, or the limits running out.
 pub async fn ask_agent(
     connection: &Connection,
     job_id: &str,
+    owner_uid: u32,
     run_id: &str,
     prompt: &str,
     limits: TurnLimits,
@@ -124,6 +125,9 @@ pub async fn ask_agent(
             OwnedVariant::from(zbus::Str::from(run_id.to_owned())),
         ),
         ("create".to_owned(), OwnedVariant::from(true)),
+        // The turn is the job owner's (their sessions, memory and workspace), not the
+        // scheduler's: the agent accepts this from the scheduler's user only.
+        ("on_behalf_of".to_owned(), OwnedVariant::from(owner_uid)),
         // A job's turn speaks for whoever created the job, not for the owner at a terminal:
         // its tool calls run narrowed, and what it writes to memory waits for approval.
         (

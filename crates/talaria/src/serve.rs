@@ -106,6 +106,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             workspace,
             endpoint: args.endpoint,
             callers: me(),
+            // The scheduler runs in this process, as this user.
+            deputies: me(),
         },
         target.builder()?,
         activity.clone(),

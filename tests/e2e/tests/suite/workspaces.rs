@@ -203,3 +203,87 @@ async fn each_person_has_a_workspace_and_planted_context_waits_for_the_owner() {
         .unwrap();
     assert!(last_prompt(&model).contains(PLANTED));
 }
+
+/// The scheduler runs a job as the person who created it (issue 12 §6, the confused deputy):
+/// `on_behalf_of` moves the turn into that person's sessions and workspace, and the agent takes
+/// it only from a `--deputy-user`.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_deputy_runs_a_turn_on_behalf_of_another_uid() {
+    let dir = scratch();
+    let bus = Bus::start(dir.path(), ExecutorPolicy::AgentOnly);
+    let model = FakeModelServer::start().await;
+    let home = dir.path().join("home");
+    let workspace = dir.path().join("workspace");
+    let home_arg = home.to_str().unwrap();
+    let agent_args = |deputy: Option<&'static str>| {
+        let mut args = vec![
+            "--home".to_owned(),
+            home_arg.to_owned(),
+            "--workspace".to_owned(),
+            workspace.to_str().unwrap().to_owned(),
+            "--base-url".to_owned(),
+            model.base_url(),
+            "--model".to_owned(),
+            "fake-model".to_owned(),
+        ];
+        if let Some(user) = deputy {
+            args.extend(["--deputy-user".to_owned(), user.to_owned()]);
+        }
+        args
+    };
+    let _executord = Daemon::spawn("talaria-executord", &["--home", home_arg], &bus);
+    let client = bus.connect().await;
+    let job_options = |request_id: &str| {
+        options(&[
+            ("create", OwnedVariant::from(true)),
+            ("on_behalf_of", OwnedVariant::from(4242_u32)),
+            ("surface", s("allowlisted_user")),
+            ("request_id", s(request_id)),
+        ])
+    };
+
+    // Not a deputy: refused, nothing created for uid 4242.
+    {
+        let args = agent_args(None);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut agentd = Daemon::spawn("talaria-agentd", &args, &bus);
+        wait_for_name(&client, names::AGENT, true, TURN).await;
+        let agent = AgentProxy::new(&client).await.unwrap();
+        let err = agent
+            .submit_turn("cron:job-1", "run the job", &job_options("run-1"))
+            .await
+            .unwrap_err();
+        let (name, message) = talaria_bus::error_parts(&err).unwrap();
+        assert!(name.ends_with("AccessDenied"), "{err}");
+        assert!(message.contains("on behalf of uid 4242"), "{message}");
+        assert!(!workspace.join("4242").exists());
+        agentd.signal(libc::SIGTERM);
+        agentd.wait_exit(TURN);
+        wait_for_name(&client, names::AGENT, false, TURN).await;
+    }
+
+    // The scheduler's user: the job's turn works in uid 4242's workspace.
+    let args = agent_args(Some("root"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _agentd = Daemon::spawn("talaria-agentd", &args, &bus);
+    wait_for_name(&client, names::AGENT, true, TURN).await;
+    let agent = AgentProxy::new(&client).await.unwrap();
+    model.push(terminal("pwd"));
+    model.push(Reply::text("ran"));
+    let events = run_turn(
+        &agent,
+        "cron:job-1",
+        "run the job",
+        &job_options("run-2"),
+        TURN,
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer(&events), "ran");
+    let job_dir = workspace.join("4242").join("default");
+    assert!(
+        last_tool_result(&model).contains(job_dir.to_str().unwrap()),
+        "{}",
+        last_tool_result(&model)
+    );
+}
