@@ -12,6 +12,7 @@ pub mod backends;
 pub mod background;
 pub mod bus;
 pub mod daemon;
+pub mod git_guard;
 pub mod process;
 pub mod report;
 pub mod service;

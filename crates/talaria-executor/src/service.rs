@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backends::{Backend, BackendError, Job, file_name_of};
 use crate::background::{BackgroundError, ProcessId, ProcessTable};
+use crate::git_guard;
 use crate::process::{ExitKind, ProcessError};
 
 /// What the executor is configured with.
@@ -311,10 +312,21 @@ impl Executor {
             .map_err(|e| prepared.error(e))?;
         let Prepared { backend, job } = prepared;
         let profile = job.profile.clone();
-        let outcome = backend
-            .run(job, cancel)
-            .await
-            .map_err(|e| backend_error(&profile, backend.name(), e))?;
+        let write_roots = job.spec.filesystem.write.clone();
+        let before = snapshot_git_metadata(write_roots.clone()).await;
+        let ran = backend.run(job, cancel).await;
+        // Whatever became of the command, nothing it planted may run on the host later.
+        let after = snapshot_git_metadata(write_roots).await;
+        let guard_report =
+            git_guard::report(&before.quarantine_changes(&after), after.incomplete());
+        let mut outcome = ran.map_err(|e| backend_error(&profile, backend.name(), e))?;
+        if !guard_report.is_empty() {
+            tracing::warn!(session = %request.origin.session, report = %guard_report.trim_end(), "git metadata written in the sandbox was quarantined");
+            if !outcome.stderr.is_empty() && !outcome.stderr.ends_with('\n') {
+                outcome.stderr.push('\n');
+            }
+            outcome.stderr.push_str(&guard_report);
+        }
         tracing::debug!(tool = %request.origin.tool, session = %request.origin.session, profile = %outcome.profile, backend = %outcome.backend, exit = %outcome.exit, "sandboxed command finished");
         Ok(outcome)
     }
@@ -404,6 +416,13 @@ impl Executor {
         }
         let _ = std::fs::remove_dir_all(self.scratch_dir(session));
     }
+}
+
+/// [`git_guard::Snapshot::take`] off the async runtime (it walks directories).
+async fn snapshot_git_metadata(roots: Vec<PathBuf>) -> git_guard::Snapshot {
+    tokio::task::spawn_blocking(move || git_guard::Snapshot::take(&roots))
+        .await
+        .unwrap_or_default()
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {

@@ -308,6 +308,36 @@ pub fn create_with_mode(args: &Args) -> Result<Report, String> {
     Ok(report)
 }
 
+/// Write each `PATH=TEXT` (creating missing parent directories): planting files whose
+/// contents matter, such as git metadata. `ok` when every write worked.
+pub fn write_files(args: &Args) -> Result<Report, String> {
+    let mut report = Report::done("write ");
+    for i in 0.. {
+        let Ok(item) = args.str(i, "PATH=TEXT") else {
+            break;
+        };
+        let (path, text) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item}: not PATH=TEXT"))?;
+        let result = std::path::Path::new(path)
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| fs::write(path, text.replace("\\n", "\n")));
+        match result {
+            Ok(()) => report.detail.push_str(&format!("{path}; ")),
+            Err(e) => {
+                report.ok = false;
+                report.note(&e);
+                report
+                    .errno
+                    .get_or_insert_with(|| crate::sys::error_name(&e));
+                report.detail.push_str(&format!("{path}: {e}; "));
+            }
+        }
+    }
+    Ok(report)
+}
+
 pub fn symlink_write(args: &Args) -> Result<Report, String> {
     let target = args.str(0, "symlink target")?;
     let link = args.str(1, "symlink path")?;

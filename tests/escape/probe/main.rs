@@ -42,6 +42,7 @@ const PROBES: &[Probe] = &[
     ("chmod", "PATH OCTAL", fs::chmod),
     ("chmod-every-way", "PATH OCTAL", fs::chmod_every_way),
     ("create-with-mode", "DIR OCTAL", fs::create_with_mode),
+    ("write-files", "PATH=TEXT…", fs::write_files),
     ("symlink-write", "TARGET LINK", fs::symlink_write),
     (
         "replace-with-symlink",

@@ -2,6 +2,7 @@
 //! must succeed under the same profile, so a denial shows the boundary, not a broken setup.
 
 mod filesystem;
+mod git;
 mod network;
 mod privilege;
 mod protected;
@@ -10,6 +11,7 @@ mod resources;
 mod syscalls;
 
 pub use filesystem::*;
+pub use git::*;
 pub use network::*;
 pub use privilege::*;
 pub use protected::*;
