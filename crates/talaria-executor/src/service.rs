@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use talaria_bus::exec::files::FILE_OP_PROGRAM;
 use talaria_bus::exec::{CommandOutcome, CommandSpec, ExecOrigin};
 use talaria_policy::{Decision, PolicyError, PolicySet, ResolveContext};
+use talaria_sandbox::fileops::FileOp;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::{Backend, BackendError, Job, file_name_of};
@@ -91,10 +93,36 @@ pub enum ExecutorError {
         backend: &'static str,
         what: &'static str,
     },
+    #[error("bad file request: {0}")]
+    FileRequest(String),
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error(transparent)]
     Background(#[from] BackgroundError),
+}
+
+/// The most a file request's answer may be, whatever it asks for.
+const MAX_FILE_OP_OUTPUT: usize = 256 << 20;
+
+/// The built-in file operation a command stands for: a [`FILE_OP_PROGRAM`] command carries
+/// one as JSON in its only argument (`talaria_bus::exec::files`), which the sandbox helper runs
+/// once confined instead of exec'ing anything. Any other command is `None`.
+///
+/// # Errors
+/// [`ExecutorError::FileRequest`] when the argument is not one request.
+fn file_op(command: &CommandSpec) -> Result<Option<FileOp>, ExecutorError> {
+    if command.program != FILE_OP_PROGRAM {
+        return Ok(None);
+    }
+    let [json] = command.args.as_slice() else {
+        return Err(ExecutorError::FileRequest(format!(
+            "{FILE_OP_PROGRAM} takes one argument, got {}",
+            command.args.len()
+        )));
+    };
+    serde_json::from_str(json)
+        .map(Some)
+        .map_err(|e| ExecutorError::FileRequest(e.to_string()))
 }
 
 /// The executor. One per process; cheap to share behind an `Arc`.
@@ -262,19 +290,31 @@ impl Executor {
         {
             tracing::info!(profile = %name, %preferred, used = backend.name(), "the profile's preferred backend is not provided here; using the next one");
         }
+        let builtin = file_op(&request.command)?;
+        // A file request bounds its own answer (the read's `max_bytes`, the search's page), so
+        // the profile's output limit, which is there to stop a flooding command, does not cut
+        // it; the request's own limit and a hard ceiling still hold.
+        let output_limit = if builtin.is_some() {
+            request.command.output_limit.min(MAX_FILE_OP_OUTPUT)
+        } else {
+            usize::try_from(resolved.output_bytes)
+                .unwrap_or(usize::MAX)
+                .min(request.command.output_limit)
+        };
+        let settings = resolved.settings_of(backend.name());
+        let mut spec = resolved.spec;
+        spec.builtin = builtin;
         let job = Job {
             session: origin.session.clone(),
             profile: name,
-            settings: resolved.settings_of(backend.name()),
+            settings,
             workspace: origin.workspace.clone(),
             scratch: tmp,
             stdin: request.command.stdin.clone(),
             timeout: request.command.timeout.min(resolved.wall_time),
-            output_limit: usize::try_from(resolved.output_bytes)
-                .unwrap_or(usize::MAX)
-                .min(request.command.output_limit),
+            output_limit,
             command_line: request.command.command_line.clone(),
-            spec: resolved.spec,
+            spec,
         };
         Ok(Prepared { backend, job })
     }
@@ -393,6 +433,11 @@ impl Executor {
     /// As for [`Executor::run`], before the command starts; [`ExecutorError::Unsupported`]
     /// on a backend without background processes (never run on another one instead).
     pub async fn start_background(&self, request: &RunRequest) -> Result<ProcessId, ExecutorError> {
+        if request.command.program == FILE_OP_PROGRAM {
+            return Err(ExecutorError::FileRequest(
+                "a file request runs to completion, never in the background".into(),
+            ));
+        }
         let prepared = self.prepare(request)?;
         prepared
             .backend
@@ -431,4 +476,88 @@ fn create_private_dir(path: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use talaria_bus::exec::files::{self, FileRequest, OutputMode, SearchRequest, SearchTarget};
+    use talaria_sandbox::fileops::{self, FileOp};
+
+    use super::*;
+
+    fn command_of(request: &FileRequest) -> CommandSpec {
+        request.command("read_file x".into(), PathBuf::from("/w"), 1 << 20)
+    }
+
+    /// The agent's requests (talaria-bus) and the helper's operations (talaria-sandbox) are
+    /// two definitions of one JSON: they must read each other.
+    #[test]
+    fn file_requests_reach_the_helper_unchanged() {
+        let read = FileRequest::Read {
+            path: "/w/a.txt".into(),
+            max_bytes: 42,
+        };
+        assert_eq!(
+            file_op(&command_of(&read)).unwrap(),
+            Some(FileOp::Read {
+                path: "/w/a.txt".into(),
+                max_bytes: 42
+            })
+        );
+        for (target, output_mode) in [
+            (SearchTarget::Content, OutputMode::Content),
+            (SearchTarget::Files, OutputMode::FilesOnly),
+            (SearchTarget::Content, OutputMode::Count),
+        ] {
+            let search = FileRequest::Search(SearchRequest {
+                root: "/w".into(),
+                base: "/w/sub".into(),
+                pattern: "a.*b".into(),
+                target,
+                file_glob: Some("*.rs".into()),
+                limit: 7,
+                offset: 3,
+                output_mode,
+                context: 2,
+            });
+            let Some(FileOp::Search(op)) = file_op(&command_of(&search)).unwrap() else {
+                panic!("not a search");
+            };
+            let back: FileRequest =
+                serde_json::from_str(&serde_json::to_string(&FileOp::Search(op)).unwrap()).unwrap();
+            assert_eq!(back, search);
+        }
+        let text = fileops::FileText {
+            size: 9,
+            truncated: true,
+            text: "é\u{1}\n".into(),
+        };
+        let answer: files::FileText =
+            serde_json::from_str(&serde_json::to_string(&text).unwrap()).unwrap();
+        assert_eq!(
+            (answer.size, answer.truncated, answer.text),
+            (9, true, text.text)
+        );
+    }
+
+    #[test]
+    fn other_commands_are_not_file_requests_and_bad_ones_are_refused() {
+        let mut command = CommandSpec::from_argv(vec!["cat".into(), "x".into()], "/w".into());
+        assert_eq!(file_op(&command).unwrap(), None);
+        command.program = files::FILE_OP_PROGRAM.into();
+        command.args = vec!["{\"op\":\"delete\"}".into()];
+        assert!(matches!(
+            file_op(&command),
+            Err(ExecutorError::FileRequest(_))
+        ));
+        command.args.clear();
+        assert!(
+            file_op(&command)
+                .unwrap_err()
+                .to_string()
+                .contains("takes one argument")
+        );
+    }
 }

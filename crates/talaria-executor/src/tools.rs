@@ -108,6 +108,7 @@ impl SandboxedTools {
             | ExecutorError::SandboxRefused { .. }
             | ExecutorError::Scratch { .. }
             | ExecutorError::Unsupported { .. }
+            | ExecutorError::FileRequest(_)
             | ExecutorError::Background(_)) => ExecError::Refused {
                 message: refused.to_string(),
             },

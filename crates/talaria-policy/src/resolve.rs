@@ -190,6 +190,7 @@ impl Profile {
                 file_size_bytes: limits.file_size,
                 open_files: limits.open_files,
             },
+            builtin: None,
         };
         let settings = self
             .backends

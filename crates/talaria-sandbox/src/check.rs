@@ -272,6 +272,7 @@ mod tests {
             network: NetworkRules::Off,
             namespaces: NamespaceRules::default(),
             limits: ResourceLimits::default(),
+            builtin: None,
         }
     }
 

@@ -54,7 +54,9 @@
 //! 9. **rlimits** ([`limits`]): right before `execve`, so a tiny `RLIMIT_AS` constrains the
 //!    command and not the helper's own setup (the pids cgroup of step 2 is joined at the start
 //!    of step 3, before any fork).
-//! 10. **exec** ([`exec`]): `PATH` lookup by trying `execve` under confinement.
+//! 10. **exec** ([`exec`]): `PATH` lookup by trying `execve` under confinement — or, for a
+//!     spec with a `builtin` ([`fileops`]: the read tools), that file operation run by the
+//!     confined helper itself.
 //!
 //! # Never host root
 //!
@@ -116,6 +118,7 @@ pub mod cli;
 pub mod env;
 pub mod exec;
 pub mod fds;
+pub mod fileops;
 pub mod identity;
 pub mod landlock;
 pub mod limits;
@@ -480,8 +483,18 @@ impl Launch {
             self.plan.landlock_abi,
         )?;
         capabilities::drop_all(self.root_drop.is_some())?;
+        // A file operation opens its file beneath its root with openat2 before seccomp, which
+        // answers openat2 with ENOSYS; what it does with the contents happens after, under it.
+        let opened = self
+            .spec
+            .builtin
+            .as_ref()
+            .map(|op| fileops::Opened::open(op, &self.spec));
         self.seccomp.install()?;
         self.rlimits.apply()?;
+        if let Some(opened) = opened {
+            return Ok(opened.finish());
+        }
         let failure = self.program.exec();
         eprintln!("{}", failure.message);
         Ok(failure.code)

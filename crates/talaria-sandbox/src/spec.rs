@@ -25,6 +25,11 @@ pub struct SandboxSpec {
     pub network: NetworkRules,
     pub namespaces: NamespaceRules,
     pub limits: ResourceLimits,
+    /// Instead of exec'ing `argv`, run this built-in file operation in the helper itself once
+    /// it is confined exactly as the command would have been (see [`crate::fileops`]); `argv`
+    /// then only names it in messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<crate::fileops::FileOp>,
 }
 
 /// Filesystem access. Everything not listed is denied by Landlock, and in the private root

@@ -42,6 +42,7 @@ fn sandbox_spec(workspace: &Path, namespaces: NamespaceRules) -> SandboxSpec {
             file_size_bytes: Some(1 << 30),
             ..ResourceLimits::default()
         },
+        builtin: None,
     }
 }
 

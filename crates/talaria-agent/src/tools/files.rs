@@ -1,20 +1,23 @@
 //! `read_file`, `write_file` and `patch`.
 //!
-//! Reading happens here; writing goes through the executor. `patch` does an exact find/replace
-//! on the current file contents and answers with a unified diff of what changed.
+//! Reads and writes both go through the executor under the tool's profile: a read is a
+//! [`FileRequest`] the sandbox helper carries out once confined, a write runs in the sandbox.
+//! `patch` does an exact find/replace on the current file contents (read under its own
+//! profile) and answers with a unified diff of what changed.
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{Tool, ToolContext, ToolError, parse_args};
+use crate::exec::files::{self, FileRequest, FileText};
 
 const DEFAULT_LIMIT: usize = 500;
 const MAX_LIMIT: usize = 2000;
 const MAX_LINE_CHARS: usize = 2000;
-/// Files larger than this are refused by `read_file` and `patch`: page through them with
-/// the terminal (sed -n) instead of loading them whole.
-const MAX_FILE_BYTES: u64 = 50 * 1024 * 1024;
+/// `read_file` reads at most this much of a file (and says so when there is more); `patch`
+/// refuses larger files. The terminal (sed -n, tail) reaches the rest.
+const MAX_READ_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 struct ReadArgs {
@@ -40,8 +43,8 @@ struct PatchArgs {
     replace_all: bool,
 }
 
-/// `read_file`: a text file, a page at a time, with line numbers. Reads in-process (refusing
-/// the Talaria home); its declared profile is `read-only`.
+/// `read_file`: a text file, a page at a time, with line numbers. Read by the executor under
+/// the tool's profile (declared: `read-only`); the Talaria home is refused before asking.
 #[derive(Debug)]
 pub struct ReadFile;
 
@@ -175,40 +178,36 @@ impl Tool for Patch {
     }
 }
 
-async fn read_text(path: &std::path::Path) -> Result<String, ToolError> {
-    let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| ToolError::Failed(format!("cannot read {}: {e}", path.display())))?;
-    if meta.is_dir() {
-        return Err(ToolError::Failed(format!(
-            "{} is a directory; use search_files or `ls` to list it",
-            path.display()
-        )));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(ToolError::Failed(format!(
-            "{} is {} bytes, larger than the {} byte limit; use the terminal (sed -n, head, tail)",
-            path.display(),
-            meta.len(),
-            MAX_FILE_BYTES
-        )));
-    }
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| ToolError::Failed(format!("cannot read {}: {e}", path.display())))?;
-    if bytes.iter().take(8192).any(|b| *b == 0) {
-        return Err(ToolError::Failed(format!(
-            "{} looks like a binary file",
-            path.display()
-        )));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| ToolError::Failed(format!("{} is not valid UTF-8 text", path.display())))
+/// The text of `path`, read by the executor under `tool`'s profile: the sandbox helper opens it
+/// once, beneath the profile's roots, a regular file only, at most [`MAX_READ_BYTES`]. The agent
+/// itself never opens it.
+async fn read_confined(
+    tool: &dyn Tool,
+    path: &std::path::Path,
+    ctx: &ToolContext<'_>,
+) -> Result<FileText, ToolError> {
+    let request = FileRequest::Read {
+        path: path.to_owned(),
+        max_bytes: MAX_READ_BYTES,
+    };
+    // JSON escapes a control character in six bytes: room for the worst case.
+    let output_limit = usize::try_from(MAX_READ_BYTES * 6 + 4096).unwrap_or(usize::MAX);
+    let command = request.command(
+        format!("{} {}", tool.name(), path.display()),
+        ctx.cwd.clone(),
+        output_limit,
+    );
+    let outcome = ctx
+        .executor
+        .run(&ctx.origin(tool), command, ctx.cancel)
+        .await?;
+    Ok(files::file_text(outcome)?)
 }
 
 async fn read_file(args: ReadArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
     let path = ctx.readable(&args.path)?;
-    let text = read_text(&path).await?;
+    let read = read_confined(&ReadFile, &path, ctx).await?;
+    let text = read.text;
     let lines: Vec<&str> = text.lines().collect();
     let total = lines.len();
     let offset = args.offset.unwrap_or(1).max(1);
@@ -235,6 +234,14 @@ async fn read_file(args: ReadArgs, ctx: &mut ToolContext<'_>) -> Result<String, 
             (*line).into()
         };
         out.push_str(&format!("{:>6}|{line}\n", offset + i));
+    }
+    if read.truncated {
+        out.push_str(&format!(
+            "[{} is {} bytes; only its first {} bytes ({total} lines) were read; use the terminal (sed -n, tail) for the rest]\n",
+            path.display(),
+            read.size,
+            text.len()
+        ));
     }
     if end < total {
         out.push_str(&format!(
@@ -288,7 +295,15 @@ async fn patch(args: PatchArgs, ctx: &mut ToolContext<'_>) -> Result<String, Too
         });
     }
     let path = ctx.readable(&path_arg)?;
-    let before = read_text(&path).await?;
+    let read = read_confined(&Patch, &path, ctx).await?;
+    if read.truncated {
+        return Err(ToolError::Failed(format!(
+            "{} is {} bytes, larger than the {MAX_READ_BYTES} bytes patch can edit; use the terminal (sed -i)",
+            path.display(),
+            read.size
+        )));
+    }
+    let before = read.text;
     let count = before.matches(old.as_str()).count();
     let after = match (count, args.replace_all) {
         (0, _) => {

@@ -170,7 +170,7 @@ async fn read_file_refuses_binary_directories_and_missing_files() {
         .unwrap_err()
         .to_string();
     assert!(
-        missing.contains("nope.txt") && missing.contains("No such file"),
+        missing.contains("nope.txt") && missing.contains("does not exist"),
         "{missing}"
     );
 }
@@ -614,9 +614,7 @@ async fn memory_writes_with_untrusted_content_in_context_are_parked() {
 #[tokio::test]
 async fn read_tools_refuse_the_talaria_home_except_skills() {
     let mut f = Fixture::new().await;
-    // Read tools run in-process: here the home lies inside the workspace they read (no
-    // command runs, so the executor's refusal of such a workspace does not come into it).
-    f.home = f.path().join("talaria-home");
+    // The systemd layout: the home is the workspace's sibling.
     std::fs::create_dir_all(f.home.join("skills/deploy")).unwrap();
     std::fs::write(
         f.home.join("config.toml"),
@@ -625,9 +623,10 @@ async fn read_tools_refuse_the_talaria_home_except_skills() {
     .unwrap();
     std::fs::write(f.home.join("skills/deploy/SKILL.md"), "secret-free skill\n").unwrap();
     std::os::unix::fs::symlink(f.home.join("config.toml"), f.path().join("innocent.txt")).unwrap();
+    std::os::unix::fs::symlink(&f.home, f.path().join("home-link")).unwrap();
 
     let direct = f
-        .call("read_file", json!({"path": "talaria-home/config.toml"}))
+        .call("read_file", json!({"path": "../talaria-home/config.toml"}))
         .await
         .unwrap_err()
         .to_string();
@@ -641,28 +640,40 @@ async fn read_tools_refuse_the_talaria_home_except_skills() {
         via_link.contains("inside the Talaria home"),
         "symlinks are resolved: {via_link}"
     );
+    let skill_path = f.home.join("skills/deploy/SKILL.md");
     let skill = f
-        .call(
-            "read_file",
-            json!({"path": "talaria-home/skills/deploy/SKILL.md"}),
-        )
+        .call("read_file", json!({"path": skill_path}))
         .await
         .unwrap();
-    assert!(skill.contains("secret-free skill"));
+    assert!(skill.contains("secret-free skill"), "{skill}");
 
-    let search = f
+    // Walks never follow the link into the home, and `..` reaches only what the profile lists
+    // (the workspace and the home's skills).
+    for path in [".", "..", "home-link/.."] {
+        let search = f
+            .call(
+                "search_files",
+                json!({"pattern": "sk-secret|secret-free", "path": path}),
+            )
+            .await;
+        let search = match search {
+            Ok(found) => found,
+            Err(e) => e.to_string(),
+        };
+        assert!(!search.contains("sk-secret-value"), "{path}: {search}");
+    }
+    let above = f
         .call(
             "search_files",
-            json!({"pattern": "sk-secret|secret-free", "path": "."}),
+            json!({"pattern": "secret-free", "path": ".."}),
         )
         .await
         .unwrap();
-    assert!(!search.contains("sk-secret-value"), "{search}");
-    assert!(search.contains("secret-free skill"), "{search}");
+    assert!(above.contains("SKILL.md"), "{above}");
     let scoped = f
         .call(
             "search_files",
-            json!({"pattern": "x", "path": "talaria-home"}),
+            json!({"pattern": "x", "path": "../talaria-home"}),
         )
         .await
         .unwrap_err()
@@ -773,6 +784,8 @@ async fn every_executor_call_carries_the_profile_its_tool_declares() {
         [
             asked("terminal", Some("workspace-write"), None),
             asked("write_file", Some("workspace-write"), None),
+            // patch reads under its own profile, then writes under it.
+            asked("patch", Some("workspace-write"), None),
             asked("patch", Some("workspace-write"), None),
             // process starts nothing: its processes keep the profile terminal started them under.
             asked("process", None, None),
@@ -887,4 +900,280 @@ async fn tool_search_loads_lazy_tools_into_the_session() {
         .await
         .unwrap();
     assert!(none.starts_with("no tool matches; loadable tools: todo, process, session_search, skill_manage, skill_run"), "{none}");
+}
+
+/// A directory next to the workspace that no shipped profile lists, with a secret the agent's
+/// own uid can read.
+fn outside_secret(f: &Fixture) -> PathBuf {
+    let outside = f.path().with_file_name("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let secret = outside.join("secret.txt");
+    std::fs::write(&secret, "outside-secret-value\n").unwrap();
+    secret
+}
+
+#[tokio::test]
+async fn read_tools_reach_only_what_the_profile_lists() {
+    let mut f = Fixture::new().await;
+    let secret = outside_secret(&f);
+    // The agent could read it; the tools must not.
+    assert!(std::fs::read_to_string(&secret).is_ok());
+    let read = f
+        .call("read_file", json!({"path": secret}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        read.contains(&format!(
+            "`{}` is outside profile read-only",
+            secret.display()
+        )),
+        "{read}"
+    );
+    let dotdot = f
+        .call("read_file", json!({"path": "../outside/secret.txt"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(dotdot.contains("is outside profile read-only"), "{dotdot}");
+    let search = f
+        .call(
+            "search_files",
+            json!({"pattern": "secret", "path": "../outside"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(search.contains("is outside profile read-only"), "{search}");
+    let patch = f
+        .call(
+            "patch",
+            json!({"path": secret, "old_string": "outside", "new_string": "x"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        patch.contains("is outside profile workspace-write"),
+        "{patch}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "outside-secret-value\n"
+    );
+
+    // A symlink out of the workspace is no way around it, for a read or a walk.
+    std::os::unix::fs::symlink(&secret, f.path().join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(secret.parent().unwrap(), f.path().join("dir-link")).unwrap();
+    let via_link = f
+        .call("read_file", json!({"path": "link.txt"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        via_link.contains("`") && via_link.contains("outside profile read-only"),
+        "{via_link}"
+    );
+    let walked = f
+        .call("search_files", json!({"pattern": "outside-secret"}))
+        .await
+        .unwrap();
+    assert_eq!(walked, "no matches found");
+    let through_dir_link = f
+        .call("read_file", json!({"path": "dir-link/secret.txt"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        through_dir_link.contains("outside profile read-only"),
+        "{through_dir_link}"
+    );
+
+    // The harmless twins: the workspace reads, searches and patches as before, and a symlink
+    // from one listed root into another (the workspace into /etc) is followed.
+    std::fs::write(f.path().join("notes.txt"), "alpha\nbeta\n").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", f.path().join("hostname")).unwrap();
+    let notes = f
+        .call("read_file", json!({"path": "notes.txt"}))
+        .await
+        .unwrap();
+    assert!(notes.contains("     2|beta"), "{notes}");
+    if std::path::Path::new("/etc/hostname").is_file() {
+        let hostname = f
+            .call("read_file", json!({"path": "hostname"}))
+            .await
+            .unwrap();
+        assert!(hostname.contains("     1|"), "{hostname}");
+    }
+    let found = f
+        .call("search_files", json!({"pattern": "beta"}))
+        .await
+        .unwrap();
+    assert_eq!(found, "notes.txt:2:beta");
+    f.call(
+        "patch",
+        json!({"path": "notes.txt", "old_string": "beta", "new_string": "gamma"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(f.path().join("notes.txt")).unwrap(),
+        "alpha\ngamma\n"
+    );
+}
+
+#[tokio::test]
+async fn read_file_of_a_root_only_file_matches_cat_in_the_same_sandbox() {
+    let mut f = Fixture::new().await;
+    let cat = f
+        .call(
+            "terminal",
+            json!({"command": "cat /etc/shadow >/dev/null && echo READABLE"}),
+        )
+        .await
+        .unwrap();
+    let read = f.call("read_file", json!({"path": "/etc/shadow"})).await;
+    // Whatever the sandbox's uid may read (root mapping is the sandbox's business), read_file
+    // may read no more than cat under the same kind of profile.
+    if !cat.contains("READABLE") {
+        let refused = read.unwrap_err().to_string();
+        assert!(refused.contains("`/etc/shadow`"), "{refused}");
+    }
+}
+
+#[tokio::test]
+async fn special_files_are_refused_and_the_agent_stays_alive() {
+    let mut f = Fixture::new().await;
+    let zero = f
+        .call("read_file", json!({"path": "/dev/zero"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(zero.contains("`/dev/zero` is under /dev"), "{zero}");
+    std::os::unix::fs::symlink("/dev/zero", f.path().join("zero")).unwrap();
+    let zero_link = f
+        .call("read_file", json!({"path": "zero"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        zero_link.contains("is a character device, not a regular file"),
+        "{zero_link}"
+    );
+    let fifo = f.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let on_fifo = f
+        .call("read_file", json!({"path": "fifo"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        on_fifo.contains("is a FIFO, not a regular file"),
+        "{on_fifo}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let walk_proc = f
+        .call(
+            "search_files",
+            json!({"pattern": "x", "path": "/proc/self"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        walk_proc.contains("`/proc/self` is under /proc"),
+        "{walk_proc}"
+    );
+    // A walk that meets the FIFO and the device link skips them.
+    std::fs::write(f.path().join("plain.txt"), "needle\n").unwrap();
+    let walked = f
+        .call("search_files", json!({"pattern": "needle"}))
+        .await
+        .unwrap();
+    assert_eq!(walked, "plain.txt:1:needle");
+}
+
+#[tokio::test]
+async fn large_files_are_read_up_to_the_cap_with_a_notice() {
+    let mut f = Fixture::new().await;
+    let line = "x".repeat(99) + "\n";
+    let big = line.repeat(170_000); // 17 000 000 bytes, over the 16 MiB cap
+    std::fs::write(f.path().join("big.log"), &big).unwrap();
+    let page = f
+        .call("read_file", json!({"path": "big.log", "limit": 2}))
+        .await
+        .unwrap();
+    assert!(page.contains("     1|xxx"), "{page}");
+    assert!(
+        page.contains("is 17000000 bytes; only its first 16777216 bytes"),
+        "{page}"
+    );
+    let patch = f
+        .call(
+            "patch",
+            json!({"path": "big.log", "old_string": "xx", "new_string": "y"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(patch.contains("larger than the 16777216 bytes"), "{patch}");
+}
+
+#[tokio::test]
+async fn a_symlink_swapped_during_reads_never_leaks() {
+    let mut f = Fixture::new().await;
+    let secret = outside_secret(&f);
+    std::fs::create_dir_all(&f.home).unwrap();
+    std::fs::write(f.home.join("config.toml"), "home-secret-value\n").unwrap();
+    std::fs::write(f.path().join("ok.txt"), "harmless\n").unwrap();
+    let link = f.path().join("swap");
+    std::os::unix::fs::symlink("ok.txt", &link).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, link, secret, config) = (
+            stop.clone(),
+            link.clone(),
+            secret.clone(),
+            f.home.join("config.toml"),
+        );
+        std::thread::spawn(move || {
+            let tmp = link.with_file_name("swap.tmp");
+            let targets = [PathBuf::from("ok.txt"), secret, config];
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(&targets[i % targets.len()], &tmp).unwrap();
+                std::fs::rename(&tmp, &link).unwrap();
+                i += 1;
+            }
+        })
+    };
+    let (mut harmless, mut refused, mut by_sandbox, mut leaks) = (0, 0, 0, 0);
+    for _ in 0..150 {
+        match f.call("read_file", json!({"path": "swap"})).await {
+            Ok(text) if text.contains("harmless") => harmless += 1,
+            Ok(text) => {
+                leaks += usize::from(text.contains("secret-value"));
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!e.contains("secret-value"), "{e}");
+                // The agent's own check of the path came before the swap: the sandbox refuses.
+                by_sandbox += usize::from(e.contains("leads outside profile read-only"));
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    eprintln!(
+        "150 reads of a swapped link: {harmless} harmless, {refused} refused ({by_sandbox} by the sandbox), {leaks} leaks"
+    );
+    assert_eq!(leaks, 0);
+    assert!(by_sandbox > 0, "{harmless} {refused} {by_sandbox}");
 }

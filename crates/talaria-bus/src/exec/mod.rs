@@ -9,6 +9,7 @@
 //! whatever ran it.
 
 mod client;
+pub mod files;
 pub mod wire;
 
 use std::path::{Path, PathBuf};

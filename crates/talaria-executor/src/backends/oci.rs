@@ -151,6 +151,13 @@ impl Backend for OciBackend {
         cancel: &CancellationToken,
     ) -> Result<CommandOutcome, BackendError> {
         let refused = BackendError::Refused;
+        if job.spec.builtin.is_some() {
+            // The container holds no Talaria binary to carry a file request out inside it, and
+            // reading its files from the host would bypass it: refused, never run elsewhere.
+            return Err(BackendError::Unsupported {
+                what: "the read tools' file requests (map read_file, search_files and patch to a landlock profile in tools.toml)",
+            });
+        }
         let Some(rootfs) = job.settings.path("rootfs") else {
             return Err(refused("the profile sets no backend.oci.rootfs".to_owned()));
         };

@@ -190,6 +190,7 @@ impl Case {
             network: NetworkRules::Off,
             namespaces: NamespaceRules::default(),
             limits: ResourceLimits::default(),
+            builtin: None,
         };
         Self {
             spec_file: root.join("spec.json"),
