@@ -1127,23 +1127,19 @@ async fn large_files_are_read_up_to_the_cap_with_a_notice() {
 #[tokio::test]
 async fn a_symlink_swapped_during_reads_never_leaks() {
     let mut f = Fixture::new().await;
+    // The link swaps between a workspace file and one outside every root, which the agent's
+    // own check of the path (it knows only the Talaria home) lets through: the sandbox must
+    // hold, whenever the swap lands.
     let secret = outside_secret(&f);
-    std::fs::create_dir_all(&f.home).unwrap();
-    std::fs::write(f.home.join("config.toml"), "home-secret-value\n").unwrap();
     std::fs::write(f.path().join("ok.txt"), "harmless\n").unwrap();
     let link = f.path().join("swap");
     std::os::unix::fs::symlink("ok.txt", &link).unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let swapper = {
-        let (stop, link, secret, config) = (
-            stop.clone(),
-            link.clone(),
-            secret.clone(),
-            f.home.join("config.toml"),
-        );
+        let (stop, link, secret) = (stop.clone(), link.clone(), secret.clone());
         std::thread::spawn(move || {
             let tmp = link.with_file_name("swap.tmp");
-            let targets = [PathBuf::from("ok.txt"), secret, config];
+            let targets = [PathBuf::from("ok.txt"), secret];
             let mut i = 0usize;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = std::fs::remove_file(&tmp);
@@ -1154,6 +1150,7 @@ async fn a_symlink_swapped_during_reads_never_leaks() {
         })
     };
     let (mut harmless, mut refused, mut by_sandbox, mut leaks) = (0, 0, 0, 0);
+    let mut other: Vec<String> = Vec::new();
     for _ in 0..150 {
         match f.call("read_file", json!({"path": "swap"})).await {
             Ok(text) if text.contains("harmless") => harmless += 1,
@@ -1163,8 +1160,10 @@ async fn a_symlink_swapped_during_reads_never_leaks() {
             Err(e) => {
                 let e = e.to_string();
                 assert!(!e.contains("secret-value"), "{e}");
-                // The agent's own check of the path came before the swap: the sandbox refuses.
                 by_sandbox += usize::from(e.contains("leads outside profile read-only"));
+                if !e.contains("leads outside") && other.len() < 3 {
+                    other.push(e);
+                }
                 refused += 1;
             }
         }
@@ -1175,5 +1174,8 @@ async fn a_symlink_swapped_during_reads_never_leaks() {
         "150 reads of a swapped link: {harmless} harmless, {refused} refused ({by_sandbox} by the sandbox), {leaks} leaks"
     );
     assert_eq!(leaks, 0);
-    assert!(by_sandbox > 0, "{harmless} {refused} {by_sandbox}");
+    assert!(
+        by_sandbox > 0,
+        "{harmless} {refused} {by_sandbox}: {other:?}"
+    );
 }

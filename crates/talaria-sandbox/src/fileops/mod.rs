@@ -1,7 +1,9 @@
 //! Built-in file operations: what `read_file`, `search_files` and the read half of `patch` do,
-//! run by the helper itself **after** it has confined itself exactly as it would before
-//! `execve` (namespaces, private root, `no_new_privs`, Landlock, seccomp, rlimits), instead of
-//! exec'ing a program. The agent never opens a file the model names: it asks the executor,
+//! run by the helper itself **after** it has confined itself as it would before `execve`
+//! (namespaces, private root, `no_new_privs`, Landlock, capabilities dropped, never host root),
+//! instead of exec'ing a program. The one `openat2` of a read happens just before the seccomp
+//! filter is installed (it answers `openat2` with `ENOSYS`); reading, walking and everything
+//! done with the contents run under seccomp and the rlimits ([`Opened`]). The agent never opens a file the model names: it asks the executor,
 //! which runs one of these under the tool's profile, so a read tool can reach exactly what
 //! `cat` under the same profile can, and less.
 //!
