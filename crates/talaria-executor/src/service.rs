@@ -352,7 +352,12 @@ impl Executor {
             .map_err(|e| prepared.error(e))?;
         let Prepared { backend, job } = prepared;
         let profile = job.profile.clone();
-        let write_roots = job.spec.filesystem.write.clone();
+        // A file operation opens read-only and writes nothing: no git metadata to guard.
+        let write_roots = if job.spec.builtin.is_some() {
+            Vec::new()
+        } else {
+            job.spec.filesystem.write.clone()
+        };
         let before = snapshot_git_metadata(write_roots.clone()).await;
         let ran = backend.run(job, cancel).await;
         // Whatever became of the command, nothing it planted may run on the host later.

@@ -105,9 +105,9 @@ impl ToolContext<'_> {
         }
     }
 
-    /// A path for a tool that reads in-process: refused when it lies inside the Talaria home
-    /// (symlinks resolved), except the skills directory. Sandboxed commands get the same rule
-    /// from the policy; this keeps `read_file` and `search_files` from being the way around it.
+    /// A path for a read tool: refused by name when it lies inside the Talaria home (symlinks
+    /// resolved), except the skills directory. The read itself runs in the sandbox, where the
+    /// policy never lists the home; this only says why earlier and more plainly.
     fn readable(&self, path: &str) -> Result<PathBuf, ToolError> {
         let resolved = self.resolve(path);
         let real = std::fs::canonicalize(&resolved).unwrap_or_else(|_| resolved.clone());
