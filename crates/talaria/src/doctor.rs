@@ -181,7 +181,14 @@ async fn check_store(report: &mut Report, home: &talaria_agent::TalariaHome) {
             ),
             Err(e) => report.line(Level::Fail, "store", &e.to_string(), None),
         },
-        Err(e) => report.line(Level::Fail, "store", &e.to_string(), Some("is another talaria holding it, or is the file damaged?")),
+        // Refused at open: say what is wrong and how to recover, not "run talaria doctor" again.
+        Err(talaria_store::StoreError::Damaged { path, detail } | talaria_store::StoreError::Corrupt { path, detail }) => report.line(
+            Level::Fail,
+            "store",
+            &format!("{}: damaged or not a Talaria database ({detail}); nothing was written to it", path.display()),
+            Some("stop talaria, copy the file aside, then try: sqlite3 state.db '.recover' | sqlite3 new.db, and move new.db into its place"),
+        ),
+        Err(e) => report.line(Level::Fail, "store", &e.to_string(), Some("is another talaria holding it?")),
     }
 }
 

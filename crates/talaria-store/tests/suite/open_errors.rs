@@ -119,3 +119,80 @@ async fn opening_a_database_another_connection_has_locked_gives_locked() {
     drop(holder);
     Store::open_with(&path, short_timeout()).await.unwrap();
 }
+
+/// A Talaria database overwritten in the middle is refused at open (`quick_check`), with a
+/// message naming the file and `talaria doctor`, and not one byte of it is written.
+#[tokio::test]
+async fn a_database_damaged_in_the_middle_is_refused_untouched() {
+    let (_dir, path) = db_path();
+    let store = open(&path).await;
+    store.create_session(new_session("s")).await.unwrap();
+    let messages = (0..2000)
+        .map(|i| talaria_core::Message::user(format!("message {i}: some words to fill pages")))
+        .collect();
+    store
+        .append_messages(&super::sid("s"), messages)
+        .await
+        .unwrap();
+    drop(store);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    bytes[middle..middle + 8192].fill(0x5A);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = Store::open(&path).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Damaged { path: p, .. } | StoreError::Corrupt { path: p, .. } if p == &path),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("talaria doctor"), "{message}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "not a byte written");
+}
+
+/// How long the check at open costs on a large store. Run by hand:
+/// `cargo nextest run -p talaria-store --run-ignored only -E 'test(open_cost)' --no-capture`.
+#[tokio::test]
+#[ignore = "a measurement: builds a 100,000-message store"]
+async fn open_cost_of_a_100k_message_store() {
+    let (_dir, path) = db_path();
+    let store = open(&path).await;
+    for s in 0..100 {
+        let id = format!("s{s}");
+        store.create_session(new_session(&id)).await.unwrap();
+        let messages = (0..1000)
+            .map(|i| {
+                talaria_core::Message::user(format!(
+                    "message {i} of session {s}: a sentence of ordinary length that someone \
+                     might type to an agent, with a few more words to make it realistic"
+                ))
+            })
+            .collect();
+        store
+            .append_messages(&super::sid(&id), messages)
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let mut opens = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        drop(open(&path).await);
+        opens.push(started.elapsed());
+    }
+    let conn = Connection::open(&path).unwrap();
+    let mut checks = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let _: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .unwrap();
+        checks.push(started.elapsed());
+    }
+    eprintln!(
+        "100,000 messages, {} MiB: Store::open {opens:?}; PRAGMA quick_check alone {checks:?}",
+        size / (1024 * 1024)
+    );
+}

@@ -1,4 +1,5 @@
 mod agent_executor;
+mod damage;
 mod fixture;
 mod people;
 mod surfaces;
