@@ -406,8 +406,8 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Checks that an error a user would see is clear: not empty, and not an amplification of its
-/// input (an error may quote what it refuses, escaped, but not repeat it or grow past a short
-/// paragraph plus that quote). `names` must appear in it (the file or field it is about).
+/// input (an error may quote what it refuses, escaped, once or twice — the field and the
+/// whole — but not grow past a short paragraph plus those quotes). `names` must appear in it (the file or field it is about).
 ///
 /// # Errors
 /// Says what is wrong with the message.
@@ -415,8 +415,8 @@ pub fn clear_error(message: &str, input_len: usize, names: &[&str]) -> Result<()
     if message.trim().is_empty() {
         return Err("an empty error message".to_owned());
     }
-    // `{:?}` escaping turns one byte into at most 10 characters (`\u{10ffff}`).
-    let limit = 1024 + 10 * input_len;
+    // `{:?}` escaping turns one byte into at most 6 characters (`\u{7f}`); two quotes.
+    let limit = 1024 + 12 * input_len;
     if message.len() > limit {
         return Err(format!(
             "an error message of {} bytes for {input_len} bytes of input: {}",

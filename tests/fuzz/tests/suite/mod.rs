@@ -1,1 +1,4 @@
+mod migrate;
 mod parsers;
+mod providers;
+mod services;

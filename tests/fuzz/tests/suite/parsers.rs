@@ -102,7 +102,7 @@ fn config_set_key() {
             b"providers.local.base_url\nhttp://127.0.0.1:1/v1",
         ],
         TOML_TOKENS,
-        300,
+        150,
     );
     fuzz.run(|case| {
         let text = case.text();
