@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod git_guard;
 pub mod process;
 pub mod report;
+pub mod scratch;
 pub mod service;
 pub mod setup;
 pub mod tools;

@@ -25,6 +25,7 @@ use crate::backends::{Backend, BackendError, Job, file_name_of};
 use crate::background::{BackgroundError, ProcessId, ProcessTable};
 use crate::git_guard;
 use crate::process::{ExitKind, ProcessError};
+use crate::scratch::{Scratch, ScratchError};
 
 /// What the executor is configured with.
 #[derive(Debug)]
@@ -81,12 +82,8 @@ pub enum ExecutorError {
     SandboxRefused { profile: String, message: String },
     #[error("workspace {path} does not exist or is not a directory")]
     Workspace { path: PathBuf },
-    #[error("cannot prepare the scratch directory {path}: {source}")]
-    Scratch {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Scratch(#[from] ScratchError),
     #[error("policy {profile} runs on the {backend} backend, which cannot run {what}")]
     Unsupported {
         profile: String,
@@ -129,6 +126,7 @@ fn file_op(command: &CommandSpec) -> Result<Option<FileOp>, ExecutorError> {
 #[derive(Debug)]
 pub struct Executor {
     config: ExecutorConfig,
+    scratch: Scratch,
     background: ProcessTable,
     /// The backends it provides, by name.
     backends: Vec<Arc<dyn Backend>>,
@@ -170,6 +168,7 @@ impl Executor {
     /// ([`crate::setup::standard`] adds every registered one this host provides).
     pub fn new(config: ExecutorConfig) -> Self {
         Self {
+            scratch: Scratch::new(config.scratch_root.clone()),
             config,
             background: ProcessTable::default(),
             backends: Vec::new(),
@@ -204,8 +203,17 @@ impl Executor {
     }
 
     /// The scratch directory (`${tmp}`) of a session.
+    /// (Before its first command, the path it would have without its random suffix.)
     pub fn scratch_dir(&self, session: &str) -> PathBuf {
-        self.config.scratch_root.join(file_name_of(session))
+        self.scratch.dir_of(&file_name_of(session))
+    }
+
+    /// The session's scratch directory (`${tmp}`), made now if it does not exist yet.
+    ///
+    /// # Errors
+    /// [`ExecutorError::Scratch`] when the scratch root is not ours or cannot be made.
+    pub fn session_scratch(&self, session: &str) -> Result<PathBuf, ExecutorError> {
+        Ok(self.scratch.session_dir(&file_name_of(session))?)
     }
 
     /// Pick, narrow, check and resolve the profile for a request, and pick its backend.
@@ -260,11 +268,7 @@ impl Executor {
                 path: origin.workspace.clone(),
             });
         }
-        let tmp = self.scratch_dir(request.session());
-        create_private_dir(&tmp).map_err(|source| ExecutorError::Scratch {
-            path: tmp.clone(),
-            source,
-        })?;
+        let tmp = self.scratch.session_dir(&file_name_of(request.session()))?;
         let resolved = profile.resolve(&ResolveContext {
             workspace: origin.workspace.clone(),
             home: std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
@@ -464,7 +468,7 @@ impl Executor {
         for backend in &self.backends {
             backend.end_session(session);
         }
-        let _ = std::fs::remove_dir_all(self.scratch_dir(session));
+        self.scratch.remove(&file_name_of(session));
     }
 }
 
@@ -473,14 +477,6 @@ async fn snapshot_git_metadata(roots: Vec<PathBuf>) -> git_guard::Snapshot {
     tokio::task::spawn_blocking(move || git_guard::Snapshot::take(&roots))
         .await
         .unwrap_or_default()
-}
-
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
 }
 
 #[cfg(test)]

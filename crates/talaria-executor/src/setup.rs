@@ -53,12 +53,12 @@ pub fn load_policies(home: &Path) -> Result<PolicySet, String> {
 /// Policies that do not load.
 pub fn standard(home: &Path, this_binary: &Path) -> Result<Executor, String> {
     let policies = load_policies(home)?;
-    // SAFETY: getuid(2) cannot fail and touches no memory.
-    let uid = unsafe { libc::getuid() };
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    let uid = unsafe { libc::geteuid() };
     let mut executor = Executor::new(ExecutorConfig {
         policies,
         talaria_home: home.to_owned(),
-        scratch_root: std::env::temp_dir().join(format!("talaria-{uid}")),
+        scratch_root: crate::scratch::default_root(uid),
         caller_env: std::env::vars().collect(),
     });
     let host = Host {

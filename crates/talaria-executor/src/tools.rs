@@ -106,7 +106,7 @@ impl SandboxedTools {
             | ExecutorError::Widens { .. }
             | ExecutorError::NoBackend { .. }
             | ExecutorError::SandboxRefused { .. }
-            | ExecutorError::Scratch { .. }
+            | ExecutorError::Scratch(_)
             | ExecutorError::Unsupported { .. }
             | ExecutorError::FileRequest(_)
             | ExecutorError::Background(_)) => ExecError::Refused {

@@ -216,7 +216,7 @@ async fn sixteen_sessions_run_at_once_each_in_its_own_scratch_space() {
         assert_eq!(outcome.stdout, format!("{i}\n{i}\n"));
     }
     for i in 0..16 {
-        let scratch = m.scratch_root.join(format!("many-{i}"));
+        let scratch = super::support::scratch_of(&m, &format!("many-{i}"));
         assert!(scratch.join("mine").is_file());
         tools.end_session_of(&format!("many-{i}"));
         assert!(!scratch.exists(), "the session's scratch space outlived it");

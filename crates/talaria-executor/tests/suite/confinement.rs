@@ -137,3 +137,85 @@ async fn a_root_callers_command_is_not_root_and_ordinary_work_still_works() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&log.stdout), "first\n");
 }
+
+/// Another local user made the predictable scratch root first: as a directory of theirs
+/// (with symlinks under the names a session might use), or as a symlink to one. The executor
+/// refuses, naming the path and why, and nothing is written where they pointed.
+#[tokio::test]
+async fn a_scratch_root_another_user_made_is_refused_and_our_own_is_made_private() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
+    const OTHER: u32 = 4242;
+    let m = Machine::new();
+    let elsewhere = m.work.parent().unwrap().join("attacker-chose");
+    std::fs::create_dir(&elsewhere).unwrap();
+
+    // Theirs, world-writable, with a symlink for every likely session directory name.
+    std::fs::remove_dir(&m.scratch_root).unwrap();
+    std::fs::create_dir(&m.scratch_root).unwrap();
+    std::os::unix::fs::chown(&m.scratch_root, Some(OTHER), Some(OTHER)).unwrap();
+    std::fs::set_permissions(&m.scratch_root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    symlink(&elsewhere, m.scratch_root.join("taken")).unwrap();
+    let err = m
+        .landlock_only()
+        .run(
+            m.request("taken", None, "echo x > \"$TMPDIR/x\""),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "scratch root {} is not ours",
+            m.scratch_root.display()
+        )) && text.contains(&format!("owned by uid {OTHER}, mode 0777")),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    // A symlink by that name, to a directory of theirs.
+    std::fs::remove_dir_all(&m.scratch_root).unwrap();
+    symlink(&elsewhere, &m.scratch_root).unwrap();
+    lchown(&m.scratch_root, Some(OTHER), Some(OTHER)).unwrap();
+    let err = m
+        .landlock_only()
+        .run(
+            m.request("taken", None, "echo x > \"$TMPDIR/x\""),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("a symlink to {}", elsewhere.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    // Twin: our own root (too open) is made private, and the session gets a fresh,
+    // unpredictable directory in it.
+    std::fs::remove_file(&m.scratch_root).unwrap();
+    std::fs::create_dir(&m.scratch_root).unwrap();
+    std::fs::set_permissions(&m.scratch_root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let outcome = m
+        .landlock_only()
+        .run(
+            m.request("mine", None, "echo x > \"$TMPDIR/x\" && echo ok"),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.stdout, "ok\n", "{}", outcome.stderr);
+    assert_eq!(
+        std::fs::metadata(&m.scratch_root).unwrap().mode() & 0o7777,
+        0o700
+    );
+    let dir = super::support::scratch_of(&m, "mine");
+    let suffix = dir.file_name().unwrap().to_string_lossy()["mine-".len()..].to_owned();
+    assert!(
+        suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_hexdigit()),
+        "{suffix}"
+    );
+    assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o7777, 0o700);
+    assert!(dir.join("x").is_file());
+}

@@ -126,3 +126,20 @@ pub fn oci(program: &Path, state_root: PathBuf) -> OciBackend {
         state_root,
     )
 }
+
+/// The scratch directory of `session` under `m`'s scratch root (`SESSION-<random suffix>`).
+pub fn scratch_of(m: &Machine, session: &str) -> PathBuf {
+    let prefix = format!("{session}-");
+    let found: Vec<PathBuf> = std::fs::read_dir(&m.scratch_root)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "scratch directories of {session}: {found:?}"
+    );
+    found.into_iter().next().unwrap()
+}

@@ -313,8 +313,9 @@ read = [
     }
 
     /// `${tmp}` of the session.
-    pub fn tmp(&self) -> PathBuf {
-        self.scratch_root.join(SESSION)
+    /// (`SESSION-<random suffix>`, made by the executor now if need be.)
+    pub fn tmp(&mut self) -> PathBuf {
+        self.executor().session_scratch(SESSION).unwrap()
     }
 
     pub fn watch(&mut self, watch: Watch) {

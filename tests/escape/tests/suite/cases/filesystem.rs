@@ -275,9 +275,17 @@ pub fn write_system_directory() -> Case {
 
 pub fn write_scratch_directory() -> Case {
     Case::new(Expect::Succeeds, |w| {
-        args(&["create", &arg(&w.tmp().join("note"))])
+        let note = w.tmp().join("note");
+        args(&["create", &arg(&note)])
     })
-    .check(|w, _| assert_contents(&w.tmp().join("note"), MARK))
+    .check(|_, ran| {
+        let path = ran
+            .verdict()
+            .detail
+            .trim_start_matches("create ")
+            .to_owned();
+        assert_contents(std::path::Path::new(&path), MARK);
+    })
 }
 
 pub fn truncate_read_root() -> Case {
