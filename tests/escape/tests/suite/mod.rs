@@ -3,4 +3,5 @@
 pub mod case;
 pub mod cases;
 pub mod host;
+pub mod reads;
 pub mod world;

@@ -394,6 +394,36 @@ read = [
         self.executor().run(request, &cancel).await
     }
 
+    /// Carry out a read tool's file request under `profile`, as `tool` of the owner would:
+    /// the answer (stdout) or the refusal's message.
+    pub async fn file_request(
+        &mut self,
+        tool: &str,
+        profile: Profile,
+        request: &talaria_bus::exec::files::FileRequest,
+    ) -> Result<String, String> {
+        let mut command =
+            request.command(format!("{tool} (escape suite)"), self.ws.clone(), 1 << 26);
+        command.profile = Some(profile.policy(self.backend).into());
+        command.profile_approved = true;
+        let run = RunRequest {
+            origin: ExecOrigin {
+                tool: tool.into(),
+                session: SessionId::parse(SESSION).expect("a valid session id"),
+                workspace: self.ws.clone(),
+                surface: Surface::Owner,
+                tool_profile: None,
+            },
+            command,
+            approved: false,
+        };
+        let cancel = CancellationToken::new();
+        match self.executor().run(run, &cancel).await {
+            Ok(outcome) => talaria_bus::exec::files::answer(outcome).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// End the session: the OCI helper deletes the container and its placeholders.
     pub fn end_session(&mut self) {
         assert!(
