@@ -51,7 +51,9 @@ pub enum ProcessError {
 
 /// Run `command` (already configured with program, arguments, environment and working
 /// directory) in its own process group. stdout and stderr are kept up to `output_limit` bytes
-/// each (head and tail). On timeout, on cancellation and after the command exits, the whole
+/// each (head and tail); a stream that floods past
+/// [`output_flood_threshold`](talaria_sandbox::spec::output_flood_threshold) is no longer read
+/// and the group is killed. On timeout, on cancellation and after the command exits, the whole
 /// group is killed, so a `sleep 100 &` cannot outlive the call.
 ///
 /// # Errors
@@ -92,14 +94,15 @@ pub async fn run_to_completion(
             let _ = pipe.write_all(&input).await;
         });
     }
+    let flood = CancellationToken::new();
     let stdout = child
         .stdout
         .take()
-        .map(|s| tokio::spawn(read_capped(s, output_limit)));
+        .map(|s| tokio::spawn(read_capped(s, output_limit, flood.clone())));
     let stderr = child
         .stderr
         .take()
-        .map(|s| tokio::spawn(read_capped(s, output_limit)));
+        .map(|s| tokio::spawn(read_capped(s, output_limit, flood.clone())));
 
     let mut timed_out = false;
     let status = tokio::select! {
@@ -113,6 +116,11 @@ pub async fn run_to_completion(
             kill_group(pgid);
             let _ = child.wait().await;
             return Err(ProcessError::Cancelled);
+        }
+        () = flood.cancelled() => {
+            // Nobody reads its output any more: it would block on a full pipe until the timeout.
+            kill_group(pgid);
+            child.wait().await.map_err(io_err)?
         }
     };
     kill_group(pgid);
@@ -128,11 +136,15 @@ pub async fn run_to_completion(
     })
 }
 
-async fn collect(
-    handle: Option<tokio::task::JoinHandle<std::io::Result<Capped>>>,
+/// The output a reader kept; its pipe closes here, after the group was killed.
+async fn collect<R>(
+    handle: Option<tokio::task::JoinHandle<std::io::Result<(Capped, R)>>>,
 ) -> std::io::Result<Capped> {
     match handle {
-        Some(h) => h.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        Some(h) => h
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map(|(capped, _pipe)| capped),
         None => Ok(Capped::default()),
     }
 }
@@ -169,15 +181,32 @@ impl Capped {
     }
 }
 
-async fn read_capped(mut reader: impl AsyncRead + Unpin, limit: usize) -> std::io::Result<Capped> {
+/// Reads `reader` to its end, keeping head and tail within `limit`; past the flood threshold it
+/// stops reading and cancels `flood`.
+/// The reader comes back with the output, so a pipe nobody reads any more stays open until the
+/// group has been killed: closing it early would let the command carry on past `SIGPIPE`.
+async fn read_capped<R: AsyncRead + Unpin>(
+    mut reader: R,
+    limit: usize,
+    flood: CancellationToken,
+) -> std::io::Result<(Capped, R)> {
+    let threshold = talaria_sandbox::spec::output_flood_threshold(limit);
     let head_limit = limit / 2;
     let tail_limit = limit - head_limit;
     let mut capped = Capped::default();
     let mut buf = [0u8; 8192];
     loop {
-        let n = reader.read(&mut buf).await?;
+        if capped.dropped > threshold {
+            flood.cancel();
+            return Ok((capped, reader));
+        }
+        let n = tokio::select! {
+            n = reader.read(&mut buf) => n?,
+            // The other stream flooded: the group is being killed; what is read so far is kept.
+            () = flood.cancelled() => return Ok((capped, reader)),
+        };
         if n == 0 {
-            return Ok(capped);
+            return Ok((capped, reader));
         }
         let mut chunk = &buf[..n];
         let room = head_limit.saturating_sub(capped.head.len());
@@ -304,5 +333,25 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ProcessError::Cancelled));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_flood_is_stopped_and_killed_not_read_to_its_end() {
+        let started = Instant::now();
+        let out = run_to_completion(
+            sh("head -c 4000000000 /dev/zero; echo finished >&2"),
+            "sh",
+            None,
+            Duration::from_secs(60),
+            1000,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let threshold = talaria_sandbox::spec::output_flood_threshold(1000);
+        assert!(out.dropped_bytes > threshold && out.dropped_bytes < 64 * threshold);
+        assert_eq!(out.exit, ExitKind::Signal(libc::SIGKILL));
+        assert!(!out.stderr.contains("finished"));
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 }

@@ -166,6 +166,8 @@ fn supervise_inner(
     let mut exit: Option<ExitStatus> = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
+    let flood_threshold = talaria_sandbox::spec::output_flood_threshold(output_limit);
+    let mut flooded = false;
     // A pipelined next request makes the control channel readable; from then on it is not
     // watched (its end of file is seen when that request has been read).
     let mut control = watch.control;
@@ -239,6 +241,19 @@ fn supervise_inner(
             match sys::read(fd.as_fd(), &mut buf) {
                 Ok(0) | Err(_) => *pipe = None,
                 Ok(n) => capped.push(&buf[..n]),
+            }
+            if capped.dropped > flood_threshold {
+                flooded = true;
+            }
+        }
+        if flooded && (stdout.is_some() || stderr.is_some()) {
+            // A flood: stop reading (it would go on until the timeout) and kill the command;
+            // the caller reports "output limit exceeded" from the dropped count.
+            stdout = None;
+            stderr = None;
+            kill_rest();
+            if exit.is_none() {
+                exit = sys::waitpid(pid, true)?;
             }
         }
         if ready(2)

@@ -90,3 +90,15 @@ pub struct ResourceLimits {
     pub file_size_bytes: Option<u64>,
     pub open_files: Option<u64>,
 }
+
+/// How much output beyond what is kept makes a command a flood: once one stream has dropped
+/// more than this many bytes (eight times the per-stream limit, at least 1 MiB), the caller stops
+/// reading, kills the command and reports "output limit exceeded". Below it the middle of the
+/// output is dropped and the command runs on, so a verbose build still finishes.
+#[must_use]
+pub fn output_flood_threshold(limit: usize) -> u64 {
+    u64::try_from(limit)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(8)
+        .max(1 << 20)
+}

@@ -195,6 +195,7 @@ escape_cases! {
     timeout_kills_tree,
     finishes_within_timeout,
     output_flood,
+    output_over_limit_below_flood,
     output_within_limit,
     file_size_limit,
     file_within_size_limit,

@@ -126,9 +126,20 @@ impl Job {
 
     /// The outcome of this job, run by `backend`.
     pub fn outcome(&self, backend: &str, finished: Finished) -> CommandOutcome {
+        let mut stderr = explain_denials(finished.stderr);
+        let threshold = talaria_sandbox::spec::output_flood_threshold(self.output_limit);
+        if finished.dropped_bytes > threshold {
+            if !stderr.is_empty() && !stderr.ends_with('\n') {
+                stderr.push('\n');
+            }
+            stderr.push_str(&format!(
+                "talaria: output limit exceeded: the command wrote more than {threshold} bytes beyond the {} kept (limits.output); stopped reading and killed it\n",
+                self.output_limit
+            ));
+        }
         CommandOutcome {
             stdout: finished.stdout,
-            stderr: explain_denials(finished.stderr),
+            stderr,
             exit: finished.exit,
             timed_out: finished.timed_out,
             dropped_bytes: finished.dropped_bytes,

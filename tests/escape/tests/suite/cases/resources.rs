@@ -11,6 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+use talaria_bus::exec::ExitKind;
+
 use super::{args, assert_absent};
 use crate::suite::case::{Case, Expect, both};
 use crate::suite::host::processes_with;
@@ -82,19 +84,52 @@ pub fn finishes_within_timeout() -> Case {
         .timeout(Duration::from_secs(10))
 }
 
-/// Output the flood writes: far beyond the limit.
-const FLOOD: usize = 8 << 20;
+/// Output the flood writes: far beyond the limit (a command that would run for minutes).
+const FLOOD: usize = 1 << 30;
 
 pub fn output_flood() -> Case {
+    // Past eight times the limit (at least 1 MiB) the command is a flood: reading stops, the
+    // command is killed, and the outcome says so; the 1 GiB were never written.
     Case::new(Expect::Capped, |_| args(&["flood", &FLOOD.to_string()]))
         .profile(Profile::Limits)
         .check(|_, ran| {
             let dropped = usize::try_from(ran.finished.dropped_bytes).unwrap();
             assert!(
-                dropped >= FLOOD - LIMIT_OUTPUT,
-                "only {dropped} bytes were dropped"
+                dropped < FLOOD / 16,
+                "{dropped} bytes were read and dropped: the flood was not stopped"
             );
+            assert!(
+                matches!(ran.finished.exit, ExitKind::Signal(9) | ExitKind::Code(137)),
+                "the flooding command was not killed: {:?}",
+                ran.finished.exit
+            );
+            assert!(
+                ran.finished
+                    .stderr
+                    .contains("talaria: output limit exceeded"),
+                "{}",
+                ran.finished.stderr
+            );
+            assert!(ran.verdict.is_none(), "the probe finished its flood");
         })
+}
+
+pub fn output_over_limit_below_flood() -> Case {
+    // ✓ Three times the limit: the middle is dropped, but the command runs to its end.
+    Case::new(Expect::Capped, |_| {
+        args(&["flood", &(3 * LIMIT_OUTPUT).to_string()])
+    })
+    .profile(Profile::Limits)
+    .check(|_, ran| {
+        assert_eq!(
+            ran.finished.exit,
+            ExitKind::Code(0),
+            "{}",
+            ran.finished.stderr
+        );
+        assert!(!ran.finished.stderr.contains("output limit exceeded"));
+        assert!(ran.finished.stdout.contains("bytes of output omitted"));
+    })
 }
 
 pub fn output_within_limit() -> Case {
