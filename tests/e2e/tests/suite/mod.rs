@@ -1,4 +1,5 @@
 mod agent_executor;
+mod chaos;
 mod damage;
 mod fixture;
 mod people;
