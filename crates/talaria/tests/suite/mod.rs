@@ -5,6 +5,7 @@ mod harness;
 mod migrate;
 mod model;
 mod provider;
+mod reads;
 mod sandbox;
 mod serve;
 mod sessions;
