@@ -392,3 +392,63 @@ async fn a_prompt_rule_over_the_bus_is_refused_saying_how_to_get_approval() {
     }
     assert!(!dir.path().join("home-workspace/asked.txt").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_tools_read_in_the_executors_sandbox_not_with_the_agents_rights() {
+    let dir = scratch();
+    let bus = Bus::start(dir.path(), ExecutorPolicy::AgentOnly);
+    let model = FakeModelServer::start().await;
+    let home = dir.path().join("home");
+    let _agent = start_units(&bus, &home, &model, 30);
+    let client = bus.connect().await;
+    wait_for_name(&client, names::AGENT, true, TURN).await;
+    // Readable by the agent's uid, outside every root of the profile.
+    let secret = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("outside-secret.txt");
+    std::fs::write(&secret, "top-secret-content\n").unwrap();
+
+    model.push(Reply::tool_call(
+        "read_file",
+        serde_json::json!({ "path": secret }).to_string(),
+    ));
+    model.push(Reply::tool_call("read_file", r#"{"path":"/dev/zero"}"#));
+    model.push(Reply::tool_call(
+        "search_files",
+        r#"{"pattern":"x","path":"/proc/self"}"#,
+    ));
+    model.push(Reply::text("nothing read"));
+    let agent = AgentProxy::new(&client).await.unwrap();
+    let events = run_turn(
+        &agent,
+        "api:reads",
+        "read some files",
+        &options(&[
+            ("create", OwnedVariant::from(true)),
+            ("request_id", s("req-reads")),
+        ]),
+        TURN,
+    )
+    .await
+    .unwrap();
+    // The agent survived /dev/zero and /proc/self and answered.
+    assert_eq!(answer(&events), "nothing read");
+    let outside = tool_result_of(&model, 1);
+    assert!(
+        outside.contains(&format!("`{}` is outside profile", secret.display())),
+        "{outside}"
+    );
+    assert!(!outside.contains("top-secret-content"), "{outside}");
+    assert!(
+        tool_result_of(&model, 2).contains("`/dev/zero` is under /dev"),
+        "{}",
+        tool_result_of(&model, 2)
+    );
+    assert!(
+        tool_result_of(&model, 3).contains("`/proc/self` is under /proc"),
+        "{}",
+        tool_result_of(&model, 3)
+    );
+}
