@@ -84,46 +84,7 @@ impl Profile {
         if ctx.argv.is_empty() {
             return Err(fail("no command to run (argv is empty)".to_owned()));
         }
-        for (what, path) in [
-            ("workspace", &ctx.workspace),
-            ("home", &ctx.home),
-            ("tmp", &ctx.tmp),
-            ("talaria_home", &ctx.talaria_home),
-            ("cwd", &ctx.cwd),
-        ] {
-            if !path.is_absolute() {
-                return Err(fail(format!(
-                    "{what} {} is not an absolute path",
-                    path.display()
-                )));
-            }
-        }
-        let workspace = existing_dir(&ctx.workspace)
-            .map_err(|why| fail(format!("workspace {} {why}", ctx.workspace.display())))?;
-        let vars = Variables {
-            workspace,
-            home: lenient_canonical(&ctx.home),
-            tmp: lenient_canonical(&ctx.tmp),
-            talaria_home: lenient_canonical(&ctx.talaria_home),
-        };
-
-        let mut read: Vec<PathBuf> = Vec::new();
-        let mut write: Vec<PathBuf> = Vec::new();
-        for (templates, out, access) in [
-            (&self.read, &mut read, "read"),
-            (&self.write, &mut write, "write"),
-        ] {
-            for template in templates {
-                // Missing or unreachable: Landlock could not add a rule for it anyway.
-                let Ok(path) = std::fs::canonicalize(template.substitute(&vars)) else {
-                    continue;
-                };
-                self.check_talaria_home(&template.to_string(), &path, access, &vars.talaria_home)?;
-                if !out.contains(&path) {
-                    out.push(path);
-                }
-            }
-        }
+        let (vars, read, write) = self.checked_roots(ctx)?;
         let mut protected: Vec<PathBuf> = Vec::new();
         for template in &self.protected {
             let path = lenient_canonical(&template.substitute(&vars));
@@ -224,6 +185,81 @@ impl Profile {
         })
     }
 
+    /// The checks of resolution that do not depend on the command: absolute context paths, an
+    /// existing workspace, and read and write roots that neither contain nor lie inside the
+    /// Talaria home. [`Profile::resolve`] runs them for every command and `talaria policy
+    /// check` for every profile ([`crate::PolicySet::check_resolution`]): one function, so a
+    /// profile `check` passes is one resolution does not refuse for these reasons.
+    ///
+    /// # Errors
+    /// As for [`Profile::resolve`], except the command-specific `argv` and `cwd` checks.
+    pub fn check(&self, ctx: &ResolveContext) -> Result<(), PolicyError> {
+        self.checked_roots(ctx).map(drop)
+    }
+
+    /// The variables and the canonical read and write roots, checked (see [`Profile::check`]).
+    fn checked_roots(
+        &self,
+        ctx: &ResolveContext,
+    ) -> Result<(Variables, Vec<PathBuf>, Vec<PathBuf>), PolicyError> {
+        let fail = |message: String| PolicyError::Resolve {
+            profile: self.name.clone(),
+            message,
+        };
+        for (what, path) in [
+            ("workspace", &ctx.workspace),
+            ("home", &ctx.home),
+            ("tmp", &ctx.tmp),
+            ("talaria_home", &ctx.talaria_home),
+            ("cwd", &ctx.cwd),
+        ] {
+            if !path.is_absolute() {
+                return Err(fail(format!(
+                    "{what} {} is not an absolute path",
+                    path.display()
+                )));
+            }
+        }
+        let workspace = existing_dir(&ctx.workspace)
+            .map_err(|why| fail(format!("workspace {} {why}", ctx.workspace.display())))?;
+        let vars = Variables {
+            workspace,
+            home: lenient_canonical(&ctx.home),
+            tmp: lenient_canonical(&ctx.tmp),
+            talaria_home: lenient_canonical(&ctx.talaria_home),
+        };
+        let mut read: Vec<PathBuf> = Vec::new();
+        let mut write: Vec<PathBuf> = Vec::new();
+        for (templates, out, access) in [
+            (&self.read, &mut read, "read"),
+            (&self.write, &mut write, "write"),
+        ] {
+            for template in templates {
+                // Missing or unreachable: Landlock could not add a rule for it anyway.
+                let Ok(path) = std::fs::canonicalize(template.substitute(&vars)) else {
+                    continue;
+                };
+                self.check_talaria_home(&template.to_string(), &path, access, &vars.talaria_home)?;
+                if !out.contains(&path) {
+                    out.push(path);
+                }
+            }
+        }
+        Ok((vars, read, write))
+    }
+
+    /// The names in `env.pass` that look like secrets (`*TOKEN*`, `*KEY*`, `*SECRET*`,
+    /// `*PASSWORD*`, …): passing one hands it to every command, and through its output to the
+    /// model. Warned about when policies load and by `talaria policy check`.
+    #[must_use]
+    pub fn secret_looking_env_pass(&self) -> Vec<&str> {
+        self.env_pass
+            .iter()
+            .map(String::as_str)
+            .filter(|name| looks_secret(name))
+            .collect()
+    }
+
     /// Refuse a root that contains the Talaria home or lies inside it, except a read root
     /// under `skills`. Landlock grants whole trees, so a root above the home cannot be granted
     /// "minus the home": the profile must list narrower roots.
@@ -254,6 +290,24 @@ impl Profile {
         }
         Ok(())
     }
+}
+
+/// Whether an environment variable's name looks like it holds a secret.
+#[must_use]
+pub fn looks_secret(name: &str) -> bool {
+    const MARKS: [&str; 9] = [
+        "TOKEN",
+        "KEY",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "PASSPHRASE",
+        "CREDENTIAL",
+        "AUTH",
+        "COOKIE",
+    ];
+    let upper = name.to_ascii_uppercase();
+    MARKS.iter().any(|m| upper.contains(m))
 }
 
 /// The canonical form of a directory that must exist, or why it does not qualify.
@@ -300,6 +354,30 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn secret_looking_names() {
+        for name in [
+            "GITHUB_TOKEN",
+            "OPENAI_API_KEY",
+            "aws_secret_access_key",
+            "DB_PASSWORD",
+            "SSH_AUTH_SOCK",
+        ] {
+            assert!(looks_secret(name), "{name}");
+        }
+        for name in [
+            "PATH",
+            "LANG",
+            "TERM",
+            "TZ",
+            "USER",
+            "LOGNAME",
+            "CARGO_HOME",
+        ] {
+            assert!(!looks_secret(name), "{name}");
+        }
+    }
 
     #[test]
     fn lenient_canonical_resolves_existing_parents() {

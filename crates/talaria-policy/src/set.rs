@@ -86,10 +86,40 @@ impl PolicySet {
         let set = build(&layers, Schemas(backends), &mut errors);
         dedup(&mut errors);
         if errors.is_empty() {
+            for warning in set.warnings() {
+                tracing::warn!("{warning}");
+            }
             Ok(set)
         } else {
             Err(PolicyErrors::new(errors))
         }
+    }
+
+    /// What is allowed but probably a mistake: a profile passing a variable whose name looks
+    /// secret. Logged when the set loads; `talaria policy check` prints them.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        self.profiles()
+            .flat_map(|profile| {
+                profile.secret_looking_env_pass().into_iter().map(move |name| {
+                    format!(
+                        "policy {} ({}): env.pass passes {name}, whose name looks like a secret; every command under this profile, and the model reading its output, would see it",
+                        profile.name(),
+                        profile.origin()
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Every profile through the checks resolution makes before any command
+    /// ([`Profile::check`]), in `ctx` (the workspace, home, tmp and Talaria home a command
+    /// would have); the errors resolution would give.
+    #[must_use]
+    pub fn check_resolution(&self, ctx: &crate::ResolveContext) -> Vec<PolicyError> {
+        self.profiles()
+            .filter_map(|profile| profile.check(ctx).err())
+            .collect()
     }
 
     /// The shipped profiles alone, against `backends`.

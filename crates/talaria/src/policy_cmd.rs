@@ -65,6 +65,33 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
             drop(staging);
             match result {
                 Ok(set) => {
+                    for warning in set.warnings() {
+                        println!("warning: {warning}");
+                    }
+                    // The same checks resolution makes before every command, in this directory
+                    // as the workspace: what `ok` promises, a command will not be refused for.
+                    let cwd =
+                        std::env::current_dir().context("cannot read the current directory")?;
+                    let executor = sandboxed::executor(&home)?;
+                    let refused = set.check_resolution(&ResolveContext {
+                        workspace: cwd.clone(),
+                        home: std::env::var_os("HOME").map_or_else(|| "/".into(), Into::into),
+                        tmp: executor.scratch_dir("check"),
+                        talaria_home: home.root().to_owned(),
+                        caller_env: std::env::vars().collect(),
+                        argv: vec!["true".into()],
+                        cwd,
+                    });
+                    if !refused.is_empty() {
+                        for error in &refused {
+                            println!("{error}");
+                        }
+                        return Err(Exit {
+                            code: 1,
+                            message: Some(format!("{} problem(s) found", refused.len())),
+                        }
+                        .into());
+                    }
                     println!("ok: {} profiles", set.names().count());
                     Ok(())
                 }

@@ -210,6 +210,60 @@ async fn policy_list_check_and_explain() {
         out.stdout()
     );
 
+    // `check` runs the checks resolution runs: a profile whose roots would expose the Talaria
+    // home loads, but every command under it would be refused, so `check` refuses it too.
+    let exposing = env.work.path().join("exposing.toml");
+    std::fs::write(
+        &exposing,
+        format!(
+            "inherits = \"read-only\"\ndescription = \"reads the parent of the home\"\n[filesystem]\nread = [\"{}\"]\n",
+            env.home_path().parent().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let out = env
+        .run(&["policy", "check", exposing.to_str().unwrap()])
+        .await;
+    assert_eq!(out.code(), Some(1), "{}", out.stdout());
+    assert!(
+        out.stdout().contains("exposing") && out.stdout().contains("Talaria home"),
+        "{}",
+        out.stdout()
+    );
+    std::fs::create_dir_all(env.home_path().join("policies")).unwrap();
+    std::fs::copy(&exposing, env.home_path().join("policies/exposing.toml")).unwrap();
+    let refused = env
+        .run(&["sandbox", "run", "--policy", "exposing", "--", "true"])
+        .await;
+    assert_ne!(refused.code(), Some(0));
+    assert!(
+        refused.stderr().contains("Talaria home"),
+        "{}",
+        refused.stderr()
+    );
+    std::fs::remove_file(env.home_path().join("policies/exposing.toml")).unwrap();
+
+    // A variable whose name looks secret in env.pass is allowed, with a warning.
+    let secretive = env.work.path().join("secretive.toml");
+    std::fs::write(
+        &secretive,
+        "inherits = \"read-only\"\ndescription = \"passes a token\"\n[env]\npass = [\"PATH\", \"GITHUB_TOKEN\"]\n",
+    )
+    .unwrap();
+    let out = env
+        .run(&["policy", "check", secretive.to_str().unwrap()])
+        .await
+        .success();
+    assert!(
+        out.stdout().starts_with("warning: policy secretive (")
+            && out
+                .stdout()
+                .contains("env.pass passes GITHUB_TOKEN, whose name looks like a secret")
+            && out.stdout().ends_with("ok: 5 profiles\n"),
+        "{}",
+        out.stdout()
+    );
+
     // A broken user policy stops the agent from running tools rather than loosening anything.
     std::fs::create_dir_all(env.home_path().join("policies")).unwrap();
     std::fs::copy(&bad, env.home_path().join("policies/mine.toml")).unwrap();
