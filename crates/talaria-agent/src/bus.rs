@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::json;
-use talaria_bus::{Error, SessionMatch, SessionSummary, VariantDict};
+use talaria_bus::turn::{StopReason, TurnErrorKind, TurnEvent as WireEvent};
+use talaria_bus::{Error, SessionMatch, SessionSummary, VariantDict, ids};
 use talaria_core::{Person, SessionId, Surface, UserId};
 use talaria_daemon::{Activity, Callers};
 use talaria_store::{RequestState, SessionKey, SessionScope, TurnRequest};
@@ -65,21 +65,6 @@ struct RunningTurn {
     cancel: CancellationToken,
     /// Who gets the events: the connection that last submitted this request id.
     destination: std::sync::Mutex<Option<OwnedUniqueName>>,
-}
-
-/// A turn's progress on its way to the bus, in order.
-#[derive(Debug)]
-enum Outgoing {
-    Event(&'static str, serde_json::Value),
-}
-
-const VALID_ID: &str = "1 to 128 of A-Z a-z 0-9 _ . : -";
-
-fn valid_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -192,19 +177,25 @@ impl AgentService {
                 .await
             {
                 tracing::error!(error = %e, %request_id, "cannot store the turn's result; it will be resumed");
-                let _ = tx.send(Outgoing::Event(
-                    "error",
-                    json!({"message": format!("the agent could not store the answer: {e}"), "kind": "store"}),
-                ));
+                // The request stays running in the store: a resubmission (or the next start)
+                // resumes it, so the client must keep waiting.
+                let _ = tx.send(WireEvent::Error {
+                    message: format!("the agent could not store the answer: {e}"),
+                    kind: TurnErrorKind::Store,
+                    alive: true,
+                });
             } else {
                 let _ = tx.send(match result {
-                    Ok(outcome) => Outgoing::Event(
-                        "done",
-                        json!({"text": outcome.text, "stop": stop_name(outcome.stop), "session_key": session_key}),
-                    ),
-                    Err(message) => {
-                        Outgoing::Event("error", json!({"message": message, "kind": "turn"}))
-                    }
+                    Ok(outcome) => WireEvent::Done {
+                        text: outcome.text,
+                        stop: stop_reason(outcome.stop),
+                        session_key,
+                    },
+                    Err(message) => WireEvent::Error {
+                        message,
+                        kind: TurnErrorKind::Turn,
+                        alive: false,
+                    },
                 });
             }
             drop(tx);
@@ -218,7 +209,7 @@ impl AgentService {
         request: TurnRequest,
         resume: bool,
         cancel: &CancellationToken,
-        events: &mpsc::UnboundedSender<Outgoing>,
+        events: &mpsc::UnboundedSender<WireEvent>,
     ) -> Result<TurnOutcome, String> {
         let agent = &self.inner.agent;
         let lock = {
@@ -251,20 +242,19 @@ impl AgentService {
         }
         let on_event = |event: TurnEvent| {
             let outgoing = match event {
-                TurnEvent::TextDelta(text) => Outgoing::Event("text_delta", json!({"text": text})),
-                TurnEvent::ToolStarted { summary } => {
-                    Outgoing::Event("tool_started", json!({"summary": summary}))
-                }
+                TurnEvent::TextDelta(text) => WireEvent::TextDelta { text },
+                TurnEvent::ToolStarted { summary } => WireEvent::ToolStarted { summary },
                 TurnEvent::ToolFinished {
                     summary,
                     ok,
                     duration,
-                } => Outgoing::Event(
-                    "tool_finished",
-                    json!({"summary": summary, "ok": ok, "duration_ms": duration.as_millis() as u64}),
-                ),
+                } => WireEvent::ToolFinished {
+                    summary,
+                    ok,
+                    duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                },
                 TurnEvent::ModelCallDone => return,
-                TurnEvent::Notice(text) => Outgoing::Event("notice", json!({"text": text})),
+                TurnEvent::Notice(text) => WireEvent::Notice { text },
             };
             let _ = events.send(outgoing);
         };
@@ -396,11 +386,37 @@ fn person_scope(uid: u32, user: &str) -> Result<SessionScope, Error> {
     Ok(SessionScope::of(&person, uid))
 }
 
-fn stop_name(stop: TurnStop) -> &'static str {
+fn stop_reason(stop: TurnStop) -> StopReason {
     match stop {
-        TurnStop::Completed => "completed",
-        TurnStop::BudgetExhausted => "budget_exhausted",
-        TurnStop::Interrupted => "interrupted",
+        TurnStop::Completed => StopReason::Completed,
+        TurnStop::BudgetExhausted => StopReason::BudgetExhausted,
+        TurnStop::Interrupted => StopReason::Interrupted,
+    }
+}
+
+/// Sends one event as a unicast `TurnEvent` signal to `destination`.
+async fn emit(
+    connection: &Connection,
+    destination: OwnedUniqueName,
+    turn_id: &str,
+    event: &WireEvent,
+) {
+    let (kind, payload) = match event.to_wire() {
+        Ok(wire) => wire,
+        Err(e) => {
+            tracing::error!(error = %e, %turn_id, "cannot encode a turn event");
+            return;
+        }
+    };
+    let emitter = match SignalEmitter::new(connection, talaria_bus::paths::AGENT) {
+        Ok(emitter) => emitter.set_destination(BusName::Unique(destination.into())),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot emit turn events");
+            return;
+        }
+    };
+    if let Err(e) = AgentService::turn_event(&emitter, turn_id, kind, &payload).await {
+        tracing::debug!(error = %e, %turn_id, "turn event not delivered");
     }
 }
 
@@ -409,25 +425,14 @@ async fn forward_events(
     connection: Connection,
     turn_id: String,
     running: Arc<RunningTurn>,
-    mut events: mpsc::UnboundedReceiver<Outgoing>,
+    mut events: mpsc::UnboundedReceiver<WireEvent>,
 ) {
-    while let Some(Outgoing::Event(kind, payload)) = events.recv().await {
+    while let Some(event) = events.recv().await {
         let destination = running.destination.lock().ok().and_then(|d| d.clone());
         let Some(destination) = destination else {
             continue;
         };
-        let emitter = match SignalEmitter::new(&connection, talaria_bus::paths::AGENT) {
-            Ok(emitter) => emitter.set_destination(BusName::Unique(destination.into())),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot emit turn events");
-                continue;
-            }
-        };
-        if let Err(e) =
-            AgentService::turn_event(&emitter, &turn_id, kind, &payload.to_string()).await
-        {
-            tracing::debug!(error = %e, %turn_id, "turn event not delivered");
-        }
+        emit(&connection, destination, &turn_id, &event).await;
     }
 }
 
@@ -438,20 +443,21 @@ async fn replay(
     destination: OwnedUniqueName,
     request: TurnRequest,
 ) {
-    let (kind, payload) = match request.state {
-        RequestState::Done => (
-            "done",
-            json!({"text": request.answer.unwrap_or_default(), "stop": "completed", "session_key": request.session_key}),
-        ),
-        _ => (
-            "error",
-            json!({"message": request.error.unwrap_or_default(), "kind": "turn"}),
-        ),
+    let event = match request.state {
+        // The store keeps the answer, not why the turn stopped: a replayed answer says
+        // `completed` (a client that saw the first `done` recorded the real reason).
+        RequestState::Done => WireEvent::Done {
+            text: request.answer.unwrap_or_default(),
+            stop: StopReason::Completed,
+            session_key: request.session_key,
+        },
+        _ => WireEvent::Error {
+            message: request.error.unwrap_or_default(),
+            kind: TurnErrorKind::Turn,
+            alive: false,
+        },
     };
-    if let Ok(emitter) = SignalEmitter::new(&connection, talaria_bus::paths::AGENT) {
-        let emitter = emitter.set_destination(BusName::Unique(destination.into()));
-        let _ = AgentService::turn_event(&emitter, &turn_id, kind, &payload.to_string()).await;
-    }
+    emit(&connection, destination, &turn_id, &event).await;
 }
 
 #[interface(name = "org.talaria.Agent1")]
@@ -483,11 +489,9 @@ impl AgentService {
         };
         let sender: Option<OwnedUniqueName> = header.sender().map(|s| s.to_owned().into());
         let request_id = match option::<String>(&options, "request_id", "s")? {
-            Some(id) if valid_request_id(&id) => id,
             Some(id) => {
-                return Err(invalid(format!(
-                    "request_id {id:?} is not {VALID_ID} characters"
-                )));
+                ids::check_request_id(&id).map_err(|e| invalid(format!("option {e}")))?;
+                id
             }
             None => format!("turn-{:016x}", fastrand::u64(..)),
         };
@@ -505,9 +509,7 @@ impl AgentService {
                 .map_err(|e| invalid(format!("option surface: {e}")))?,
             None => Surface::NARROWEST,
         };
-        if session_key.trim().is_empty() || session_key.len() > 256 {
-            return Err(invalid("session_key must be 1 to 256 characters"));
-        }
+        ids::check_session_key(&session_key).map_err(|e| invalid(e.to_string()))?;
 
         let mut turns = self.inner.turns.lock().await;
         if let Some(running) = turns.get(&request_id) {

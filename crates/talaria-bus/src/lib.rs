@@ -99,7 +99,7 @@ pub enum TurnEventKind {
     ToolFinished,
     /// The turn completed; no more events follow for this turn id.
     Done,
-    /// The turn failed; payload `{"message": …}`; no more events follow.
+    /// The turn failed; see [`turn::TurnEvent::Error`] for when more events follow.
     Error,
     /// Something the user should know that does not end the turn (a fallback model answered,
     /// the context was compressed); payload `{"text": …}`.
@@ -258,9 +258,14 @@ pub trait Agent {
         limit: u32,
     ) -> zbus::Result<Vec<SessionMatch>>;
 
-    /// Progress of a turn, sent to the submitter only. `kind` is a [`TurnEventKind`] spelling;
-    /// `payload` is JSON: `text_delta {text}`, `tool_started {summary}`, `tool_finished
-    /// {summary, ok, duration_ms}`, `done {text, stop, session_key}`, `error {message, kind}`, `notice {text}`.
+    /// Progress of a turn, sent to the submitter only: one [`turn::TurnEvent`], encoded
+    /// by [`turn::TurnEvent::to_wire`] and decoded by [`turn::TurnEvent::from_wire`]. `kind` is a
+    /// [`TurnEventKind`] spelling; `payload` is a JSON object of the kind's fields:
+    /// `text_delta {text}`, `tool_started {summary}`, `tool_finished {summary, ok,
+    /// duration_ms}`, `notice {text}`, `done {text, stop, session_key}` with `stop` a
+    /// [`StopReason`] (`completed`, `budget_exhausted`, `interrupted`), `error {message, kind,
+    /// alive}` with `kind` a [`TurnErrorKind`] (`turn`, `store`) and `alive` true when the agent
+    /// keeps the request to resume it (submit the same id again to get the resumed turn).
     #[zbus(signal)]
     fn turn_event(&self, turn_id: &str, kind: &str, payload: &str) -> zbus::Result<()>;
 }
@@ -348,7 +353,10 @@ pub trait Scheduler {
 )]
 pub trait Gateway {
     /// Sends `text` to `target` (`platform:chat-id`); returns the delivery id. `options` keys:
-    /// `reply_to` (s), `silent` (b).
+    /// `reply_to` (s), `silent` (b), `idempotency_key` (s, `[A-Za-z0-9_.:-]{1,128}`): the
+    /// caller's name for this delivery — the same key from the same uid is delivered once and
+    /// returns the first delivery's id (with another target or text it is `InvalidArgs`); the
+    /// scheduler passes its run id.
     fn deliver(&self, target: &str, text: &str, options: &VariantDict) -> zbus::Result<String>;
 
     /// Connection state per platform, for example `telegram` → `connected` (s).
@@ -405,7 +413,13 @@ pub fn error_parts(error: &zbus::Error) -> Option<(String, String)> {
     }
 }
 
+pub mod client;
 pub mod dict;
 pub mod exec;
 pub mod fd;
+pub mod ids;
 pub mod introspection;
+pub mod turn;
+
+pub use client::AgentClient;
+pub use turn::{StopReason, TurnErrorKind};

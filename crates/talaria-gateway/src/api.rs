@@ -97,8 +97,8 @@ impl FromRequestParts<Arc<Api>> for Caller {
     }
 }
 
-/// Request ids, session keys and idempotency keys: short, printable, safe to log and to put
-/// in an `a{sv}` option.
+/// Short printable names (model names in paths): safe to log and to put in an `a{sv}` option.
+/// Request ids and session keys are checked by [`talaria_bus::ids`], the agent's own rules.
 fn is_token(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
@@ -329,7 +329,9 @@ async fn chat_completions(
     let continued = header_str(&headers, SESSION_HEADER)?.map(str::to_owned);
     let (session_key, create_session) = match &continued {
         Some(session) => {
-            if !is_token(session, 200) {
+            // The agent's own rule for session keys; the store lookup below then refuses any
+            // key this gateway did not hand to this API key.
+            if talaria_bus::ids::check_session_key(session).is_err() {
                 return Err(ApiError::bad_request(
                     "invalid_session",
                     format!("{SESSION_HEADER} must be a session key this gateway returned"),
@@ -593,7 +595,7 @@ async fn request_status(
             format!("no request {request_id} for this API key"),
         )
     };
-    if !is_token(&request_id, 200) {
+    if talaria_bus::ids::check_request_id(&request_id).is_err() {
         return Err(not_found());
     }
     let record = api

@@ -58,13 +58,14 @@ pub use limits::{HttpLimits, LimitArgs};
 pub use listen::ListenAddr;
 pub use talaria_daemon::{Activity, Listener};
 
-use crate::agent::{AgentLink, Unclaimed};
 use crate::api::Api;
 use crate::limits::KeyLimits;
 use crate::server::{Acceptor, Server};
 use crate::service::GatewayService;
 use crate::store::{Store, StoreError};
 use crate::turn::{TurnContext, Turns};
+use talaria_bus::AgentClient;
+use talaria_bus::client::Unclaimed;
 
 /// How long a request waits for the agent by default (`--turn-timeout`).
 pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -162,7 +163,7 @@ impl Gateway {
         let store = Store::open(&config.state_dir).await?;
         let stopping = CancellationToken::new();
         let (unclaimed, unclaimed_events) = mpsc::unbounded_channel();
-        let link = AgentLink::connect(&bus, unclaimed, stopping.child_token()).await?;
+        let link = AgentClient::connect(&bus, Some(unclaimed), stopping.child_token()).await?;
         tokio::spawn(record_unclaimed(
             store.clone(),
             unclaimed_events,
@@ -316,8 +317,11 @@ async fn record_unclaimed(
             event = events.recv() => event,
             () = stopping.cancelled() => None,
         };
-        let Some(Unclaimed { turn_id, outcome }) = event else {
+        let Some(Unclaimed { turn_id, event }) = event else {
             return;
+        };
+        let Some(outcome) = crate::agent::unclaimed_outcome(event) else {
+            continue;
         };
         match store.finish(&turn_id, outcome).await {
             Ok(Some(_)) => tracing::info!(request_id = turn_id, "recorded a late outcome"),
@@ -330,7 +334,7 @@ async fn record_unclaimed(
 }
 
 /// Resubmits unanswered requests now and whenever the agent's name gets a new owner.
-async fn resubmit_pending(turns: Arc<Turns>, link: AgentLink, stopping: CancellationToken) {
+async fn resubmit_pending(turns: Arc<Turns>, link: AgentClient, stopping: CancellationToken) {
     let mut owner = link.watch_owner();
     loop {
         match turns.recover().await {

@@ -14,7 +14,7 @@ use talaria_daemon::{Activity, Callers};
 use zbus::message::Header;
 use zbus::{Connection, OwnedVariant, Str, fdo, interface};
 
-use crate::store::{NewDelivery, Store};
+use crate::store::{NewDelivery, Store, Stored};
 
 /// Longest text accepted for one delivery.
 pub const MAX_DELIVERY_BYTES: usize = 1 << 20;
@@ -91,19 +91,44 @@ impl GatewayService {
                 text.len()
             )));
         }
+        let idempotency_key = option_str(&options, "idempotency_key")?;
+        if let Some(key) = &idempotency_key {
+            talaria_bus::ids::check_request_id(key).map_err(|_| {
+                fdo::Error::InvalidArgs(format!(
+                    "option idempotency_key {key:?} is not 1 to 128 of A-Z a-z 0-9 _ . : -"
+                ))
+            })?;
+        }
         let delivery = NewDelivery {
             target: target.clone(),
             text,
             reply_to: option_str(&options, "reply_to")?,
             silent: option_bool(&options, "silent")?,
             caller_uid: uid,
+            idempotency_key,
         };
-        let id = self.store.add_delivery(delivery).await.map_err(|error| {
+        let stored = self.store.add_delivery(delivery).await.map_err(|error| {
             tracing::error!(%error, target, "cannot store a delivery");
             fdo::Error::Failed(format!("cannot store the delivery to {target}"))
         })?;
-        tracing::info!(target, delivery_id = id, uid, "delivery stored");
-        Ok(id.to_string())
+        match stored {
+            Stored::New(id) => {
+                tracing::info!(target, delivery_id = id, uid, "delivery stored");
+                Ok(id.to_string())
+            }
+            Stored::Repeated(id) => {
+                tracing::info!(
+                    target,
+                    delivery_id = id,
+                    uid,
+                    "delivery repeated under its idempotency key; stored once"
+                );
+                Ok(id.to_string())
+            }
+            Stored::KeyReused(id) => Err(fdo::Error::InvalidArgs(format!(
+                "option idempotency_key was already used for delivery {id} with another target or text"
+            ))),
+        }
     }
 
     #[zbus(out_args("platforms"))]

@@ -29,14 +29,25 @@ static GATEWAY: Schema = Schema {
 };
 
 /// Every migration, oldest first. Never edit a released entry: add a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "inbox, outbox, sessions and deliveries",
-    apply: v1_inbox_outbox,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "inbox, outbox, sessions and deliveries",
+        apply: v1_inbox_outbox,
+    },
+    Migration {
+        version: 2,
+        name: "idempotency keys of deliveries",
+        apply: v2_delivery_keys,
+    },
+];
 
 fn v1_inbox_outbox(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V1)
+}
+
+fn v2_delivery_keys(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(V2)
 }
 
 const V1: &str = r"
@@ -85,6 +96,15 @@ CREATE TABLE deliveries (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX deliveries_target ON deliveries (target, id);
+";
+
+/// Deliver's idempotency key: a caller that repeats a delivery (the scheduler resuming an
+/// interrupted run) names it again, and it is stored once. Scoped to the caller's uid, so one
+/// caller cannot claim or probe another's keys. Existing rows have none.
+const V2: &str = r"
+ALTER TABLE deliveries ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX deliveries_idempotency ON deliveries (caller_uid, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +307,19 @@ pub struct NewDelivery {
     pub reply_to: Option<String>,
     pub silent: bool,
     pub caller_uid: u32,
+    /// The caller's name for this delivery: the same key from the same uid stores it once.
+    pub idempotency_key: Option<String>,
+}
+
+/// What [`Store::add_delivery`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new delivery with this id.
+    New(i64),
+    /// The caller delivered this before under the same idempotency key: its id.
+    Repeated(i64),
+    /// The idempotency key names an earlier delivery with another target or text.
+    KeyReused(i64),
 }
 
 /// The database, shared by the HTTP API, the turn drivers and the bus service.
@@ -649,25 +682,46 @@ impl Store {
         .await
     }
 
-    /// Stores a delivery; returns its id.
+    /// Stores a delivery, once per caller and idempotency key.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn add_delivery(&self, delivery: NewDelivery) -> Result<i64, StoreError> {
+    pub async fn add_delivery(&self, delivery: NewDelivery) -> Result<Stored, StoreError> {
         self.call(move |conn| {
-            conn.execute(
-                "INSERT INTO deliveries (target, text, reply_to, silent, caller_uid, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            let tx = conn.transaction()?;
+            if let Some(key) = &delivery.idempotency_key {
+                let earlier: Option<(i64, String, String)> = tx
+                    .query_row(
+                        "SELECT id, target, text FROM deliveries \
+                         WHERE caller_uid = ?1 AND idempotency_key = ?2",
+                        params![delivery.caller_uid, key],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .optional()?;
+                if let Some((id, target, text)) = earlier {
+                    return Ok(if target == delivery.target && text == delivery.text {
+                        Stored::Repeated(id)
+                    } else {
+                        Stored::KeyReused(id)
+                    });
+                }
+            }
+            tx.execute(
+                "INSERT INTO deliveries (target, text, reply_to, silent, caller_uid, created_at, \
+                 idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     delivery.target,
                     delivery.text,
                     delivery.reply_to,
                     delivery.silent,
                     delivery.caller_uid,
-                    now_ms()
+                    now_ms(),
+                    delivery.idempotency_key,
                 ],
             )?;
-            Ok(conn.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Stored::New(id))
         })
         .await
     }
@@ -790,10 +844,15 @@ mod tests {
             reply_to: None,
             silent: false,
             caller_uid: 0,
+            idempotency_key: None,
         };
-        let a = store.add_delivery(add("api:x", "a")).await.unwrap();
+        let Stored::New(a) = store.add_delivery(add("api:x", "a")).await.unwrap() else {
+            panic!("stored");
+        };
         store.add_delivery(add("api:y", "b")).await.unwrap();
-        let c = store.add_delivery(add("api:x", "c")).await.unwrap();
+        let Stored::New(c) = store.add_delivery(add("api:x", "c")).await.unwrap() else {
+            panic!("stored");
+        };
         let all = store.deliveries("api:x", 0, 10).await.unwrap();
         assert_eq!(
             all.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
@@ -842,5 +901,36 @@ mod tests {
             "{error}"
         );
         assert_eq!(std::fs::read(other.path().join(DB_FILE)).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_repeated_under_its_key_is_stored_once_per_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let add = |uid: u32, text: &str| NewDelivery {
+            target: "api:x".into(),
+            text: text.into(),
+            reply_to: None,
+            silent: false,
+            caller_uid: uid,
+            idempotency_key: Some("run-1".into()),
+        };
+        let Stored::New(first) = store.add_delivery(add(1000, "a")).await.unwrap() else {
+            panic!("stored");
+        };
+        assert_eq!(
+            store.add_delivery(add(1000, "a")).await.unwrap(),
+            Stored::Repeated(first)
+        );
+        assert_eq!(
+            store.add_delivery(add(1000, "b")).await.unwrap(),
+            Stored::KeyReused(first)
+        );
+        // Another caller's key space is its own.
+        assert!(matches!(
+            store.add_delivery(add(1001, "a")).await.unwrap(),
+            Stored::New(_)
+        ));
+        assert_eq!(store.deliveries("api:x", 0, 10).await.unwrap().len(), 2);
     }
 }

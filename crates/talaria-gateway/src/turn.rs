@@ -13,13 +13,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use talaria_bus::TurnEventKind;
+use talaria_bus::AgentClient;
+use talaria_bus::client::{GaveUp as ClientGaveUp, TurnLimits, TurnObserver, TurnRequest};
+use talaria_bus::turn::TurnEvent;
+use talaria_core::Surface;
 use talaria_daemon::Activity;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{AgentLink, LinkEvent, SubmitError, TurnRequest, delta_text, terminal_outcome};
+use crate::agent::outcome_of;
 use crate::limits::TurnSlot;
 use crate::store::{
     FailureCode, InboxRow, Outcome, RequestState, Store, StoreError, StoredFailure,
@@ -72,7 +74,7 @@ pub enum GaveUp {
 #[derive(Debug, Clone)]
 pub struct TurnContext {
     pub store: Store,
-    pub link: AgentLink,
+    pub link: AgentClient,
     pub activity: Activity,
     pub turn_timeout: Duration,
     pub stopping: CancellationToken,
@@ -203,123 +205,54 @@ impl Turns {
             );
             return self.finish(row, Outcome::Failed(failure)).await;
         }
-        let started = Instant::now();
-        let deadline = started + context.turn_timeout;
-        let mut events = context.link.subscribe(&row.request_id);
         let turn = TurnRequest {
             request_id: &row.request_id,
             session_key: &row.session_key,
             text: &row.text,
             create: row.create_session,
             model: row.model.as_deref(),
-            user: &row.key_id,
+            // Who the agent is talking to: the API key's id, so each key holder has their own
+            // USER memory and search scope.
+            user: Some(&row.key_id),
+            on_behalf_of: None,
+            // An API key holder is someone the owner let in, not the owner at the terminal:
+            // their tool calls run under the allow-listed user's narrowed profile.
+            surface: Surface::AllowlistedUser,
         };
-        let mut ever_accepted = row.state == RequestState::Submitted;
-        let mut next_submit = Some(started);
-        let mut backoff = MIN_BACKOFF;
-        let mut last_error = String::from("not submitted yet");
-        let gave_up = |ever_accepted: bool, last_error: &str| {
-            let waited = started.elapsed();
-            TurnResult::GaveUp(if ever_accepted {
-                GaveUp::TimedOut { waited }
-            } else {
-                GaveUp::Unavailable {
-                    waited,
-                    last_error: last_error.to_owned(),
-                }
-            })
+        let limits = TurnLimits {
+            turn: context.turn_timeout,
+            // The gateway has one patience: the client's request deadline.
+            agent_absent: context.turn_timeout,
+            first_backoff: MIN_BACKOFF,
+            max_backoff: MAX_BACKOFF,
+            call_timeout: CALL_TIMEOUT,
         };
-        let outcome = loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return gave_up(ever_accepted, &last_error);
-            }
-            if next_submit.is_some_and(|at| at <= now) {
-                next_submit = None;
-                let limit = CALL_TIMEOUT.min(deadline - now);
-                let submitted = tokio::select! {
-                    submitted = tokio::time::timeout(limit, context.link.submit(&turn)) => submitted,
-                    () = context.stopping.cancelled() => {
-                        return TurnResult::GaveUp(GaveUp::Stopping("the gateway is stopping".into()));
-                    }
-                };
-                match submitted {
-                    Ok(Ok(())) => {
-                        tracing::debug!(
-                            request_id = row.request_id,
-                            "the agent accepted the request"
-                        );
-                        ever_accepted = true;
-                        if !progress.borrow().accepted {
-                            if let Err(error) = context.store.mark_submitted(&row.request_id).await
-                            {
-                                tracing::warn!(request_id = row.request_id, %error, "cannot mark the request submitted");
-                            }
-                            progress.send_modify(|p| p.accepted = true);
-                        }
-                    }
-                    Ok(Err(SubmitError::Final(failure))) => break Outcome::Failed(failure),
-                    Ok(Err(SubmitError::Transient(why))) => {
-                        tracing::debug!(
-                            request_id = row.request_id,
-                            why,
-                            ?backoff,
-                            "the agent is not reachable; submitting again"
-                        );
-                        last_error = why;
-                        next_submit = Some(Instant::now() + backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                    Err(_) => {
-                        last_error = format!("SubmitTurn got no reply within {limit:?}");
-                        next_submit = Some(Instant::now() + backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                }
-                continue;
-            }
-            let retry_at = next_submit.unwrap_or(deadline);
-            tokio::select! {
-                event = events.recv() => match event {
-                    None => {
-                        return TurnResult::GaveUp(GaveUp::Stopping("the bus connection closed".into()));
-                    }
-                    Some(LinkEvent::Turn { kind: TurnEventKind::TextDelta, payload }) => {
-                        backoff = MIN_BACKOFF;
-                        if let Some(text) = delta_text(&payload) && !text.is_empty() {
-                            progress.send_modify(|p| p.text.push_str(&text));
-                        }
-                    }
-                    Some(LinkEvent::Turn { kind, payload }) => {
-                        if let Some(outcome) = terminal_outcome(kind, &payload) {
-                            break outcome;
-                        }
-                        backoff = MIN_BACKOFF;
-                    }
-                    Some(LinkEvent::OwnerChanged { owner }) => {
-                        // Whatever the old owner was doing for us is lost; the same request
-                        // id makes the new one (or the activation this call triggers) resume
-                        // it, or re-send its answer.
-                        tracing::info!(request_id = row.request_id, owner = ?owner, "the agent changed; submitting again");
-                        if owner.is_some() {
-                            next_submit = Some(Instant::now());
-                        } else {
-                            // Backing off here too keeps an agent that crashes on this very
-                            // request from being activated again in a tight loop; progress
-                            // (any turn event) is what resets the backoff.
-                            next_submit = Some(Instant::now() + backoff);
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                        }
-                    }
-                },
-                () = tokio::time::sleep_until(retry_at), if next_submit.is_some() => {}
-                () = tokio::time::sleep_until(deadline) => {}
-                () = context.stopping.cancelled() => {
-                    return TurnResult::GaveUp(GaveUp::Stopping("the gateway is stopping".into()));
-                }
-            }
+        let mut observer = Progress {
+            store: &context.store,
+            request_id: &row.request_id,
+            progress,
         };
-        self.finish(row, outcome).await
+        let end = context
+            .link
+            .run_turn(&turn, &limits, &context.stopping, &mut observer)
+            .await;
+        match end {
+            Ok(end) => self.finish(row, outcome_of(end)).await,
+            Err(ClientGaveUp::Stopping(why)) => TurnResult::GaveUp(GaveUp::Stopping(why)),
+            Err(ClientGaveUp::TimedOut { waited }) => {
+                TurnResult::GaveUp(GaveUp::TimedOut { waited })
+            }
+            // Taken by the agent in an earlier run of the driver (or of the gateway): it is
+            // the turn that is slow, whoever is reachable now.
+            Err(ClientGaveUp::Unavailable { waited, .. })
+                if row.state == RequestState::Submitted || progress.borrow().accepted =>
+            {
+                TurnResult::GaveUp(GaveUp::TimedOut { waited })
+            }
+            Err(ClientGaveUp::Unavailable { waited, last_error }) => {
+                TurnResult::GaveUp(GaveUp::Unavailable { waited, last_error })
+            }
+        }
     }
 
     /// Records `outcome` in the outbox; what the outbox holds afterwards is the result.
@@ -331,6 +264,40 @@ impl Turns {
                 row.request_id
             ))),
             Err(error) => TurnResult::GaveUp(GaveUp::Storage(error.to_string())),
+        }
+    }
+}
+
+/// What the driver hears from the agent client, published to the request's watchers.
+struct Progress<'a> {
+    store: &'a Store,
+    request_id: &'a str,
+    progress: &'a watch::Sender<TurnProgress>,
+}
+
+#[async_trait::async_trait]
+impl TurnObserver for Progress<'_> {
+    async fn accepted(&mut self) {
+        if self.progress.borrow().accepted {
+            return;
+        }
+        if let Err(error) = self.store.mark_submitted(self.request_id).await {
+            tracing::warn!(request_id = self.request_id, %error, "cannot mark the request submitted");
+        }
+        self.progress.send_modify(|p| p.accepted = true);
+    }
+
+    fn progress(&mut self, event: &TurnEvent) {
+        match event {
+            TurnEvent::TextDelta { text } if !text.is_empty() => {
+                self.progress.send_modify(|p| p.text.push_str(text));
+            }
+            TurnEvent::TextDelta { .. }
+            | TurnEvent::ToolStarted { .. }
+            | TurnEvent::ToolFinished { .. }
+            | TurnEvent::Notice { .. }
+            | TurnEvent::Done { .. }
+            | TurnEvent::Error { .. } => {}
         }
     }
 }

@@ -27,7 +27,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use zbus::{Connection, OwnedVariant};
 
-use crate::turn::{Backoff, is_transient};
+use talaria_bus::client::is_transient;
 
 /// A parsed `deliver_to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +114,9 @@ pub enum DeliveryError {
 #[derive(Debug)]
 pub struct Answer<'a> {
     pub job_id: &'a str,
+    /// The run that produced it: the gateway's idempotency key, so a run resumed after a stop
+    /// that delivers again is delivered once.
+    pub run_id: &'a str,
     pub job_name: &'a str,
     pub owner_uid: u32,
     /// When the run happened, as RFC 3339 in the job's time zone.
@@ -163,10 +166,16 @@ async fn to_gateway(
     answer: &Answer<'_>,
     patience: Duration,
 ) -> Result<String, DeliveryError> {
-    let options = VariantDict::from([(
-        "job_id".to_owned(),
-        OwnedVariant::from(zbus::Str::from(answer.job_id.to_owned())),
-    )]);
+    let options = VariantDict::from([
+        (
+            "job_id".to_owned(),
+            OwnedVariant::from(zbus::Str::from(answer.job_id.to_owned())),
+        ),
+        (
+            "idempotency_key".to_owned(),
+            OwnedVariant::from(zbus::Str::from(answer.run_id.to_owned())),
+        ),
+    ]);
     let deadline = Instant::now() + patience;
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
     loop {
@@ -322,5 +331,30 @@ fn primary_gid(uid: u32) -> Option<u32> {
             &mut result,
         );
         (rc == 0 && !result.is_null()).then_some(passwd.pw_gid)
+    }
+}
+
+/// Doubling pauses between attempts, within a deadline.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
+    }
+
+    /// Sleeps before the next attempt; `false` when that would pass `deadline`.
+    pub(crate) async fn wait(&mut self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let pause = self.next.min(deadline - now);
+        self.next = (self.next * 2).min(self.max);
+        tokio::time::sleep(pause).await;
+        true
     }
 }

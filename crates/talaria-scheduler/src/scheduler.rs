@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use talaria_bus::{names, paths};
+use talaria_bus::{AgentClient, names, paths};
 use talaria_daemon::{Activity, Callers};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
 use zbus::Connection;
 
 use crate::authz::{Authorizer, Polkit};
@@ -59,7 +60,7 @@ impl SchedulerConfig {
             callers: Callers::own_and([]),
             polkit: Polkit::Bus(talaria_daemon::BusTarget::System),
             default_tz: schedule::host_time_zone(),
-            turn_limits: TurnLimits::default(),
+            turn_limits: turn::default_limits(),
             delivery_patience: Duration::from_secs(300),
             clock: Arc::new(SystemClock),
         }
@@ -97,6 +98,8 @@ pub(crate) struct Core {
     /// Wakes the dispatcher: a job was created or removed, or a run finished.
     pub(crate) wake: Notify,
     in_flight: Mutex<HashMap<String, InFlight>>,
+    /// The agent client, made once the bus connection exists.
+    agent: OnceLock<AgentClient>,
     stopping: AtomicBool,
 }
 
@@ -167,8 +170,15 @@ async fn execute(core: &Core, connection: &Connection, job: Option<Job>, run: Ru
         ),
         Some(job) => {
             tracing::info!(run_id, job_id = %job.id, name = %job.name, "run started");
+            let Some(agent) = core.agent.get() else {
+                tracing::error!(
+                    run_id,
+                    "no agent client: the scheduler did not finish starting"
+                );
+                return;
+            };
             match turn::ask_agent(
-                connection,
+                agent,
                 &job.id,
                 job.owner_uid,
                 run_id,
@@ -178,7 +188,7 @@ async fn execute(core: &Core, connection: &Connection, job: Option<Job>, run: Ru
             .await
             {
                 Err(error) => (RunStatus::Error, None, Some(error.to_string())),
-                Ok(text) => match deliver(core, connection, &job, &text).await {
+                Ok(text) => match deliver(core, connection, &job, run_id, &text).await {
                     Ok(()) => (RunStatus::Ok, Some(text), None),
                     Err(error) => (RunStatus::Error, Some(text), Some(error)),
                 },
@@ -202,6 +212,7 @@ async fn deliver(
     core: &Core,
     connection: &Connection,
     job: &Job,
+    run_id: &str,
     text: &str,
 ) -> Result<(), String> {
     let target = Target::parse(&job.deliver_to).map_err(|e| e.to_string())?;
@@ -215,6 +226,7 @@ async fn deliver(
     };
     let answer = Answer {
         job_id: &job.id,
+        run_id,
         job_name: &job.name,
         owner_uid: job.owner_uid,
         at,
@@ -282,6 +294,7 @@ impl Scheduler {
             activity,
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
+            agent: OnceLock::new(),
             stopping: AtomicBool::new(false),
         });
         let connection = bus
@@ -291,9 +304,12 @@ impl Scheduler {
                     core: Arc::clone(&core),
                 },
             )
-            .name(names::SCHEDULER)
             .build()
             .await?;
+        // The agent client before the name: a RunNow can only arrive once the name is ours.
+        let agent = AgentClient::connect(&connection, None, CancellationToken::new()).await?;
+        let _ = core.agent.set(agent);
+        connection.request_name(names::SCHEDULER).await?;
         tracing::info!(
             database = %core.store.path().display(),
             default_tz = %core.config.default_tz,

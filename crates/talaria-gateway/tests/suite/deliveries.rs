@@ -102,3 +102,57 @@ async fn gateway1_refuses_callers_it_was_not_told_about() {
     let list = fetch(&setup, "target=reports").await;
     assert!(texts(&list).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_repeated_with_its_idempotency_key_is_delivered_once() {
+    let setup = Setup::new().await;
+    let caller = setup.bus.connect().await;
+    let gateway = GatewayProxy::new(&caller).await.unwrap();
+    let keyed = |key: &str| {
+        let mut options = VariantDict::new();
+        options.insert(
+            "idempotency_key".into(),
+            OwnedVariant::from(Str::from(key.to_owned())),
+        );
+        options
+    };
+    // A scheduler run interrupted after its Deliver and resumed delivers again, same run id.
+    let first = gateway
+        .deliver("api:reports", "nightly report", &keyed("run-0a1b"))
+        .await
+        .unwrap();
+    let again = gateway
+        .deliver("api:reports", "nightly report", &keyed("run-0a1b"))
+        .await
+        .unwrap();
+    assert_eq!(first, again, "the repeat names the first delivery");
+    // The harmless twins: another key, or none, is another delivery.
+    let other = gateway
+        .deliver("api:reports", "nightly report", &keyed("run-2c3d"))
+        .await
+        .unwrap();
+    let unkeyed = gateway
+        .deliver("api:reports", "nightly report", &VariantDict::new())
+        .await
+        .unwrap();
+    assert_ne!(other, first);
+    assert_ne!(unkeyed, other);
+    let all = fetch(&setup, "target=reports").await;
+    assert_eq!(texts(&all).len(), 3, "{all}");
+
+    // The same key for different content is a caller bug, refused and not delivered.
+    let error = gateway
+        .deliver("api:reports", "another text", &keyed("run-0a1b"))
+        .await
+        .unwrap_err();
+    let (name, message) = talaria_bus::error_parts(&error).unwrap();
+    assert_eq!(name, "org.freedesktop.DBus.Error.InvalidArgs");
+    assert!(message.contains("idempotency_key"), "{message}");
+    let error = gateway
+        .deliver("api:reports", "bad key", &keyed("a b"))
+        .await
+        .unwrap_err();
+    let (_, message) = talaria_bus::error_parts(&error).unwrap();
+    assert!(message.contains("\"a b\""), "{message}");
+    assert_eq!(texts(&fetch(&setup, "target=reports").await).len(), 3);
+}

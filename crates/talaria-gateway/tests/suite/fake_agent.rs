@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use talaria_bus::{VariantDict, names, paths};
+use talaria_bus::turn::TurnEvent;
+use talaria_bus::{StopReason, TurnErrorKind, VariantDict, names, paths};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use zbus::message::Header;
@@ -290,8 +291,8 @@ async fn run_turn(connection: Connection, world: Arc<World>, incarnation: u64, i
         let Some((to, piece, stall)) = step else {
             break;
         };
-        let payload = serde_json::json!({ "text": piece }).to_string();
-        emit(&connection, &to, &id, "text_delta", &payload).await;
+        let (kind, payload) = TurnEvent::TextDelta { text: piece }.to_wire().unwrap();
+        emit(&connection, &to, &id, kind, &payload).await;
         match stall {
             Some(Stall::Die) => {
                 world.mid_turn.notify_one();
@@ -307,23 +308,21 @@ async fn run_turn(connection: Connection, world: Arc<World>, incarnation: u64, i
     let (to, kind, payload) = {
         let mut state = world.state.lock().unwrap();
         let turn = state.turns.get_mut(&id).unwrap();
-        let (kind, payload) = if turn.text.contains("please fail") {
-            (
-                "error".to_owned(),
-                serde_json::json!({"message": "the model provider failed", "kind": "provider"})
-                    .to_string(),
-            )
+        let event = if turn.text.contains("please fail") {
+            TurnEvent::Error {
+                message: "the model provider failed".into(),
+                kind: TurnErrorKind::Turn,
+                alive: false,
+            }
         } else {
-            (
-                "done".to_owned(),
-                serde_json::json!({
-                    "text": turn.pieces.concat(),
-                    "stop": "end_turn",
-                    "session_key": turn.session,
-                })
-                .to_string(),
-            )
+            TurnEvent::Done {
+                text: turn.pieces.concat(),
+                stop: StopReason::Completed,
+                session_key: turn.session.clone(),
+            }
         };
+        let (kind, payload) = event.to_wire().unwrap();
+        let kind = kind.to_owned();
         turn.end = Some((kind.clone(), payload.clone()));
         (turn.submitter.clone(), kind, payload)
     };

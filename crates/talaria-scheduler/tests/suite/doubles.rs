@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use talaria_bus::{VariantDict, names, paths};
+use talaria_bus::turn::TurnEvent;
+use talaria_bus::{StopReason, TurnErrorKind, VariantDict, names, paths};
 use zbus::names::BusName;
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, OwnedVariant, Variant, fdo, interface};
@@ -92,7 +93,7 @@ impl FakeAgent {
             _ => None,
         };
         self.log.submits.lock().unwrap().push(Submit {
-            session_key,
+            session_key: session_key.clone(),
             text: text.clone(),
             request_id: request_id.clone(),
             create,
@@ -115,15 +116,30 @@ impl FakeAgent {
                     .entry(request_id.clone())
                     .or_insert_with(|| format!("answer for {text}"))
                     .clone();
-                let delta = serde_json::json!({ "text": "partial " }).to_string();
-                Self::turn_event(&emitter, &request_id, "text_delta", &delta).await?;
-                let done = serde_json::json!({ "text": answer, "stop": "completed" }).to_string();
-                Self::turn_event(&emitter, &request_id, "done", &done).await?;
+                let (kind, delta) = TurnEvent::TextDelta {
+                    text: "partial ".into(),
+                }
+                .to_wire()
+                .unwrap();
+                Self::turn_event(&emitter, &request_id, kind, &delta).await?;
+                let (kind, done) = TurnEvent::Done {
+                    text: answer,
+                    stop: StopReason::Completed,
+                    session_key: session_key.clone(),
+                }
+                .to_wire()
+                .unwrap();
+                Self::turn_event(&emitter, &request_id, kind, &done).await?;
             }
             AgentMode::Fail => {
-                let error = serde_json::json!({ "message": "model unavailable", "kind": "turn" })
-                    .to_string();
-                Self::turn_event(&emitter, &request_id, "error", &error).await?;
+                let (kind, error) = TurnEvent::Error {
+                    message: "model unavailable".into(),
+                    kind: TurnErrorKind::Turn,
+                    alive: false,
+                }
+                .to_wire()
+                .unwrap();
+                Self::turn_event(&emitter, &request_id, kind, &error).await?;
             }
         }
         Ok(request_id)
@@ -160,6 +176,7 @@ pub struct Delivered {
     pub target: String,
     pub text: String,
     pub job_id: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +203,7 @@ impl FakeGateway {
             target,
             text,
             job_id: string_option(&options, "job_id"),
+            idempotency_key: string_option(&options, "idempotency_key"),
         });
         format!("delivery-{}", deliveries.len())
     }

@@ -29,6 +29,7 @@ pub fn test_config(state_dir: &Path) -> SchedulerConfig {
         turn: Duration::from_secs(60),
         first_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(400),
+        call_timeout: Duration::from_secs(10),
     };
     config.delivery_patience = Duration::from_secs(10);
     config
@@ -173,6 +174,8 @@ async fn run_now_delivers_the_answer_to_the_gateway_and_to_a_file() {
             target: "telegram:42".into(),
             text: "answer for summarize the news".into(),
             job_id: Some(to_chat.clone()),
+            // The run id names the delivery, so a resumed run delivers once.
+            idempotency_key: Some(run.clone()),
         }]
     );
     let submit = rig.agent_log.submits()[0].clone();

@@ -3,6 +3,7 @@ mod chaos;
 mod damage;
 mod fixture;
 mod people;
+mod protocol;
 mod surfaces;
 mod whole_suite;
 mod workspaces;
