@@ -490,7 +490,8 @@ impl AgentService {
         let sender: Option<OwnedUniqueName> = header.sender().map(|s| s.to_owned().into());
         let request_id = match option::<String>(&options, "request_id", "s")? {
             Some(id) => {
-                ids::check_request_id(&id).map_err(|e| invalid(format!("option {e}")))?;
+                ids::check_request_id(&id)
+                    .map_err(|e| invalid(format!("option request_id: {e}")))?;
                 id
             }
             None => format!("turn-{:016x}", fastrand::u64(..)),

@@ -5,6 +5,12 @@
 //! logged, stored or echoed. Presented keys are hashed and compared with every configured
 //! digest in constant time, so neither the position of a mismatch nor which key matched leaks
 //! through timing.
+//!
+//! A key may be **trusted**: the owner's own key (`trusted KEY` on its line, or the key
+//! `talaria serve` generates for its owner). A trusted key's turns run as the owner surface —
+//! the profile as written, memory and skill writes direct — while every other key's turns
+//! run narrowed and their writes wait for the owner's approval. Keys never contain whitespace,
+//! so the word before a key cannot be part of it.
 
 use std::path::{Path, PathBuf};
 
@@ -60,15 +66,31 @@ impl std::fmt::Display for KeyId {
     }
 }
 
+/// The marker before a trusted key on its line.
+pub const TRUSTED_MARKER: &str = "trusted";
+
+/// One configured key.
+#[derive(Clone, Copy)]
+struct ConfiguredKey {
+    digest: [u8; 32],
+    /// The owner's own key: its turns are the owner surface.
+    trusted: bool,
+}
+
 /// The keys that may use the HTTP API, as digests.
 #[derive(Clone)]
 pub struct ApiKeys {
-    digests: Vec<[u8; 32]>,
+    keys: Vec<ConfiguredKey>,
 }
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKeys({} keys, redacted)", self.digests.len())
+        let trusted = self.keys.iter().filter(|k| k.trusted).count();
+        write!(
+            f,
+            "ApiKeys({} keys, {trusted} trusted, redacted)",
+            self.keys.len()
+        )
     }
 }
 
@@ -91,11 +113,9 @@ impl ApiKeys {
     /// # Errors
     /// A key shorter than [`MIN_KEY_LEN`], or no key at all.
     pub fn parse(text: &str, source_name: &str) -> Result<Self, KeyError> {
-        let mut keys = Self {
-            digests: Vec::new(),
-        };
+        let mut keys = Self { keys: Vec::new() };
         keys.add_lines(text, source_name)?;
-        if keys.digests.is_empty() {
+        if keys.keys.is_empty() {
             return Err(KeyError::Missing);
         }
         Ok(keys)
@@ -103,10 +123,14 @@ impl ApiKeys {
 
     fn add_lines(&mut self, text: &str, source_name: &str) -> Result<(), KeyError> {
         for (index, line) in text.lines().enumerate() {
-            let key = line.trim();
-            if key.is_empty() || key.starts_with('#') {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            let (key, trusted) = match line.split_once(char::is_whitespace) {
+                Some((TRUSTED_MARKER, key)) => (key.trim(), true),
+                _ => (line, false),
+            };
             let len = key.chars().count();
             if len < MIN_KEY_LEN {
                 return Err(KeyError::TooShort {
@@ -115,7 +139,10 @@ impl ApiKeys {
                     len,
                 });
             }
-            self.digests.push(digest(key));
+            self.keys.push(ConfiguredKey {
+                digest: digest(key),
+                trusted,
+            });
         }
         Ok(())
     }
@@ -138,9 +165,7 @@ impl ApiKeys {
     /// # Errors
     /// As [`Self::from_environment`].
     pub fn from_sources(credential: Option<&Path>, env: Option<&str>) -> Result<Self, KeyError> {
-        let mut keys = Self {
-            digests: Vec::new(),
-        };
+        let mut keys = Self { keys: Vec::new() };
         if let Some(path) = credential {
             match std::fs::read_to_string(path) {
                 Ok(text) => keys.add_lines(&text, &path.display().to_string())?,
@@ -156,7 +181,7 @@ impl ApiKeys {
         if let Some(value) = env {
             keys.add_lines(value, &format!("${KEY_ENV}"))?;
         }
-        if keys.digests.is_empty() {
+        if keys.keys.is_empty() {
             return Err(KeyError::Missing);
         }
         Ok(keys)
@@ -167,21 +192,38 @@ impl ApiKeys {
     pub fn verify(&self, presented: &str) -> Option<KeyId> {
         let presented = digest(presented);
         let mut found: Option<[u8; 32]> = None;
-        for candidate in &self.digests {
-            if bool::from(candidate.ct_eq(&presented)) {
-                found = Some(*candidate);
+        for candidate in &self.keys {
+            if bool::from(candidate.digest.ct_eq(&presented)) {
+                found = Some(candidate.digest);
             }
         }
         found.map(|d| KeyId(hex(&d[..16])))
     }
 
+    /// Whether the key with this id is trusted (the owner's own). An id no configured key has
+    /// (a request accepted under a key since removed) is not.
+    pub fn is_trusted(&self, id: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|key| key.trusted && hex(&key.digest[..16]) == id)
+    }
+
+    /// Every key trusted: for the key `talaria serve` generates for its owner.
+    #[must_use]
+    pub fn all_trusted(mut self) -> Self {
+        for key in &mut self.keys {
+            key.trusted = true;
+        }
+        self
+    }
+
     /// How many keys are configured.
     pub fn len(&self) -> usize {
-        self.digests.len()
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
+        self.keys.is_empty()
     }
 }
 
@@ -220,6 +262,26 @@ mod tests {
             ApiKeys::from_sources(Some(Path::new("/nonexistent/gateway-key")), None),
             Err(KeyError::Missing)
         ));
+    }
+
+    #[test]
+    fn a_key_marked_trusted_is_the_owners_and_the_others_are_not() {
+        let other = "abcdefghijklmnopqrstuvwxyz0123456789";
+        let keys = ApiKeys::parse(&format!("trusted {GOOD}\n{other}\n"), "t").unwrap();
+        let owner = keys.verify(GOOD).unwrap();
+        let guest = keys.verify(other).unwrap();
+        assert!(keys.is_trusted(owner.as_str()));
+        assert!(!keys.is_trusted(guest.as_str()));
+        assert!(!keys.is_trusted("not-a-key-id"));
+        // The marker is not part of the key, and is no key by itself.
+        assert_eq!(keys.verify(&format!("trusted {GOOD}")), None);
+        assert!(matches!(
+            ApiKeys::parse("trusted short", "t"),
+            Err(KeyError::TooShort { .. })
+        ));
+        let all = ApiKeys::parse(other, "t").unwrap().all_trusted();
+        assert!(all.is_trusted(guest.as_str()));
+        assert!(format!("{keys:?}").contains("1 trusted"));
     }
 
     #[test]

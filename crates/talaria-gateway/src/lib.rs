@@ -172,6 +172,7 @@ impl Gateway {
         let turns = Turns::new(TurnContext {
             store: store.clone(),
             link: link.clone(),
+            keys: config.keys.clone(),
             activity: activity.clone(),
             turn_timeout: config.turn_timeout,
             stopping: stopping.child_token(),

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::outcome_of;
+use crate::keys::ApiKeys;
 use crate::limits::TurnSlot;
 use crate::store::{
     FailureCode, InboxRow, Outcome, RequestState, Store, StoreError, StoredFailure,
@@ -75,6 +76,8 @@ pub enum GaveUp {
 pub struct TurnContext {
     pub store: Store,
     pub link: AgentClient,
+    /// Which keys are trusted (the owner's own).
+    pub keys: ApiKeys,
     pub activity: Activity,
     pub turn_timeout: Duration,
     pub stopping: CancellationToken,
@@ -215,9 +218,16 @@ impl Turns {
             // USER memory and search scope.
             user: Some(&row.key_id),
             on_behalf_of: None,
-            // An API key holder is someone the owner let in, not the owner at the terminal:
-            // their tool calls run under the allow-listed user's narrowed profile.
-            surface: Surface::AllowlistedUser,
+            // The owner's own (trusted) key is the owner: the profile as written, memory and
+            // skill writes direct. Any other key holder is someone the owner let in: their tool
+            // calls run narrowed and their writes wait for approval. Asked at every submission,
+            // so a key no longer trusted (or removed) stops being the owner at once; the agent
+            // never widens a session it already narrowed.
+            surface: if context.keys.is_trusted(&row.key_id) {
+                Surface::Owner
+            } else {
+                Surface::AllowlistedUser
+            },
         };
         let limits = TurnLimits {
             turn: context.turn_timeout,

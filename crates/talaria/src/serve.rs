@@ -44,7 +44,8 @@ fn private_bus(dir: &Path) -> anyhow::Result<PrivateBus> {
 }
 
 /// The gateway key: `$TALARIA_GATEWAY_KEY` or the credential if set, else one generated once
-/// and kept in `<home>/gateway/api-key` (mode 0600) and printed on start.
+/// and kept in `<home>/gateway/api-key` (mode 0600) and printed on start. The generated key is
+/// the owner's and trusted; configured ones are trusted when their line says `trusted KEY`.
 fn gateway_keys(state_dir: &Path) -> anyhow::Result<(talaria_gateway::ApiKeys, Option<PathBuf>)> {
     match talaria_gateway::ApiKeys::from_environment() {
         Ok(keys) => return Ok((keys, None)),
@@ -66,7 +67,8 @@ fn gateway_keys(state_dir: &Path) -> anyhow::Result<(talaria_gateway::ApiKeys, O
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let keys = talaria_gateway::ApiKeys::parse(&key, &path.display().to_string())?;
+    // The key serve made for its owner is the owner's own: trusted (see talaria_gateway::keys).
+    let keys = talaria_gateway::ApiKeys::parse(&key, &path.display().to_string())?.all_trusted();
     Ok((keys, Some(path)))
 }
 

@@ -29,6 +29,17 @@ pub fn free_port() -> u16 {
 /// One HTTP/1.1 exchange over a fresh connection (`Connection: close`) with [`KEY`]: status,
 /// lower-cased head, body.
 pub async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    http_as(KEY, port, method, path, body).await
+}
+
+/// [`http`] with another API key.
+pub async fn http_as(
+    key: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String, String) {
     let mut stream = loop {
         match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             Ok(stream) => break stream,
@@ -36,7 +47,7 @@ pub async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, Stri
         }
     };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
