@@ -15,7 +15,8 @@
 //! paths that exist when the command starts: a nested repository made during the run cannot be
 //! protected in advance. So the executor takes a [`Snapshot`] of every git-sensitive path
 //! under the writable roots before the command and compares after it; anything new or changed
-//! is renamed aside to `NAME.talaria-quarantine` (git never reads that name) and reported to the
+//! is renamed aside to `NAME.talaria-quarantine` (git never reads that name; a changed file's
+//! previous contents, kept in the snapshot, are put back) and reported to the
 //! person by name (`.git/commondir is protected`). What a commit writes (objects, refs, logs,
 //! index, `HEAD`'s contents, `packed-refs`, `ORIG_HEAD`, `COMMIT_EDITMSG`) is not sensitive and
 //! is left alone; a new repository is quarantined whole (its `HEAD`, or its `.git`), so a
@@ -71,8 +72,14 @@ enum Kind {
 pub struct Snapshot {
     roots: Vec<PathBuf>,
     paths: BTreeMap<PathBuf, (Kind, Version)>,
+    /// The contents and mode of the small regular files among them, to put back what a
+    /// command changed (a repository keeps working with its previous configuration).
+    contents: BTreeMap<PathBuf, (Vec<u8>, u32)>,
     incomplete: bool,
 }
+
+/// Files up to this size are kept in the snapshot so a changed one can be restored.
+const RESTORABLE_BYTES: u64 = 256 * 1024;
 
 /// One path moved aside after a command, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,10 +96,15 @@ impl Quarantined {
     #[must_use]
     pub fn message(&self) -> String {
         format!(
-            "talaria: {} is protected: the command {} it, and git on the host would run what it says; moved to {}",
+            "talaria: {} is protected: the command {} it, and git on the host would run what it says; moved to {}{}",
             self.relative.display(),
             if self.new { "created" } else { "changed" },
-            self.moved_to.display()
+            self.moved_to.display(),
+            if self.new {
+                ""
+            } else {
+                ", the previous version put back"
+            }
         )
     }
 }
@@ -127,7 +139,16 @@ impl Snapshot {
     }
 
     fn record(&mut self, path: PathBuf, kind: Kind) {
+        use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if kind == Kind::Content
+                && meta.is_file()
+                && meta.len() <= RESTORABLE_BYTES
+                && let Ok(bytes) = std::fs::read(&path)
+            {
+                self.contents
+                    .insert(path.clone(), (bytes, meta.permissions().mode() & 0o7777));
+            }
             self.paths.insert(path, (kind, Version::of(&meta)));
         }
     }
@@ -216,6 +237,9 @@ impl Snapshot {
             let Some(moved_to) = quarantine(&target) else {
                 continue;
             };
+            if !new && let Some((bytes, mode)) = self.contents.get(&target) {
+                restore(&target, bytes, *mode);
+            }
             let root = self
                 .roots
                 .iter()
@@ -276,6 +300,23 @@ fn quarantine(path: &Path) -> Option<PathBuf> {
         };
     }
     None
+}
+
+/// Puts `bytes` back at `path` (just moved aside, so nothing is there) with `mode`, never
+/// following a symlink a racing process might have put there.
+fn restore(path: &Path, bytes: &[u8], mode: u32) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o777)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot restore git metadata");
+    }
 }
 
 /// The report appended to a command's stderr: one line per quarantined path, and a line when

@@ -149,6 +149,7 @@ escape_cases! {
     git_worktrees,
     git_modules,
     git_new_nested_repo,
+    git_module_config_changed,
     git_commit_files,
     exec_plain_copy,
     no_new_privs,

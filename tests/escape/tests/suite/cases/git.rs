@@ -271,3 +271,56 @@ pub fn git_commit_files() -> Case {
         assert!(!marker(w).exists());
     })
 }
+
+pub fn git_module_config_changed() -> Case {
+    // An existing module's git directory (not mount-protected, unlike `.git/config`): its
+    // config is rewritten to run the program. It is moved aside and the previous config put
+    // back, so the module keeps working.
+    Case::new(Expect::Succeeds, |w| {
+        repo(w, &[]);
+        let module = w.ws.join(".git/modules/lib");
+        let staged = w.base.join("module-copy");
+        let copy = Command::new("cp")
+            .arg("-a")
+            .arg(w.ws.join(".git"))
+            .arg(&staged)
+            .status()
+            .unwrap();
+        assert!(copy.success());
+        std::fs::create_dir_all(w.ws.join(".git/modules")).unwrap();
+        std::fs::rename(&staged, &module).unwrap();
+        std::fs::create_dir_all(w.ws.join("lib")).unwrap();
+        std::fs::write(w.ws.join("lib/.git"), "gitdir: ../.git/modules/lib\n").unwrap();
+        let original = std::fs::read_to_string(module.join("config")).unwrap();
+        std::fs::write(w.base.join("original-config"), original).unwrap();
+        let config = w.ws(".git/modules/lib/config");
+        args(&["write-files", &format!("{config}={}", evil_config(w))])
+    })
+    .check(|w, ran| {
+        let dir = w.ws.join("lib");
+        for a in [&["status"][..], &["add", "-A"]] {
+            let _ = host_git(w, &dir, a);
+        }
+        assert!(
+            !marker(w).exists(),
+            "ESCAPE: git on the host ran the planted program (module config)"
+        );
+        assert!(
+            ran.finished
+                .stderr
+                .contains("talaria: .git/modules/lib/config is protected: the command changed it")
+                && ran
+                    .finished
+                    .stderr
+                    .contains("the previous version put back"),
+            "{}",
+            ran.finished.stderr
+        );
+        assert_eq!(
+            std::fs::read_to_string(w.ws.join(".git/modules/lib/config")).unwrap(),
+            std::fs::read_to_string(w.base.join("original-config")).unwrap()
+        );
+        let status = host_git(w, &dir, &["status", "--short"]);
+        assert!(status.status.success(), "{status:?}");
+    })
+}
