@@ -392,7 +392,11 @@ fn apply_usage(usage: &mut Usage, wire: &Value) {
     let read = n("cache_read_input_tokens");
     let created = n("cache_creation_input_tokens");
     if input.is_some() || read.is_some() || created.is_some() {
-        usage.prompt_tokens = input.unwrap_or(0) + read.unwrap_or(0) + created.unwrap_or(0);
+        // Saturating: the counts are the server's word, and u64::MAX must not panic.
+        usage.prompt_tokens = input
+            .unwrap_or(0)
+            .saturating_add(read.unwrap_or(0))
+            .saturating_add(created.unwrap_or(0));
         usage.cached_tokens = read.unwrap_or(0);
         usage.cache_write_tokens = created.unwrap_or(0);
     }
@@ -758,6 +762,24 @@ mod tests {
 
     use super::*;
     use talaria_core::ToolSpec;
+
+    /// Found by the fuzz harness: a `message_start` reporting `input_tokens` of u64::MAX
+    /// next to cached tokens overflowed (a panic in the agent's debug builds, a wrapped small
+    /// count in release).
+    #[test]
+    fn absurd_token_counts_saturate() {
+        let mut usage = Usage::default();
+        apply_usage(
+            &mut usage,
+            &json!({"input_tokens": u64::MAX, "cache_read_input_tokens": 4, "output_tokens": u64::MAX}),
+        );
+        assert_eq!(usage.prompt_tokens, u64::MAX);
+        assert_eq!(usage.cached_tokens, 4);
+        assert_eq!(usage.total(), u64::MAX);
+        let mut sum = usage;
+        sum.add(&usage);
+        assert_eq!(sum.completion_tokens, u64::MAX);
+    }
 
     #[test]
     fn base_url_with_or_without_v1_and_no_key_in_debug() {

@@ -41,10 +41,11 @@ impl Tally {
     fn add(&mut self, line: &UsageLine) {
         let u: &Usage = &line.usage;
         self.calls += line.calls;
-        self.prompt_tokens += u.prompt_tokens;
-        self.completion_tokens += u.completion_tokens;
-        self.cached_tokens += u.cached_tokens;
-        self.cache_write_tokens += u.cache_write_tokens;
+        // Stored counts are what providers reported: saturate rather than overflow.
+        self.prompt_tokens = self.prompt_tokens.saturating_add(u.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(u.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(u.cached_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(u.cache_write_tokens);
         if let Some(c) = line.cost {
             self.cost = Some(self.cost.unwrap_or(0.0) + c);
         }
@@ -190,7 +191,7 @@ pub async fn session_usage(store: &Store, id: &SessionId) -> anyhow::Result<Stri
     let t = &report.total;
     Ok(format!(
         "session {id}: {} tokens in {} model call(s), cost {}\n\n{}",
-        t.prompt_tokens + t.completion_tokens,
+        t.prompt_tokens.saturating_add(t.completion_tokens),
         t.calls,
         t.cost_text(),
         report.render(false)
