@@ -36,6 +36,7 @@ pub mod keys;
 pub mod limits;
 pub mod listen;
 pub mod openai;
+pub mod platforms;
 pub mod server;
 pub mod service;
 pub mod store;
@@ -60,6 +61,8 @@ pub use talaria_daemon::{Activity, Listener};
 
 use crate::api::Api;
 use crate::limits::KeyLimits;
+use crate::platforms::Registry;
+use crate::platforms::api::ApiPlatform;
 use crate::server::{Acceptor, Server};
 use crate::service::GatewayService;
 use crate::store::{Store, StoreError};
@@ -178,14 +181,20 @@ impl Gateway {
             stopping: stopping.child_token(),
         });
         let listening = Arc::new(AtomicBool::new(false));
+        // The platforms this gateway serves; chat platforms register here, each behind its
+        // Cargo feature.
+        let mut platforms = Registry::default();
+        platforms.register(Arc::new(ApiPlatform::new(
+            store.clone(),
+            Arc::clone(&listening),
+        )));
         bus.object_server()
             .at(
                 paths::GATEWAY,
                 GatewayService {
-                    store: store.clone(),
+                    platforms,
                     callers: config.callers.clone(),
                     activity: activity.clone(),
-                    listening: Arc::clone(&listening),
                 },
             )
             .await?;

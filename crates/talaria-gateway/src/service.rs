@@ -2,19 +2,16 @@
 //! messages to deliver (`Deliver`) and ask how its platforms are doing (`Status`).
 //!
 //! Every call is authorized from the caller's bus credentials ([`Callers`]): this process's
-//! uid, root and the users named with `--allow-user` (the agent and scheduler units). The
-//! only platform so far is `api`: a delivery to `api:NAME` is stored and fetched over HTTP
-//! with `GET /v1/deliveries?target=NAME`. Unknown platforms are refused, never dropped.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! uid, root and the users named with `--allow-user` (the agent and scheduler units). A target
+//! `platform:chat` goes to the registered platform of that name ([`crate::platforms`]); an
+//! unknown platform is refused with an error naming it and the registered ones, never dropped.
 
 use talaria_bus::VariantDict;
 use talaria_daemon::{Activity, Callers};
 use zbus::message::Header;
 use zbus::{Connection, OwnedVariant, Str, fdo, interface};
 
-use crate::store::{NewDelivery, Store, Stored};
+use crate::platforms::{Outbound, PlatformError, Registry};
 
 /// Longest text accepted for one delivery.
 pub const MAX_DELIVERY_BYTES: usize = 1 << 20;
@@ -22,11 +19,9 @@ pub const MAX_DELIVERY_BYTES: usize = 1 << 20;
 /// The `Gateway1` object.
 #[derive(Debug)]
 pub struct GatewayService {
-    pub store: Store,
+    pub platforms: Registry,
     pub callers: Callers,
     pub activity: Activity,
-    /// Whether the HTTP API is accepting connections.
-    pub listening: Arc<AtomicBool>,
 }
 
 fn option_str(options: &VariantDict, key: &str) -> fdo::Result<Option<String>> {
@@ -46,29 +41,19 @@ fn option_bool(options: &VariantDict, key: &str) -> fdo::Result<bool> {
     })
 }
 
-/// The `NAME` of an `api:NAME` target.
-fn api_target(target: &str) -> fdo::Result<&str> {
-    let Some((platform, name)) = target.split_once(':') else {
-        return Err(fdo::Error::InvalidArgs(format!(
-            "target {target:?} is not platform:chat-id"
-        )));
-    };
-    if platform != "api" {
-        return Err(fdo::Error::InvalidArgs(format!(
-            "target {target:?}: unknown platform {platform:?} (this gateway delivers to api:NAME only)"
-        )));
+/// A platform's refusal as the bus error a caller can act on.
+fn bus_error(error: PlatformError) -> fdo::Error {
+    match error {
+        PlatformError::NotATarget { .. }
+        | PlatformError::UnknownPlatform { .. }
+        | PlatformError::BadChat { .. }
+        | PlatformError::KeyReused { .. } => fdo::Error::InvalidArgs(error.to_string()),
+        PlatformError::Unsupported { .. } => fdo::Error::NotSupported(error.to_string()),
+        PlatformError::Store { platform, source } => {
+            tracing::error!(error = %source, platform, "cannot store a delivery");
+            fdo::Error::Failed(format!("{platform}: cannot store the delivery"))
+        }
     }
-    let valid = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-    if !valid {
-        return Err(fdo::Error::InvalidArgs(format!(
-            "target {target:?}: the name must be 1 to 128 letters, digits or _.:-"
-        )));
-    }
-    Ok(name)
 }
 
 #[interface(name = "org.talaria.Gateway1")]
@@ -84,7 +69,7 @@ impl GatewayService {
     ) -> fdo::Result<String> {
         let _busy = self.activity.busy();
         let uid = self.callers.check(connection, &header, "Deliver").await?;
-        api_target(&target)?;
+        let (platform, chat) = self.platforms.resolve(&target).map_err(bus_error)?;
         if text.len() > MAX_DELIVERY_BYTES {
             return Err(fdo::Error::InvalidArgs(format!(
                 "text is {} bytes; at most {MAX_DELIVERY_BYTES} are delivered",
@@ -99,36 +84,17 @@ impl GatewayService {
                 ))
             })?;
         }
-        let delivery = NewDelivery {
-            target: target.clone(),
+        let message = Outbound {
+            chat: chat.to_owned(),
             text,
             reply_to: option_str(&options, "reply_to")?,
             silent: option_bool(&options, "silent")?,
             caller_uid: uid,
             idempotency_key,
         };
-        let stored = self.store.add_delivery(delivery).await.map_err(|error| {
-            tracing::error!(%error, target, "cannot store a delivery");
-            fdo::Error::Failed(format!("cannot store the delivery to {target}"))
-        })?;
-        match stored {
-            Stored::New(id) => {
-                tracing::info!(target, delivery_id = id, uid, "delivery stored");
-                Ok(id.to_string())
-            }
-            Stored::Repeated(id) => {
-                tracing::info!(
-                    target,
-                    delivery_id = id,
-                    uid,
-                    "delivery repeated under its idempotency key; stored once"
-                );
-                Ok(id.to_string())
-            }
-            Stored::KeyReused(id) => Err(fdo::Error::InvalidArgs(format!(
-                "option idempotency_key was already used for delivery {id} with another target or text"
-            ))),
-        }
+        let id = platform.deliver(message).await.map_err(bus_error)?;
+        tracing::info!(target, delivery_id = id, uid, "delivered");
+        Ok(id)
     }
 
     #[zbus(out_args("platforms"))]
@@ -139,28 +105,16 @@ impl GatewayService {
     ) -> fdo::Result<VariantDict> {
         self.activity.touch();
         self.callers.check(connection, &header, "Status").await?;
-        let api = if self.listening.load(Ordering::SeqCst) {
-            "listening"
-        } else {
-            "stopped"
-        };
-        let mut platforms = VariantDict::new();
-        platforms.insert("api".into(), OwnedVariant::from(Str::from(api)));
-        Ok(platforms)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_api_targets_are_known() {
-        assert_eq!(api_target("api:inbox").unwrap(), "inbox");
-        let unknown = api_target("telegram:123").unwrap_err().to_string();
-        assert!(unknown.contains("telegram:123"), "{unknown}");
-        assert!(api_target("api:").is_err());
-        assert!(api_target("api:a/b").is_err());
-        assert!(api_target("nocolon").is_err());
+        Ok(self
+            .platforms
+            .status()
+            .into_iter()
+            .map(|(name, status)| {
+                (
+                    name.to_owned(),
+                    OwnedVariant::from(Str::from(status.as_str().to_owned())),
+                )
+            })
+            .collect())
     }
 }

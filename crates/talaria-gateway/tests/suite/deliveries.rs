@@ -68,7 +68,11 @@ async fn deliveries_to_api_targets_are_stored_and_fetched() {
         .unwrap_err();
     let (name, message) = talaria_bus::error_parts(&error).unwrap();
     assert_eq!(name, "org.freedesktop.DBus.Error.InvalidArgs");
-    assert!(message.contains("telegram:42"), "{message}");
+    // The error names the target, the unknown platform and the ones this gateway has.
+    assert_eq!(
+        message,
+        r#"target "telegram:42": unknown platform "telegram" (this gateway has: api)"#
+    );
 
     let status = gateway.status().await.unwrap();
     assert_eq!(String::try_from(&*status["api"]).unwrap(), "listening");
