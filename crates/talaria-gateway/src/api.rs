@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use crate::keys::{ApiKeys, KeyId};
 use crate::limits::KeyLimits;
 use crate::openai::{ApiError, ChatRequest, Completion};
+use crate::platforms::{self, Person, Source};
 use crate::server::BodyTimeout;
 use crate::store::{
     Accepted, FailureCode, NewRequest, Outcome, RequestState, Store, StoredFailure,
@@ -374,7 +375,15 @@ async fn chat_completions(
         .store
         .accept(NewRequest {
             request_id: format!("req-{}", random_hex()?),
-            key_id: key.as_str().to_owned(),
+            // The HTTP API's person is its API key; its source, the session.
+            person: Person {
+                platform: platforms::api::NAME.to_owned(),
+                user: key.as_str().to_owned(),
+            },
+            source: Source {
+                platform: platforms::api::NAME.to_owned(),
+                chat: session_key.clone(),
+            },
             idempotency_key: idempotency_key.clone(),
             session_key,
             create_session,
@@ -602,7 +611,10 @@ async fn request_status(
         .store
         .request(&request_id)
         .await?
-        .filter(|record| record.row.key_id == key.as_str())
+        .filter(|record| {
+            record.row.person.platform == platforms::api::NAME
+                && record.row.person.user == key.as_str()
+        })
         .ok_or_else(not_found)?;
     let (answer, finish_reason, error) = match &record.outcome {
         Some(Outcome::Answered(answer)) => (

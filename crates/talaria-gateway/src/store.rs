@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::platforms::{Person, Source};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use talaria_store::database::{Database, Durability, Legacy, Migration, OpenOptions, Schema};
 
@@ -40,6 +41,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "idempotency keys of deliveries",
         apply: v2_delivery_keys,
     },
+    Migration {
+        version: 3,
+        name: "platform-neutral person and source in the inbox",
+        apply: v3_person_and_source,
+    },
 ];
 
 fn v1_inbox_outbox(conn: &Connection) -> rusqlite::Result<()> {
@@ -48,6 +54,10 @@ fn v1_inbox_outbox(conn: &Connection) -> rusqlite::Result<()> {
 
 fn v2_delivery_keys(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(V2)
+}
+
+fn v3_person_and_source(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(V3)
 }
 
 const V1: &str = r"
@@ -105,6 +115,22 @@ const V2: &str = r"
 ALTER TABLE deliveries ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX deliveries_idempotency ON deliveries (caller_uid, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+";
+
+/// The inbox names who asked and where from in every platform's terms — a person (platform,
+/// user id) and a source (platform, chat) — instead of an API key id. Every existing row came
+/// from the HTTP API: its key id becomes the person `api`/key id and its session the source
+/// `api`/session key. Idempotency keys are scoped to the person.
+const V3: &str = r"
+ALTER TABLE inbox ADD COLUMN person_platform TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE inbox ADD COLUMN person_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE inbox ADD COLUMN source_platform TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE inbox ADD COLUMN source_chat TEXT NOT NULL DEFAULT '';
+UPDATE inbox SET person_id = key_id, source_chat = session_key;
+DROP INDEX inbox_idempotency;
+CREATE UNIQUE INDEX inbox_idempotency ON inbox (person_platform, person_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+ALTER TABLE inbox DROP COLUMN key_id;
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +273,10 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct NewRequest {
     pub request_id: String,
-    pub key_id: String,
+    /// Who asked: for the HTTP API, `api` and the API key's id.
+    pub person: Person,
+    /// Where from: for the HTTP API, `api` and the session key.
+    pub source: Source,
     pub idempotency_key: Option<String>,
     pub session_key: String,
     /// The session is new: the gateway created its key for this request.
@@ -260,7 +289,8 @@ pub struct NewRequest {
 #[derive(Debug, Clone)]
 pub struct InboxRow {
     pub request_id: String,
-    pub key_id: String,
+    pub person: Person,
+    pub source: Source,
     pub idempotency_key: Option<String>,
     pub session_key: String,
     pub create_session: bool,
@@ -328,16 +358,25 @@ pub struct Store {
     db: Database,
 }
 
-const INBOX_COLUMNS: &str = "inbox.request_id, inbox.key_id, inbox.idempotency_key, \
+const INBOX_COLUMNS: &str = "inbox.request_id, inbox.person_platform, inbox.idempotency_key, \
     inbox.session_key, inbox.create_session, inbox.text, inbox.model, inbox.state, \
-    inbox.created_at";
+    inbox.created_at, inbox.person_id, inbox.source_platform, inbox.source_chat";
+/// How many columns [`INBOX_COLUMNS`] has: what a query selects after them starts here.
+const INBOX_WIDTH: usize = 12;
 
 fn inbox_row(row: &Row<'_>) -> rusqlite::Result<(InboxRow, String)> {
     let state: String = row.get(7)?;
     Ok((
         InboxRow {
             request_id: row.get(0)?,
-            key_id: row.get(1)?,
+            person: Person {
+                platform: row.get(1)?,
+                user: row.get(9)?,
+            },
+            source: Source {
+                platform: row.get(10)?,
+                chat: row.get(11)?,
+            },
             idempotency_key: row.get(2)?,
             session_key: row.get(3)?,
             create_session: row.get(4)?,
@@ -398,13 +437,13 @@ fn record(conn: &Connection, request_id: &str) -> Result<Option<RequestRecord>, 
         .query_row(&sql, [request_id], |row| {
             Ok((
                 inbox_row(row)?,
-                row.get::<_, Option<String>>(9)?,
-                row.get::<_, Option<String>>(10)?,
-                row.get::<_, Option<String>>(11)?,
-                row.get::<_, Option<String>>(12)?,
-                row.get::<_, Option<String>>(13)?,
-                row.get::<_, Option<i64>>(14)?,
-                row.get::<_, Option<i64>>(15)?,
+                row.get::<_, Option<String>>(INBOX_WIDTH)?,
+                row.get::<_, Option<String>>(INBOX_WIDTH + 1)?,
+                row.get::<_, Option<String>>(INBOX_WIDTH + 2)?,
+                row.get::<_, Option<String>>(INBOX_WIDTH + 3)?,
+                row.get::<_, Option<String>>(INBOX_WIDTH + 4)?,
+                row.get::<_, Option<i64>>(INBOX_WIDTH + 5)?,
+                row.get::<_, Option<i64>>(INBOX_WIDTH + 6)?,
             ))
         })
         .optional()?;
@@ -465,8 +504,9 @@ impl Store {
             if let Some(idem) = &request.idempotency_key {
                 let existing: Option<String> = tx
                     .query_row(
-                        "SELECT request_id FROM inbox WHERE key_id = ?1 AND idempotency_key = ?2",
-                        params![request.key_id, idem],
+                        "SELECT request_id FROM inbox WHERE person_platform = ?1 \
+                         AND person_id = ?2 AND idempotency_key = ?3",
+                        params![request.person.platform, request.person.user, idem],
                         |row| row.get(0),
                     )
                     .optional()?;
@@ -481,12 +521,16 @@ impl Store {
             }
             let now = now_ms();
             tx.execute(
-                "INSERT INTO inbox (request_id, key_id, idempotency_key, session_key, \
-                 create_session, text, model, state, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received', ?8, ?8)",
+                "INSERT INTO inbox (request_id, person_platform, person_id, source_platform, \
+                 source_chat, idempotency_key, session_key, create_session, text, model, state, \
+                 created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'received', ?11, ?11)",
                 params![
                     request.request_id,
-                    request.key_id,
+                    request.person.platform,
+                    request.person.user,
+                    request.source.platform,
+                    request.source.chat,
                     request.idempotency_key,
                     request.session_key,
                     request.create_session,
@@ -499,13 +543,14 @@ impl Store {
                 tx.execute(
                     "INSERT OR IGNORE INTO sessions (session_key, key_id, created_at) \
                      VALUES (?1, ?2, ?3)",
-                    params![request.session_key, request.key_id, now],
+                    params![request.session_key, request.person.user, now],
                 )?;
             }
             tx.commit()?;
             Ok(Accepted::New(InboxRow {
                 request_id: request.request_id,
-                key_id: request.key_id,
+                person: request.person,
+                source: request.source,
                 idempotency_key: request.idempotency_key,
                 session_key: request.session_key,
                 create_session: request.create_session,
@@ -531,7 +576,8 @@ impl Store {
         self.call(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT request_id FROM inbox WHERE key_id = ?1 AND idempotency_key = ?2",
+                    "SELECT request_id FROM inbox WHERE person_platform = 'api' \
+                     AND person_id = ?1 AND idempotency_key = ?2",
                     params![key_id, idempotency_key],
                     |row| row.get(0),
                 )
@@ -767,7 +813,14 @@ mod tests {
     fn request(id: &str, idem: Option<&str>) -> NewRequest {
         NewRequest {
             request_id: id.into(),
-            key_id: "k1".into(),
+            person: Person {
+                platform: "api".into(),
+                user: "k1".into(),
+            },
+            source: Source {
+                platform: "api".into(),
+                chat: "api:s1".into(),
+            },
             idempotency_key: idem.map(str::to_owned),
             session_key: "api:s1".into(),
             create_session: true,
@@ -790,7 +843,7 @@ mod tests {
         };
         assert_eq!(again.row.request_id, "r1");
         let mut other_key = request("r3", Some("idem"));
-        other_key.key_id = "k2".into();
+        other_key.person.user = "k2".into();
         assert!(matches!(
             store.accept(other_key).await.unwrap(),
             Accepted::New(_)
@@ -878,7 +931,23 @@ mod tests {
             .unwrap();
         }
         let store = Store::open(dir.path()).await.unwrap();
-        assert_eq!(store.pending().await.unwrap().len(), 1);
+        let pending = store.pending().await.unwrap();
+        assert_eq!(pending.len(), 1);
+        // v3 keeps the row: its API key id became the person, its session the source.
+        assert_eq!(
+            pending[0].person,
+            Person {
+                platform: "api".into(),
+                user: "k".into()
+            }
+        );
+        assert_eq!(
+            pending[0].source,
+            Source {
+                platform: "api".into(),
+                chat: "s".into()
+            }
+        );
         drop(store);
         let id: i32 = Connection::open(dir.path().join(DB_FILE))
             .unwrap()

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::outcome_of;
 use crate::keys::ApiKeys;
 use crate::limits::TurnSlot;
+use crate::platforms;
 use crate::store::{
     FailureCode, InboxRow, Outcome, RequestState, Store, StoreError, StoredFailure,
 };
@@ -214,16 +215,18 @@ impl Turns {
             text: &row.text,
             create: row.create_session,
             model: row.model.as_deref(),
-            // Who the agent is talking to: the API key's id, so each key holder has their own
-            // USER memory and search scope.
-            user: Some(&row.key_id),
+            // Who the agent is talking to: the person's id on their platform (for the HTTP API,
+            // the key's id), so each has their own USER memory and search scope.
+            user: Some(&row.person.user),
             on_behalf_of: None,
             // The owner's own (trusted) key is the owner: the profile as written, memory and
             // skill writes direct. Any other key holder is someone the owner let in: their tool
             // calls run narrowed and their writes wait for approval. Asked at every submission,
             // so a key no longer trusted (or removed) stops being the owner at once; the agent
             // never widens a session it already narrowed.
-            surface: if context.keys.is_trusted(&row.key_id) {
+            surface: if row.person.platform == platforms::api::NAME
+                && context.keys.is_trusted(&row.person.user)
+            {
                 Surface::Owner
             } else {
                 Surface::AllowlistedUser
@@ -326,7 +329,8 @@ pub fn unsendable(row: &InboxRow) -> Option<StoredFailure> {
         ("session key", Some(row.session_key.as_str())),
         ("model", row.model.as_deref()),
         ("request id", Some(row.request_id.as_str())),
-        ("key id", Some(row.key_id.as_str())),
+        ("person", Some(row.person.user.as_str())),
+        ("source", Some(row.source.chat.as_str())),
     ];
     fields.into_iter().find_map(|(field, value)| {
         let at = nul_at(value?)?;

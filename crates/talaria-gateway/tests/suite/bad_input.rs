@@ -173,7 +173,14 @@ async fn an_unsendable_row_in_the_inbox_fails_once_and_restarts_survive_it() {
         store
             .accept(NewRequest {
                 request_id: "req-poison".into(),
-                key_id: key_id.as_str().to_owned(),
+                person: talaria_gateway::platforms::Person {
+                    platform: "api".into(),
+                    user: key_id.as_str().to_owned(),
+                },
+                source: talaria_gateway::platforms::Source {
+                    platform: "api".into(),
+                    chat: "api:poison".into(),
+                },
                 idempotency_key: None,
                 session_key: "api:poison".into(),
                 create_session: true,

@@ -43,7 +43,14 @@ async fn gateway_db(state: &Path) -> PathBuf {
         store
             .accept(NewRequest {
                 request_id: format!("req-{i}"),
-                key_id: "k".into(),
+                person: talaria_gateway::platforms::Person {
+                    platform: "api".into(),
+                    user: "k".into(),
+                },
+                source: talaria_gateway::platforms::Source {
+                    platform: "api".into(),
+                    chat: format!("api:s{i}"),
+                },
                 idempotency_key: None,
                 session_key: format!("api:s{i}"),
                 create_session: true,
