@@ -19,6 +19,8 @@ use talaria_oci::{ContainerCommand, ContainerPlan};
 use talaria_policy::{BackendSchema, SettingKind, SettingSpec};
 use tokio_util::sync::CancellationToken;
 
+use talaria_sandbox::fileops::{self, FileOp, FileOpError};
+
 use super::{Backend, BackendError, HelperCommand, Host, Job, Registration, file_name_of};
 use crate::process::{ExitKind, Finished, ProcessError};
 
@@ -151,24 +153,34 @@ impl Backend for OciBackend {
         cancel: &CancellationToken,
     ) -> Result<CommandOutcome, BackendError> {
         let refused = BackendError::Refused;
-        if job.spec.builtin.is_some() {
-            // The container holds no Talaria binary to carry a file request out inside it, and
-            // reading its files from the host would bypass it: refused, never run elsewhere.
-            return Err(BackendError::Unsupported {
-                what: "the read tools' file requests (map read_file, search_files and patch to a landlock profile in tools.toml)",
-            });
-        }
         let Some(rootfs) = job.settings.path("rootfs") else {
             return Err(refused("the profile sets no backend.oci.rootfs".to_owned()));
         };
+        let read = match &job.spec.builtin {
+            None => None,
+            Some(FileOp::Read { path, max_bytes }) => Some((
+                fileops::normalize(path).map_err(|e| refused(e.to_string()))?,
+                *max_bytes,
+            )),
+            // A walk needs the helper's own code, which the container does not hold, and
+            // walking from the host would bypass the container: refused, never run elsewhere.
+            Some(FileOp::Search(_)) => {
+                return Err(BackendError::Unsupported {
+                    what: "search_files (map it to a landlock profile in tools.toml, or search with the terminal: grep -rn)",
+                });
+            }
+        };
         let session_id = job.session.as_str();
         let plan = ContainerPlan::from_spec(&job.spec, rootfs, &job.workspace, &job.scratch);
-        let command = ContainerCommand::from_spec(
+        let mut command = ContainerCommand::from_spec(
             &job.spec,
             job.stdin.clone(),
             job.timeout,
             job.output_limit,
         );
+        if let Some((path, max_bytes)) = &read {
+            command.argv = read_in_container(path, *max_bytes, &job.profile);
+        }
         let session = self
             .session(session_id)
             .map_err(|e| refused(e.to_string()))?;
@@ -205,13 +217,32 @@ impl Backend for OciBackend {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .map_err(|e| refused(format!("the container helper sent invalid output: {e}")))
         };
+        let mut exit = match report.exit {
+            Exit::Code(code) => ExitKind::Code(code),
+            Exit::Signal(signal) => ExitKind::Signal(signal),
+        };
+        let mut stderr = text(report.stderr())?;
+        let stdout = match &read {
+            Some((path, max_bytes)) if exit == ExitKind::Code(0) => {
+                let bytes = report.stdout().map_err(|e| {
+                    refused(format!("the container helper sent invalid output: {e}"))
+                })?;
+                match read_answer(bytes, path, *max_bytes) {
+                    Ok(json) => json,
+                    Err(refusal) => {
+                        // Refused like the local helper refuses: its exit status and line.
+                        exit = ExitKind::Code(fileops::EXIT_FILE_REFUSED);
+                        stderr = format!("{} {refusal}\n", fileops::REFUSAL_PREFIX);
+                        String::new()
+                    }
+                }
+            }
+            _ => text(report.stdout())?,
+        };
         let finished = Finished {
-            stdout: text(report.stdout())?,
-            stderr: text(report.stderr())?,
-            exit: match report.exit {
-                Exit::Code(code) => ExitKind::Code(code),
-                Exit::Signal(signal) => ExitKind::Signal(signal),
-            },
+            stdout,
+            stderr,
+            exit,
             timed_out: report.timed_out,
             dropped_bytes: report.dropped,
             duration: Duration::from_millis(report.duration_ms),
@@ -227,4 +258,57 @@ impl Backend for OciBackend {
             talaria_oci::client::terminate(pid);
         }
     }
+}
+
+/// What `read_file` runs inside the container, where the Talaria helper does not exist: the
+/// same refusals by name (`/proc`, `/sys`, `/dev`, missing, a directory, anything but a regular
+/// file), then the size on the first line and at most `max_bytes` of the file. The container's
+/// mounts are the profile's roots, so what it can open is what the profile lists; a file swapped
+/// for a FIFO between the check and the read blocks until the command's timeout, never longer.
+fn read_in_container(path: &std::path::Path, max_bytes: u64, profile: &str) -> Vec<String> {
+    const SCRIPT: &str = r#"p=$1 max=$2 profile=$3
+fail() { echo "talaria-file: \`$p\` $1" >&2; exit 2; }
+case "$p" in
+/proc|/proc/*) fail "is under /proc, which read tools never open or walk" ;;
+/sys|/sys/*) fail "is under /sys, which read tools never open or walk" ;;
+/dev|/dev/*) fail "is under /dev, which read tools never open or walk" ;;
+esac
+[ -e "$p" ] || fail "does not exist"
+[ -d "$p" ] && fail "is a directory; use search_files or \`ls\` to list it"
+[ -f "$p" ] || fail "is not a regular file: read tools read regular files only"
+[ -r "$p" ] || fail "is not readable under profile $profile: permission denied"
+size=$(wc -c < "$p") || fail "cannot be read under profile $profile"
+echo $size
+exec head -c "$max" -- "$p""#;
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        SCRIPT.into(),
+        "talaria-read".into(),
+        path.to_string_lossy().into_owned(),
+        max_bytes.to_string(),
+        profile.to_owned(),
+    ]
+}
+
+/// The [`fileops::FileText`] JSON for what [`read_in_container`] printed, or why it is not an
+/// answer (binary, not UTF-8, no size line).
+fn read_answer(stdout: Vec<u8>, path: &std::path::Path, max_bytes: u64) -> Result<String, String> {
+    let no_size = || {
+        format!(
+            "cannot read `{}`: the container's answer has no size",
+            path.display()
+        )
+    };
+    let newline = stdout
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(no_size)?;
+    let size = std::str::from_utf8(&stdout[..newline])
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .ok_or_else(no_size)?;
+    let text = fileops::text_of(stdout[newline + 1..].to_vec(), size, path, max_bytes)
+        .map_err(|e: FileOpError| e.to_string())?;
+    serde_json::to_string(&text).map_err(|e| e.to_string())
 }

@@ -459,7 +459,22 @@ pub fn read_text(
     path: &Path,
     max_bytes: u64,
 ) -> Result<FileText, FileOpError> {
-    let mut bytes = read_at_most(file, max_bytes, path)?;
+    text_of(read_at_most(file, max_bytes, path)?, size, path, max_bytes)
+}
+
+/// The answer for the first `max_bytes` of a file of `size` bytes (cut back to a whole
+/// character), refused when it is binary or not UTF-8 — for bytes read elsewhere too (inside a
+/// container).
+///
+/// # Errors
+/// [`FileOpError::Binary`] and [`FileOpError::NotText`].
+pub fn text_of(
+    mut bytes: Vec<u8>,
+    size: u64,
+    path: &Path,
+    max_bytes: u64,
+) -> Result<FileText, FileOpError> {
+    bytes.truncate(usize::try_from(max_bytes).unwrap_or(usize::MAX));
     let truncated = size > max_bytes;
     if bytes.iter().take(BINARY_PROBE_BYTES).any(|b| *b == 0) {
         return Err(FileOpError::Binary {
