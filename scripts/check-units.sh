@@ -101,6 +101,23 @@ for unit in "$rendered"/user/*; do
     echo "user/$(basename "$unit"): verified"
 done
 
+# The --user units' state goes under ~/.local/state on every systemd: StateDirectory= of a user
+# unit is ~/.config on systemd 252. Seeing where a unit's state really lands needs a running
+# user manager, so the rule is checked on the rendered files: no StateDirectory=, and the
+# directory the daemon is told (STATE_DIRECTORY) is the one made and the one opened for writing.
+for unit in "$rendered"/user/*.service; do
+    name=$(basename "$unit")
+    grep -q '^StateDirectory=' "$unit" && fail "$name: StateDirectory= in a --user unit lands in ~/.config on systemd 252"
+    state=$(sed -n 's/^Environment=STATE_DIRECTORY=//p' "$unit")
+    case "$state" in
+        %h/.local/state/*) ;;
+        *) fail "$name: STATE_DIRECTORY is ${state:-unset}, not under %h/.local/state"; continue ;;
+    esac
+    grep -qxF "ExecStartPre=+/bin/mkdir -p -m 0700 $state" "$unit" || fail "$name: $state is not made before the sandbox"
+    grep -qxF "ReadWritePaths=$state" "$unit" || fail "$name: $state is not writable in the sandbox"
+    echo "user/$name: state in $state"
+done
+
 # -- 3. security -------------------------------------------------------------------------------
 section "systemd-analyze security --offline=yes"
 score_of() { # SCOPE-FLAGS... UNIT: prints the overall exposure, or nothing

@@ -23,6 +23,16 @@ ensure_build_tools() {
     fi
 }
 
+# The lint gate (`cargo fmt --check`, `cargo clippy`): a minimal rustup profile has neither.
+ensure_lint_tools() {
+    local missing=()
+    cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v rustup >/dev/null 2>&1 || { echo "please install: ${missing[*]}" >&2; return 1; }
+    rustup component add "${missing[@]}"
+}
+
 ensure_test_tools() {
     command -v bash >/dev/null 2>&1 || apt_install bash
     # talaria-oci's tests build a busybox root filesystem for the containers they start.

@@ -19,15 +19,11 @@ impl TalariaHome {
     /// # Errors
     /// When neither variable is set, with a message saying which to set.
     pub fn from_env() -> Result<Self, String> {
-        if let Some(dir) = std::env::var_os("TALARIA_HOME").filter(|v| !v.is_empty()) {
-            return Ok(Self::new(dir));
-        }
-        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            Some(home) => Ok(Self::new(Path::new(&home).join(".talaria"))),
-            None => {
-                Err("neither TALARIA_HOME nor HOME is set: set TALARIA_HOME to a directory".into())
-            }
-        }
+        talaria_core::home::talaria_home()
+            .map(Self::new)
+            .ok_or_else(|| {
+                "neither TALARIA_HOME nor HOME is set: set TALARIA_HOME to a directory".into()
+            })
     }
 
     pub fn root(&self) -> &Path {

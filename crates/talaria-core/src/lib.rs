@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod exit;
+pub mod home;
 pub mod message;
 pub mod person;
 pub mod provider;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub mod lifecycle;
 mod private_bus;
 
 pub use private_bus::{ALLOW_ALL_USERS, PrivateBus};
@@ -59,18 +60,10 @@ impl DaemonArgs {
 /// the units' shared `StateDirectory=` (`$STATE_DIRECTORY`), else `$TALARIA_HOME`, else
 /// `~/.talaria` (the same home `talaria chat` uses).
 pub fn unit_home() -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
     if let Some(state) = first_state_directory() {
         return Some(state.join("home"));
     }
-    std::env::var_os("TALARIA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".talaria"))
-        })
+    talaria_core::home::talaria_home()
 }
 
 /// Where sessions started over the bus work (the policies' `${workspace}`) when no flag says:
@@ -106,18 +99,10 @@ pub async fn bus_closed(connection: &Connection) {
 /// `StateDirectory=` (`$STATE_DIRECTORY`), else `$TALARIA_HOME/<subdir>`, else
 /// `~/.talaria/<subdir>` (an empty `subdir` means the home itself).
 pub fn default_state_dir(subdir: &str) -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
     if let Some(first) = first_state_directory() {
         return Some(first);
     }
-    let home = std::env::var_os("TALARIA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".talaria"))
-        })?;
+    let home = talaria_core::home::talaria_home()?;
     Some(if subdir.is_empty() {
         home
     } else {
@@ -697,10 +682,8 @@ mod tests {
             rlim_max: 0,
         };
         // SAFETY: getrlimit(2) into a local.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
+        let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+        assert_eq!(read, 0);
         assert_eq!(raise_open_files(u64::MAX).unwrap(), limit.rlim_max);
         assert_eq!(
             raise_open_files(1).unwrap(),

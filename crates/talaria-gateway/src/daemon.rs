@@ -95,17 +95,7 @@ pub fn fit_open_files(limits: &mut crate::HttpLimits) {
 /// `$STATE_DIRECTORY` (its first entry), else `$TALARIA_HOME/gateway`, else
 /// `~/.talaria/gateway`.
 pub fn default_state_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dirs) = var("STATE_DIRECTORY") {
-        let dirs = dirs.to_string_lossy().into_owned();
-        if let Some(first) = dirs.split(':').find(|d| !d.is_empty()) {
-            return Some(PathBuf::from(first));
-        }
-    }
-    if let Some(home) = var("TALARIA_HOME") {
-        return Some(PathBuf::from(home).join("gateway"));
-    }
-    var("HOME").map(|home| PathBuf::from(home).join(".talaria").join("gateway"))
+    talaria_daemon::default_state_dir("gateway")
 }
 
 impl Args {

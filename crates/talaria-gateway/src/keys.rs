@@ -42,11 +42,68 @@ pub enum KeyError {
         line: usize,
         len: usize,
     },
-    #[error("cannot read API keys from {path}: {error}")]
+    #[error("cannot read API keys from {}: {error}", path.display())]
     Read {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("cannot write a new API key to {}: {error}", path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("no randomness for a new API key: {0}")]
+    Random(String),
+}
+
+/// The keys `talaria serve` uses: [`ApiKeys::from_environment`] when it finds any (then no
+/// file), else the key in `<state_dir>/api-key`, generated there once (24 random bytes in hex
+/// after `tal-`, mode 0600) when the file does not exist yet; that key is the owner's and
+/// trusted. Returns the file when a key came from it, so the caller can say where it is.
+///
+/// # Errors
+/// A bad key in the environment, an unreadable or unwritable key file, no randomness.
+pub fn environment_or_generated(state_dir: &Path) -> Result<(ApiKeys, Option<PathBuf>), KeyError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match ApiKeys::from_environment() {
+        Ok(keys) => return Ok((keys, None)),
+        Err(KeyError::Missing) => {}
+        Err(e) => return Err(e),
+    }
+    let path = state_dir.join("api-key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(key) => key.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0_u8; 24];
+            getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+            let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let key = format!("tal-{key}");
+            let write = |error| KeyError::Write {
+                path: path.clone(),
+                error,
+            };
+            std::fs::create_dir_all(state_dir).map_err(write)?;
+            // Created 0600, never readable by others even for an instant.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut file| file.write_all(format!("{key}\n").as_bytes()))
+                .map_err(write)?;
+            key
+        }
+        Err(error) => {
+            return Err(KeyError::Read {
+                path: path.clone(),
+                error,
+            });
+        }
+    };
+    // The key serve made for its owner is the owner's own: trusted.
+    let keys = ApiKeys::parse(&key, &path.display().to_string())?.all_trusted();
+    Ok((keys, Some(path)))
 }
 
 /// The id of an API key: the first 16 bytes of its SHA-256 digest, in hex. Safe to store and

@@ -43,35 +43,6 @@ fn private_bus(dir: &Path) -> anyhow::Result<PrivateBus> {
     Ok(PrivateBus::start(dir, "")?)
 }
 
-/// The gateway key: `$TALARIA_GATEWAY_KEY` or the credential if set, else one generated once
-/// and kept in `<home>/gateway/api-key` (mode 0600) and printed on start. The generated key is
-/// the owner's and trusted; configured ones are trusted when their line says `trusted KEY`.
-fn gateway_keys(state_dir: &Path) -> anyhow::Result<(talaria_gateway::ApiKeys, Option<PathBuf>)> {
-    match talaria_gateway::ApiKeys::from_environment() {
-        Ok(keys) => return Ok((keys, None)),
-        Err(talaria_gateway::KeyError::Missing) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let path = state_dir.join("api-key");
-    let key = match std::fs::read_to_string(&path) {
-        Ok(key) => key.trim().to_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0_u8; 24];
-            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            let key = format!("tal-{key}");
-            std::fs::create_dir_all(state_dir)?;
-            std::fs::write(&path, format!("{key}\n"))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            key
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    // The key serve made for its owner is the owner's own: trusted (see talaria_gateway::keys).
-    let keys = talaria_gateway::ApiKeys::parse(&key, &path.display().to_string())?.all_trusted();
-    Ok((keys, Some(path)))
-}
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let home: TalariaHome = context::home()?;
     home.ensure()
@@ -124,7 +95,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         talaria_scheduler::Scheduler::start(scheduler_config, target.builder()?, activity.clone())
             .await?;
     let gateway_dir = home.root().join("gateway");
-    let (keys, key_file) = gateway_keys(&gateway_dir)?;
+    let (keys, key_file) = talaria_gateway::keys::environment_or_generated(&gateway_dir)?;
     let gateway_bus = target.builder()?.build().await?;
     let mut gateway_config = talaria_gateway::GatewayConfig::new(gateway_dir, keys);
     gateway_config.limits = args.http_limits.limits().map_err(anyhow::Error::msg)?;

@@ -87,6 +87,14 @@ impl LandlockBackend {
                 Ok(())
             });
         }
+        // The helper (and with it the command: the helper's children get the same signal)
+        // dies with this process, even when it is SIGKILLed and `kill_on_drop` never runs.
+        // Spawned from the runtime's async tasks, never from `spawn_blocking`, whose threads
+        // exit while the command may still run (see `talaria_daemon::lifecycle`).
+        // SAFETY: the hook only calls prctl(2) and getppid(2), which are async-signal-safe.
+        unsafe {
+            command.pre_exec(talaria_daemon::lifecycle::die_with_parent(libc::SIGKILL));
+        }
         Ok(command)
     }
 }

@@ -92,3 +92,125 @@ async fn serve_answers_over_http_with_a_sandboxed_tool_and_stops_on_ctrl_c() {
     );
     assert!(http(port, "GET", "/healthz", "", "").await.is_none());
 }
+
+/// Every live descendant of `pid` (from `/proc`), zombies excluded.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let mut rest = stat[stat.rfind(')').unwrap() + 1..].split_whitespace();
+        if rest.next() == Some("Z") {
+            continue;
+        }
+        parents.insert(child, rest.next().unwrap().parse::<u32>().unwrap());
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| **p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .next()
+            != Some("Z")
+    })
+}
+
+async fn start_serve(env: &Env, port: u16) -> tokio::process::Child {
+    let serve = env
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("TALARIA_GATEWAY_KEY", KEY)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while http(port, "GET", "/healthz", "", "").await.map(|r| r.0) != Some(200) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serve
+}
+
+/// SIGKILL of `talaria serve` leaves none of its children (the private dbus-daemon dies with
+/// it); a dbus-daemon left by an earlier crash (one that forked away, without the death
+/// signal, its pid in `run/bus.pid`) is stopped when serve starts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_killed_leaves_no_child_and_a_stale_bus_is_reaped_at_start() {
+    let env = Env::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut serve = start_serve(&env, port).await;
+    let serve_pid = serve.id().unwrap();
+    let children = descendants(serve_pid);
+    let recorded = std::fs::read_to_string(env.home_path().join("run/bus.pid")).unwrap();
+    let bus_pid: u32 = recorded.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(children.contains(&bus_pid), "{children:?} {recorded}");
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(serve_pid as i32, libc::SIGKILL) };
+    serve.wait().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while children.iter().any(|c| alive(*c)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left running after SIGKILL of serve: {:?}",
+            children.iter().filter(|c| alive(**c)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A crash of an older build: its dbus-daemon forked away (no death signal) and outlived it.
+    let config = env.home_path().join("run/bus.conf");
+    let stale = std::process::Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--fork", "--nopidfile", "--print-pid=1"])
+        .output()
+        .unwrap();
+    assert!(stale.status.success(), "{stale:?}");
+    let stale_pid: u32 = String::from_utf8_lossy(&stale.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(stale_pid));
+    std::fs::write(
+        env.home_path().join("run/bus.pid"),
+        format!("{stale_pid} {serve_pid}\n"),
+    )
+    .unwrap();
+
+    let mut serve = start_serve(&env, port).await;
+    assert!(
+        !alive(stale_pid),
+        "the stale dbus-daemon {stale_pid} is still running"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(serve.id().unwrap() as i32, libc::SIGINT) };
+    let status = tokio::time::timeout(Duration::from_secs(60), serve.wait())
+        .await
+        .expect("serve did not stop")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
