@@ -44,9 +44,9 @@ pub struct Endpoint {
     pub provider: Provider,
     pub base_url: String,
     pub model: Option<String>,
-    pub api_key: Option<Secret>,
+    pub api_key: Option<SourcedKey>,
     /// More keys of the same provider (`model.api_key_env = "K1,K2"`), rotated to on 429/402/401.
-    pub extra_keys: Vec<Secret>,
+    pub extra_keys: Vec<SourcedKey>,
     /// `[[model.fallback]]`, resolved, in order.
     pub fallbacks: Vec<Fallback>,
 }
@@ -58,7 +58,24 @@ pub struct Fallback {
     pub base_url: String,
     pub model: String,
     /// The key pool; empty for a provider that needs none.
-    pub keys: Vec<Secret>,
+    pub keys: Vec<SourcedKey>,
+}
+
+/// An API key and where it came from (a flag, a variable, a credential, a config key), so a
+/// rejected key's error names the place to fix — the one actually used.
+#[derive(Debug, Clone)]
+pub struct SourcedKey {
+    pub secret: Secret,
+    pub source: String,
+}
+
+impl SourcedKey {
+    fn new(secret: impl Into<String>, source: impl Into<String>) -> Self {
+        Self {
+            secret: Secret::new(secret),
+            source: source.into(),
+        }
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -138,16 +155,26 @@ pub fn resolve(
         provider.check_model(model, key)?;
     }
 
+    let from_var = |var: &str| env(var).map(|key| SourcedKey::new(key, var));
     let api_key = args
         .api_key
         .clone()
-        .or_else(|| env("TALARIA_API_KEY"))
-        .or_else(credential_key)
-        .or_else(|| pool_vars(model_config).iter().find_map(|v| env(v)))
-        .or_else(|| provider.api_key_env.as_deref().and_then(env))
-        .map(Secret::new)
-        .or_else(|| model_config.and_then(|m| m.api_key.clone()))
-        .filter(|k| !k.is_empty());
+        .map(|key| SourcedKey::new(key, "--api-key"))
+        .or_else(|| from_var("TALARIA_API_KEY"))
+        .or_else(|| {
+            credential_key().map(|key| SourcedKey::new(key, "the systemd credential model-api-key"))
+        })
+        .or_else(|| pool_vars(model_config).iter().find_map(|v| from_var(v)))
+        .or_else(|| provider.api_key_env.as_deref().and_then(from_var))
+        .or_else(|| {
+            model_config
+                .and_then(|m| m.api_key.clone())
+                .map(|secret| SourcedKey {
+                    secret,
+                    source: in_config("model.api_key"),
+                })
+        })
+        .filter(|k| !k.secret.is_empty());
     if api_key.is_none() && provider.key_required {
         let var = provider.api_key_env.as_deref().unwrap_or("TALARIA_API_KEY");
         bail!(
@@ -155,14 +182,13 @@ pub fn resolve(
             provider.name
         );
     }
-    let extra_keys: Vec<Secret> = pool_vars(model_config)
+    let extra_keys: Vec<SourcedKey> = pool_vars(model_config)
         .iter()
-        .filter_map(|v| env(v))
-        .map(Secret::new)
+        .filter_map(|v| from_var(v))
         .filter(|k| {
             api_key
                 .as_ref()
-                .is_some_and(|first| first.expose() != k.expose())
+                .is_some_and(|first| first.secret.expose() != k.secret.expose())
         })
         .collect();
     let fallbacks = config
@@ -225,10 +251,9 @@ fn resolve_fallback(
         Some(envs) => envs.names(),
         None => provider.api_key_env.iter().cloned().collect(),
     };
-    let keys: Vec<Secret> = vars
+    let keys: Vec<SourcedKey> = vars
         .iter()
-        .filter_map(|v| env(v))
-        .map(Secret::new)
+        .filter_map(|v| env(v).map(|key| SourcedKey::new(key, v.as_str())))
         .collect();
     if keys.is_empty() && provider.key_required {
         bail!(
@@ -264,7 +289,7 @@ fn credential_key() -> Option<String> {
 /// # Errors
 /// When the HTTP client cannot be built.
 pub fn provider(endpoint: &Endpoint, config: &Config) -> anyhow::Result<Arc<dyn ChatProvider>> {
-    let mut keys: Vec<Option<Secret>> = vec![endpoint.api_key.clone()];
+    let mut keys: Vec<Option<SourcedKey>> = vec![endpoint.api_key.clone()];
     keys.extend(endpoint.extra_keys.iter().cloned().map(Some));
     let primary = Route {
         provider: endpoint.provider.name.clone(),
@@ -278,7 +303,7 @@ pub fn provider(endpoint: &Endpoint, config: &Config) -> anyhow::Result<Arc<dyn 
         .fallbacks
         .iter()
         .map(|f| {
-            let keys: Vec<Option<Secret>> = if f.keys.is_empty() {
+            let keys: Vec<Option<SourcedKey>> = if f.keys.is_empty() {
                 vec![None]
             } else {
                 f.keys.iter().cloned().map(Some).collect()
@@ -313,12 +338,17 @@ pub fn provider(endpoint: &Endpoint, config: &Config) -> anyhow::Result<Arc<dyn 
 pub fn client(
     provider: &Provider,
     base_url: &str,
-    api_key: Option<Secret>,
+    api_key: Option<SourcedKey>,
     config: &Config,
 ) -> anyhow::Result<Arc<dyn ChatProvider>> {
+    let (api_key, api_key_source) = match api_key {
+        Some(key) => (Some(key.secret), Some(key.source)),
+        None => (None, None),
+    };
     let endpoint_config = EndpointConfig {
         base_url: base_url.to_owned(),
         api_key,
+        api_key_source,
         connect_timeout: Duration::from_secs(config.model.connect_timeout_secs),
         read_timeout: Duration::from_secs(config.model.read_timeout_secs),
         retry: RetryPolicy::none(),

@@ -51,6 +51,7 @@ pub struct Anthropic {
     base_url: String,
     shown_url: String,
     api_key: Option<Secret>,
+    key_source: Option<String>,
     retry: RetryPolicy,
     default_max_tokens: u32,
     /// `max_tokens` by model, from the catalogue.
@@ -85,6 +86,7 @@ impl Anthropic {
             base_url: strip(base_url),
             shown_url: strip(shown_url),
             api_key: config.api_key.filter(|k| !k.is_empty()),
+            key_source: config.api_key_source,
             retry: config.retry,
             default_max_tokens: FALLBACK_MAX_TOKENS,
             model_max_tokens: BTreeMap::new(),
@@ -123,6 +125,7 @@ impl Anthropic {
             policy: &self.retry,
             endpoint: &self.shown_url,
             api_key: self.api_key.as_ref(),
+            key_source: self.key_source.as_deref(),
         }
     }
 

@@ -36,10 +36,17 @@ impl std::fmt::Display for TimeoutPhase {
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
     #[error(
-        "the model endpoint rejected the API key ({}): {message}; check --api-key / TALARIA_API_KEY",
-        status_label(*status)
+        "the model endpoint rejected the API key ({}): {message}; check {}",
+        status_label(*status),
+        key_source.as_deref().unwrap_or("--api-key / TALARIA_API_KEY")
     )]
-    Auth { status: u16, message: String },
+    Auth {
+        status: u16,
+        message: String,
+        /// Where the rejected key came from (`ANTHROPIC_API_KEY`, `--api-key`, …), when the
+        /// client knows.
+        key_source: Option<String>,
+    },
 
     #[error("the model endpoint does not serve model {model:?}: {message}; check --model")]
     ModelNotFound { model: String, message: String },
@@ -113,6 +120,20 @@ impl LlmError {
         }
     }
 
+    /// This error naming `source` as where its rejected key came from.
+    pub(crate) fn with_key_source(self, source: Option<&str>) -> LlmError {
+        match self {
+            LlmError::Auth {
+                status, message, ..
+            } if source.is_some() => LlmError::Auth {
+                status,
+                message,
+                key_source: source.map(str::to_owned),
+            },
+            other => other,
+        }
+    }
+
     /// This error with every occurrence of `secret` in its text replaced by `[redacted]`: a
     /// server may echo the key it rejected, and errors end up in logs and on screens.
     pub(crate) fn redacted(self, secret: &str) -> LlmError {
@@ -122,9 +143,14 @@ impl LlmError {
         }
         let r = |text: String| text.replace(secret, "[redacted]");
         match self {
-            LlmError::Auth { status, message } => LlmError::Auth {
+            LlmError::Auth {
+                status,
+                message,
+                key_source,
+            } => LlmError::Auth {
                 status,
                 message: r(message),
+                key_source,
             },
             LlmError::ModelNotFound { model, message } => LlmError::ModelNotFound {
                 model,
@@ -288,7 +314,11 @@ pub(crate) fn classify_status(
         message: message.clone(),
     };
     match status {
-        401 | 403 => LlmError::Auth { status, message },
+        401 | 403 => LlmError::Auth {
+            status,
+            message,
+            key_source: None,
+        },
         404 if model.is_some() && is_about_a_model(body, &codes) => model_not_found(),
         404 => LlmError::NotFound {
             url: url.to_owned(),

@@ -25,6 +25,8 @@ pub struct EndpointConfig {
     pub base_url: String,
     /// Sent as `Authorization: Bearer <key>` when set.
     pub api_key: Option<Secret>,
+    /// Where the key came from (`--api-key`, a variable's name, …): named when it is rejected.
+    pub api_key_source: Option<String>,
     /// Longest wait for the TCP/TLS connection.
     pub connect_timeout: Duration,
     /// Longest wait for the next bytes of a response, including the first ones: a local model
@@ -40,6 +42,7 @@ impl EndpointConfig {
         Self {
             base_url: base_url.into(),
             api_key: None,
+            api_key_source: None,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
@@ -55,6 +58,7 @@ pub struct OpenAiCompatible {
     /// `base_url` with any password in it replaced, for messages and logs.
     shown_url: String,
     api_key: Option<Secret>,
+    key_source: Option<String>,
     retry: RetryPolicy,
 }
 
@@ -95,6 +99,7 @@ impl OpenAiCompatible {
             base_url,
             shown_url,
             api_key: config.api_key.filter(|k| !k.is_empty()),
+            key_source: config.api_key_source,
             retry: config.retry,
         })
     }
@@ -104,6 +109,7 @@ impl OpenAiCompatible {
             policy: &self.retry,
             endpoint: &self.shown_url,
             api_key: self.api_key.as_ref(),
+            key_source: self.key_source.as_deref(),
         }
     }
 

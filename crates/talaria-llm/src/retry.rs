@@ -92,12 +92,15 @@ pub(crate) struct Retrier<'a> {
     pub(crate) policy: &'a RetryPolicy,
     pub(crate) endpoint: &'a str,
     pub(crate) api_key: Option<&'a Secret>,
+    /// Where the key came from, named when the endpoint rejects it.
+    pub(crate) key_source: Option<&'a str>,
 }
 
 impl Retrier<'_> {
     /// `error` with the API key scrubbed from any server text it quotes. Every error leaves a
     /// client, and reaches a log line, through here.
     pub(crate) fn scrub(self, error: LlmError) -> LlmError {
+        let error = error.with_key_source(self.key_source);
         match self.api_key {
             Some(key) => error.redacted(key.expose()),
             None => error,

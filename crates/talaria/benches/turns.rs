@@ -47,11 +47,10 @@ async fn bench_turns(
     home.ensure().unwrap();
     let store = talaria_store::Store::open(&home.database()).await.unwrap();
     let provider = OpenAiCompatible::new(EndpointConfig {
-        base_url: server.base_url(),
-        api_key: None,
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(30),
         retry: RetryPolicy::default(),
+        ..EndpointConfig::new(server.base_url())
     })
     .unwrap();
     let executor =

@@ -151,3 +151,45 @@ async fn unknown_provider_or_model_is_refused_naming_the_key() {
     );
     assert!(env.server.requests().is_empty());
 }
+
+/// A rejected key's error names where that key came from — the provider's own variable for an
+/// Anthropic key, the flag when one was passed — and never the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_key_names_the_variable_it_came_from() {
+    let env = Env::new().await;
+    let anthropic = FakeAnthropicServer::start().await;
+    anthropic.require_api_key(KEY);
+    let base_url = anthropic.base_url();
+    let chat = |extra: &[&str]| {
+        let mut args = vec!["chat", "--provider", "anthropic", "--base-url", &base_url];
+        args.extend_from_slice(extra);
+        args.extend(["-q", "hi"]);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let args = chat(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env
+        .command(&args)
+        .env_remove("TALARIA_MODEL")
+        .env("ANTHROPIC_API_KEY", "sk-ant-wrong-0123456789")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("rejected the API key (401"), "{err}");
+    assert!(err.contains("check ANTHROPIC_API_KEY"), "{err}");
+    assert!(!err.contains("TALARIA_API_KEY"), "{err}");
+    assert!(!err.contains("sk-ant-wrong"), "{err}");
+
+    let args = chat(&["--api-key", "sk-ant-flag-0123456789"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env
+        .command(&args)
+        .env_remove("TALARIA_MODEL")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("check --api-key"), "{err}");
+}
