@@ -51,6 +51,53 @@ impl ExecutorService {
     }
 }
 
+/// Cancels a run when the connection that asked for it leaves the bus (the agent crashed or
+/// was restarted): nobody is waiting for its result, so it is killed now instead of running on
+/// to its time limit. Stops watching when dropped (the run ended).
+fn watch_caller(
+    connection: &Connection,
+    caller: zbus::names::OwnedUniqueName,
+    cancel: CancellationToken,
+) -> AbortOnDrop {
+    let connection = connection.clone();
+    AbortOnDrop(tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let gone = async {
+            let bus = fdo::DBusProxy::new(&connection).await?;
+            let mut changes = bus
+                .receive_name_owner_changed_with_args(&[(0, caller.as_str())])
+                .await?;
+            // Subscribed first, then asked: a caller that left in between is not missed.
+            let name = zbus::names::BusName::from(caller.as_ref());
+            if bus.name_has_owner(name).await? {
+                while let Some(change) = changes.next().await {
+                    if change.args().is_ok_and(|a| a.new_owner().is_none()) {
+                        break;
+                    }
+                }
+            }
+            Ok::<(), zbus::Error>(())
+        };
+        match gone.await {
+            Ok(()) => {
+                tracing::warn!(caller = %caller, "the caller left the bus mid-command; killing its run");
+                cancel.cancel();
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot watch the caller; the run keeps its time limit")
+            }
+        }
+    }))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Removes a run's cancellation token when the run ends, however it ends.
 struct RunEntry<'a> {
     runs: &'a Mutex<HashMap<String, CancellationToken>>,
@@ -115,6 +162,9 @@ impl ExecutorService {
         if let (Some(id), Ok(mut runs)) = (run_id, self.runs.lock()) {
             runs.insert(id, cancel.clone());
         }
+        let _watch = header
+            .sender()
+            .map(|caller| watch_caller(connection, caller.to_owned().into(), cancel.clone()));
         let outcome = self
             .tools
             .run(&origin, command, &cancel)

@@ -6,6 +6,10 @@
 //! the command never started and may be tried again; the executor went away after taking the
 //! call (it crashed or was restarted mid-command) → [`ExecError::Lost`], the command may have
 //! partly run and must not be repeated blindly.
+//!
+//! So every call here is sent again, with a growing pause, while the executor is unavailable
+//! (for at most [`UNAVAILABLE_PATIENCE`]: it is being restarted or activated), and never after
+//! it took the call: a lost command reaches the model as "interrupted, did not complete".
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +25,53 @@ use crate::{ExecutorProxy, VariantDict};
 
 /// Output bytes read back from the executor per stream, at most.
 const MAX_OUTPUT_BYTES: u64 = 64 << 20;
+
+/// How long a call keeps being sent to an executor that is not there.
+pub const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Pauses between attempts to reach an unavailable executor.
+struct Patience {
+    deadline: tokio::time::Instant,
+    pause: Duration,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Self {
+            deadline: tokio::time::Instant::now() + UNAVAILABLE_PATIENCE,
+            pause: Duration::from_millis(100),
+        }
+    }
+
+    /// Whether to try `result`'s call again: only when the executor was unavailable (the call
+    /// was never delivered) and patience lasts; waits the pause first. A cancellation while
+    /// waiting ends the wait with [`ExecError::Cancelled`].
+    async fn again<T>(
+        &mut self,
+        result: &Result<T, ExecError>,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<bool, ExecError> {
+        let Err(ExecError::Unavailable { program, message }) = result else {
+            return Ok(false);
+        };
+        if tokio::time::Instant::now() + self.pause > self.deadline {
+            return Ok(false);
+        }
+        tracing::warn!(%program, %message, pause_ms = self.pause.as_millis() as u64, "the executor is not reachable; the call did not start and is sent again");
+        let sleep = tokio::time::sleep(self.pause);
+        self.pause = (self.pause * 2).min(Duration::from_secs(2));
+        match cancel {
+            Some(cancel) => tokio::select! {
+                () = sleep => Ok(true),
+                () = cancel.cancelled() => Err(ExecError::Cancelled),
+            },
+            None => {
+                sleep.await;
+                Ok(true)
+            }
+        }
+    }
+}
 
 /// [`ToolExecutor`] over `org.talaria.Executor1`.
 #[derive(Debug, Clone)]
@@ -106,17 +157,23 @@ impl ToolExecutor for ExecutorClient {
         };
         let stdin = crate::fd::memory_file("stdin", spec.stdin.as_deref().unwrap_or(&[]))
             .map_err(|e| failed(format!("cannot pass stdin to the executor: {e}")))?;
-        let call = self.executor.run(&request, (&stdin).into());
-        let outcome = tokio::select! {
-            outcome = call => outcome,
-            () = cancel.cancelled() => {
-                if let Err(e) = self.executor.cancel(&run_id).await {
-                    tracing::warn!(error = %e, %run_id, "could not cancel the command in the executor");
+        let mut patience = Patience::new();
+        let outcome = loop {
+            let call = self.executor.run(&request, (&stdin).into());
+            let outcome = tokio::select! {
+                outcome = call => outcome,
+                () = cancel.cancelled() => {
+                    if let Err(e) = self.executor.cancel(&run_id).await {
+                        tracing::warn!(error = %e, %run_id, "could not cancel the command in the executor");
+                    }
+                    return Err(ExecError::Cancelled);
                 }
-                return Err(ExecError::Cancelled);
             }
-        }
-        .map_err(|e| exec_error(&spec.program, &spec.cwd, &e))?;
+            .map_err(|e| exec_error(&spec.program, &spec.cwd, &e));
+            if !patience.again(&outcome, Some(cancel)).await? {
+                break outcome?;
+            }
+        };
         let text = |fd| -> Result<String, ExecError> {
             let bytes = crate::fd::read_all(fd, MAX_OUTPUT_BYTES)
                 .map_err(|e| failed(format!("cannot read the command's output: {e}")))?;
@@ -152,11 +209,17 @@ impl ToolExecutor for ExecutorClient {
             program: "write_file".into(),
             message: format!("cannot pass the file to the executor: {e}"),
         })?;
-        tokio::select! {
-            result = self.executor.write_file(&request, (&fd).into()) => {
-                result.map_err(|e| exec_error("write_file", &origin.workspace, &e))
+        let mut patience = Patience::new();
+        loop {
+            let result = tokio::select! {
+                result = self.executor.write_file(&request, (&fd).into()) => {
+                    result.map_err(|e| exec_error("write_file", &origin.workspace, &e))
+                }
+                () = cancel.cancelled() => Err(ExecError::Cancelled),
+            };
+            if !patience.again(&result, Some(cancel)).await? {
+                return result;
             }
-            () = cancel.cancelled() => Err(ExecError::Cancelled),
         }
     }
 
@@ -166,10 +229,17 @@ impl ToolExecutor for ExecutorClient {
         spec: CommandSpec,
     ) -> Result<String, ExecError> {
         let request = wire::encode_command(origin, &spec).map_err(|e| unsendable(&e))?;
-        self.executor
-            .start_background(&request)
-            .await
-            .map_err(|e| exec_error(&spec.program, &spec.cwd, &e))
+        let mut patience = Patience::new();
+        loop {
+            let result = self
+                .executor
+                .start_background(&request)
+                .await
+                .map_err(|e| exec_error(&spec.program, &spec.cwd, &e));
+            if !patience.again(&result, None).await? {
+                return result;
+            }
+        }
     }
 
     async fn process(
@@ -200,10 +270,17 @@ impl ToolExecutor for ExecutorClient {
             }
         };
         put.map_err(|e| unsendable(&e))?;
-        self.executor
-            .process(origin.session.as_str(), name, &args)
-            .await
-            .map_err(|e| exec_error("process", &origin.workspace, &e))
+        let mut patience = Patience::new();
+        loop {
+            let result = self
+                .executor
+                .process(origin.session.as_str(), name, &args)
+                .await
+                .map_err(|e| exec_error("process", &origin.workspace, &e));
+            if !patience.again(&result, None).await? {
+                return result;
+            }
+        }
     }
 
     fn end_session(&self, session: &SessionId) {

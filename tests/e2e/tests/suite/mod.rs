@@ -1,6 +1,7 @@
 mod agent_executor;
 mod chaos;
 mod damage;
+mod executor_restarts;
 mod fixture;
 mod people;
 mod protocol;
