@@ -165,11 +165,10 @@ async fn read_turns(runs: usize) {
     });
     let store = talaria_store::Store::open(&home.database()).await.unwrap();
     let provider = OpenAiCompatible::new(EndpointConfig {
-        base_url: server.base_url(),
-        api_key: None,
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(30),
         retry: RetryPolicy::default(),
+        ..EndpointConfig::new(server.base_url())
     })
     .unwrap();
     let agent = Agent::new(
