@@ -12,8 +12,8 @@ use talaria_testkit::{FakeModelServer, Reply};
 use zbus::OwnedVariant;
 
 use super::fixture::{
-    Bus, Daemon, ExecutorPolicy, answer, bin, collect, has_owner, options, run_turn, s, scratch,
-    wait_for_name,
+    Bus, Daemon, ExecutorPolicy, answer, bin, collect, has_owner, options, person_file, run_turn,
+    s, scratch, wait_for_name,
 };
 
 const TURN: Duration = Duration::from_secs(60);
@@ -187,7 +187,9 @@ async fn an_agent_killed_mid_turn_resumes_the_request_once_and_answers_it() {
     let events = collect(&mut stream, &turn, TURN).await.unwrap();
     assert_eq!(answer(&events), "resumed answer");
 
-    let runs = std::fs::read_to_string(dir.path().join("home-workspace/runs.txt"))
+    let runs_file = person_file(&dir.path().join("home-workspace"), "runs.txt")
+        .unwrap_or_else(|| panic!("no runs.txt; the tool said {}", tool_result_of(&model, 1)));
+    let runs = std::fs::read_to_string(runs_file)
         .unwrap_or_else(|e| panic!("runs.txt: {e}; the tool said {}", tool_result_of(&model, 1)));
     assert_eq!(runs, "ran\n", "the tool ran more or less than once");
     let last = model.chat_requests().last().unwrap().body.clone();
@@ -390,7 +392,7 @@ async fn a_prompt_rule_over_the_bus_is_refused_saying_how_to_get_approval() {
     ] {
         assert!(result.contains(part), "{part:?} missing from: {result}");
     }
-    assert!(!dir.path().join("home-workspace/asked.txt").exists());
+    assert!(person_file(&dir.path().join("home-workspace"), "asked.txt").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]

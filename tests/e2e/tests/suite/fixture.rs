@@ -283,3 +283,23 @@ pub fn answer(events: &Events) -> String {
         other => panic!("the turn did not finish with done: {other:?} (all: {events:?})"),
     }
 }
+
+/// The one `name` in a person's workspace under a bus workspace (`<workspace>/<uid>/<user>/`),
+/// whoever the person is (a gateway key id, the default user); `None` when there is none.
+pub fn person_file(workspace: &Path, name: &str) -> Option<PathBuf> {
+    let mut found = Vec::new();
+    for uid in std::fs::read_dir(workspace).into_iter().flatten().flatten() {
+        for person in std::fs::read_dir(uid.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let candidate = person.path().join(name);
+            if candidate.exists() {
+                found.push(candidate);
+            }
+        }
+    }
+    assert!(found.len() <= 1, "{name} in several workspaces: {found:?}");
+    found.pop()
+}

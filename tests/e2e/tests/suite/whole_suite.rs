@@ -13,8 +13,8 @@ use talaria_bus::{SchedulerProxy, names, paths};
 use talaria_testkit::{FakeModelServer, Reply};
 
 use super::fixture::{
-    Bus, Daemon, ExecutorPolicy, KEY, bin, completion, free_port, http, options, s, scratch,
-    wait_for_name,
+    Bus, Daemon, ExecutorPolicy, KEY, bin, completion, free_port, http, options, person_file, s,
+    scratch, wait_for_name,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -101,7 +101,8 @@ async fn the_four_units_answer_through_the_gateway_and_survive_an_agent_crash() 
     );
     assert!(headers.contains("x-talaria-session: api:"), "{headers}");
     assert_eq!(
-        std::fs::read_to_string(workspace.join("answer.txt")).unwrap(),
+        std::fs::read_to_string(person_file(&workspace, "answer.txt").expect("answer.txt"))
+            .unwrap(),
         "sandboxed-42\n"
     );
     wait_for_name(&client, names::EXECUTOR, true, LONG).await;
@@ -146,7 +147,7 @@ async fn the_four_units_answer_through_the_gateway_and_survive_an_agent_crash() 
         "answered after the crash"
     );
     assert_eq!(
-        std::fs::read_to_string(workspace.join("runs.txt")).unwrap(),
+        std::fs::read_to_string(person_file(&workspace, "runs.txt").expect("runs.txt")).unwrap(),
         "run\n"
     );
 
