@@ -248,10 +248,12 @@ fn supervise_inner(
         }
         if flooded && (stdout.is_some() || stderr.is_some()) {
             // A flood: stop reading (it would go on until the timeout) and kill the command;
-            // the caller reports "output limit exceeded" from the dropped count.
+            // the caller reports "output limit exceeded" from the dropped count. Killed before
+            // the pipes close: closed first, the command could see EPIPE and exit by itself
+            // (status 0 under load) before the kill lands, and the flood would look finished.
+            kill_rest();
             stdout = None;
             stderr = None;
-            kill_rest();
             if exit.is_none() {
                 exit = sys::waitpid(pid, true)?;
             }
