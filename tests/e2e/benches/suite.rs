@@ -4,6 +4,9 @@
 //! call per turn and, as the baseline in the same run, with none. RSS again after the turns.
 //!
 //! `cargo bench -p talaria-e2e --bench suite` (builds the four daemons in release first).
+//! `TALARIA_BENCH_SOAK=10000` runs the soak instead: that many turns, sampled every tenth,
+//! printing the suite's RSS, server CPU per turn and latency per window (flat after warm-up is
+//! the goal).
 
 #![expect(
     clippy::expect_used,
@@ -170,6 +173,58 @@ async fn turns(port: u16, total: usize, concurrency: usize) -> (f64, Duration, D
     )
 }
 
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    Duration::from_secs_f64((field(11) + field(12)) / ticks)
+}
+
+/// The soak (issue 12 §5): `total` turns, one sandboxed tool call each, sampled every
+/// `every`: the suite's RSS and the server CPU per turn in each window, and the window's p50.
+async fn soak(port: u16, total: usize, every: usize, procs: &[(&str, u32)]) {
+    println!("soak: {total} turns, one sandboxed tool call each, sampled every {every}:");
+    println!(
+        "  {:>7} {:>11} {:>16} {:>10} {:>10}",
+        "turns", "suite MiB", "server CPU/turn", "p50 ms", "turns/s"
+    );
+    let cpu = |procs: &[(&str, u32)]| {
+        procs
+            .iter()
+            .map(|(_, pid)| cpu_time(*pid))
+            .sum::<Duration>()
+    };
+    let mut done = 0;
+    while done < total {
+        let window = every.min(total - done);
+        let before = cpu(procs);
+        let (rate, p50, _) = turns(port, window, 1).await;
+        let used = cpu(procs).saturating_sub(before);
+        done += window;
+        let rss: u64 = procs.iter().map(|(_, pid)| rss_kib(*pid)).sum();
+        println!(
+            "  {done:>7} {:>11.1} {:>13.2} ms {:>10.2} {:>10.1}",
+            rss as f64 / 1024.0,
+            used.as_secs_f64() * 1e3 / window as f64,
+            p50.as_secs_f64() * 1e3,
+            rate
+        );
+    }
+}
+
 fn print_rss(label: &str, procs: &[(&str, u32)]) {
     let mut total = 0;
     for (name, pid) in procs {
@@ -255,6 +310,16 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!("idle RSS (after start, before any turn):");
     print_rss("idle", &procs);
+
+    // TALARIA_BENCH_SOAK=10000: the soak instead of the throughput rows.
+    if let Some(total) = std::env::var("TALARIA_BENCH_SOAK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        soak(port, total, (total / 10).max(1), &procs).await;
+        print_rss("after soak", &procs);
+        return;
+    }
 
     println!("turns through the gateway (zero-latency model, fresh session per turn):");
     for (tool, label) in [
