@@ -292,6 +292,11 @@ async fn main() {
             &listen,
             "--state-dir",
             &s(&dir.path().join("gateway")),
+            // The bench is one key hammering the gateway: no per-key limits.
+            "--key-requests-per-minute",
+            "0",
+            "--key-concurrent-turns",
+            "0",
         ],
         &address,
     );
