@@ -11,17 +11,11 @@ use talaria_testkit::{FakeModelServer, Reply};
 use zbus::OwnedVariant;
 
 use super::fixture::{
-    Bus, Daemon, ExecutorPolicy, answer, options, run_turn, s, scratch, wait_for_name,
+    Bus, Daemon, ExecutorPolicy, agentd, answer, last_tool_result, options, run_turn, s, scratch,
+    terminal, wait_for_name,
 };
 
 const TURN: Duration = Duration::from_secs(90);
-
-fn terminal(command: &str) -> Reply {
-    Reply::tool_call(
-        "terminal",
-        serde_json::json!({ "command": command }).to_string(),
-    )
-}
 
 fn running(pattern: &str) -> bool {
     std::process::Command::new("pgrep")
@@ -39,23 +33,6 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn agentd(bus: &Bus, home: &Path, workspace: &Path, model: &FakeModelServer) -> Daemon {
-    Daemon::spawn(
-        "talaria-agentd",
-        &[
-            "--home",
-            home.to_str().unwrap(),
-            "--workspace",
-            workspace.to_str().unwrap(),
-            "--base-url",
-            &model.base_url(),
-            "--model",
-            "fake-model",
-        ],
-        bus,
-    )
-}
-
 fn turn_options(request_id: &str) -> talaria_bus::VariantDict {
     options(&[
         ("create", OwnedVariant::from(true)),
@@ -69,14 +46,6 @@ fn person_dir(workspace: &Path) -> PathBuf {
     // SAFETY: getuid(2) cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
     workspace.join(uid.to_string()).join("default")
-}
-
-fn last_tool_result(model: &FakeModelServer) -> String {
-    let request = model.chat_requests().pop().unwrap();
-    request.last_message().unwrap()["content"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,7 +119,7 @@ async fn an_executor_dying_mid_command_is_reported_and_not_repeated() {
         &["--home", home.to_str().unwrap()],
         &bus,
     );
-    let _agentd = agentd(&bus, &home, &workspace, &model);
+    let _agentd = agentd(&bus, &home, &workspace, &model.base_url(), &[]);
     let client = bus.connect().await;
     wait_for_name(&client, names::EXECUTOR, true, TURN).await;
     wait_for_name(&client, names::AGENT, true, TURN).await;
@@ -187,7 +156,7 @@ async fn a_command_waits_for_an_executor_being_restarted_and_runs_once() {
     let model = FakeModelServer::start().await;
     let home = dir.path().join("home");
     let workspace = dir.path().join("workspace");
-    let _agentd = agentd(&bus, &home, &workspace, &model);
+    let _agentd = agentd(&bus, &home, &workspace, &model.base_url(), &[]);
     let client = bus.connect().await;
     wait_for_name(&client, names::AGENT, true, TURN).await;
     let agent = AgentProxy::new(&client).await.unwrap();

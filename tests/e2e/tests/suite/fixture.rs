@@ -303,3 +303,37 @@ pub fn person_file(workspace: &Path, name: &str) -> Option<PathBuf> {
     assert!(found.len() <= 1, "{name} in several workspaces: {found:?}");
     found.pop()
 }
+
+/// `talaria-agentd` on `bus` with its home, bus workspace and the fake model at `model_url`
+/// (model `fake-model`), plus `extra` arguments.
+pub fn agentd(bus: &Bus, home: &Path, workspace: &Path, model_url: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "--home",
+        home.to_str().expect("utf-8 home"),
+        "--workspace",
+        workspace.to_str().expect("utf-8 workspace"),
+        "--base-url",
+        model_url,
+        "--model",
+        "fake-model",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::spawn("talaria-agentd", &args, bus)
+}
+
+/// The model asks for a `terminal` call of `command`.
+pub fn terminal(command: &str) -> talaria_testkit::Reply {
+    talaria_testkit::Reply::tool_call(
+        "terminal",
+        serde_json::json!({ "command": command }).to_string(),
+    )
+}
+
+/// The tool result the model saw last (the message after its tool call).
+pub fn last_tool_result(model: &talaria_testkit::FakeModelServer) -> String {
+    let request = model.chat_requests().pop().expect("a model request");
+    request.last_message().expect("a message")["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}

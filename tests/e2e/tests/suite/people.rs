@@ -11,7 +11,7 @@ use talaria_testkit::{FakeModelServer, Reply};
 use zbus::OwnedVariant;
 
 use super::fixture::{
-    Bus, Daemon, ExecutorPolicy, answer, options, run_turn, s, scratch, wait_for_name,
+    Bus, ExecutorPolicy, agentd, answer, options, run_turn, s, scratch, wait_for_name,
 };
 
 const TURN: Duration = Duration::from_secs(60);
@@ -62,20 +62,7 @@ async fn two_people_on_one_caller_see_only_their_own_memory_and_sessions() {
     seed_user_memory(&home, "key-alice", "Alice takes her tea without sugar");
     seed_user_memory(&home, "key-bob", "Bob drinks espresso at noon");
     let workspace = dir.path().join("workspace");
-    let _agent = Daemon::spawn(
-        "talaria-agentd",
-        &[
-            "--home",
-            home.to_str().unwrap(),
-            "--workspace",
-            workspace.to_str().unwrap(),
-            "--base-url",
-            &model.base_url(),
-            "--model",
-            "fake-model",
-        ],
-        &bus,
-    );
+    let _agent = agentd(&bus, &home, &workspace, &model.base_url(), &[]);
     let client = bus.connect().await;
     wait_for_name(&client, names::AGENT, true, TURN).await;
     let agent = AgentProxy::new(&client).await.unwrap();

@@ -12,7 +12,7 @@ use talaria_bus::names;
 use talaria_testkit::{FakeModelServer, Reply};
 
 use super::fixture::{
-    Bus, Daemon, ExecutorPolicy, KEY, bin, free_port, http, http_as, scratch, wait_for_name,
+    Bus, Daemon, ExecutorPolicy, KEY, agentd, bin, free_port, http, http_as, scratch, wait_for_name,
 };
 
 /// A second API key, not the owner's.
@@ -72,20 +72,7 @@ async fn start_with_keys(config: &str, keys: &str) -> Units {
     std::fs::write(home.join("config.toml"), config).unwrap();
     let home_arg = home.to_str().unwrap();
     let executord = Daemon::spawn("talaria-executord", &["--home", home_arg], &bus);
-    let agentd = Daemon::spawn(
-        "talaria-agentd",
-        &[
-            "--home",
-            home_arg,
-            "--workspace",
-            workspace.to_str().unwrap(),
-            "--base-url",
-            &model.base_url(),
-            "--model",
-            "fake-model",
-        ],
-        &bus,
-    );
+    let agentd = agentd(&bus, &home, &workspace, &model.base_url(), &[]);
     let client = bus.connect().await;
     wait_for_name(&client, names::AGENT, true, TURN).await;
     let port = free_port();

@@ -14,8 +14,8 @@ use talaria_testkit::{FakeModelServer, Reply};
 use zbus::OwnedVariant;
 
 use super::fixture::{
-    Bus, Daemon, ExecutorPolicy, KEY, answer, bin, completion, free_port, http, options, run_turn,
-    s, scratch, wait_for_name,
+    Bus, Daemon, ExecutorPolicy, KEY, agentd, answer, bin, completion, free_port, http,
+    last_tool_result, options, run_turn, s, scratch, terminal, wait_for_name,
 };
 
 const TURN: Duration = Duration::from_secs(90);
@@ -59,22 +59,6 @@ fn gateway(port: u16, bus: &Bus, state: &Path) -> Child {
         .unwrap()
 }
 
-fn terminal(command: &str) -> Reply {
-    Reply::tool_call(
-        "terminal",
-        serde_json::json!({ "command": command }).to_string(),
-    )
-}
-
-/// The tool result the model saw last (the message after its tool call).
-fn last_tool_result(model: &FakeModelServer) -> String {
-    let request = model.chat_requests().pop().unwrap();
-    request.last_message().unwrap()["content"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_holder_runs_narrowed_and_a_missing_surface_is_the_narrowest() {
     let dir = scratch();
@@ -88,20 +72,7 @@ async fn a_key_holder_runs_narrowed_and_a_missing_surface_is_the_narrowest() {
     wide_policy(&home, &outside);
     let home_arg = home.to_str().unwrap();
     let _executord = Daemon::spawn("talaria-executord", &["--home", home_arg], &bus);
-    let _agentd = Daemon::spawn(
-        "talaria-agentd",
-        &[
-            "--home",
-            home_arg,
-            "--workspace",
-            workspace.to_str().unwrap(),
-            "--base-url",
-            &model.base_url(),
-            "--model",
-            "fake-model",
-        ],
-        &bus,
-    );
+    let _agentd = agentd(&bus, &home, &workspace, &model.base_url(), &[]);
     let client = bus.connect().await;
     wait_for_name(&client, names::EXECUTOR, true, TURN).await;
     wait_for_name(&client, names::AGENT, true, TURN).await;

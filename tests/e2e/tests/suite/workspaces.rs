@@ -13,7 +13,8 @@ use talaria_testkit::{FakeModelServer, Reply};
 use zbus::OwnedVariant;
 
 use super::fixture::{
-    Bus, Daemon, ExecutorPolicy, answer, bin, options, run_turn, s, scratch, wait_for_name,
+    Bus, Daemon, ExecutorPolicy, agentd, answer, bin, last_tool_result, options, run_turn, s,
+    scratch, terminal, wait_for_name,
 };
 
 const TURN: Duration = Duration::from_secs(90);
@@ -24,13 +25,6 @@ fn own_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-fn terminal(command: &str) -> Reply {
-    Reply::tool_call(
-        "terminal",
-        serde_json::json!({ "command": command }).to_string(),
-    )
-}
-
 fn as_person(user: &str, request_id: &str) -> talaria_bus::VariantDict {
     options(&[
         ("create", OwnedVariant::from(true)),
@@ -38,15 +32,6 @@ fn as_person(user: &str, request_id: &str) -> talaria_bus::VariantDict {
         ("surface", s("allowlisted_user")),
         ("request_id", s(request_id)),
     ])
-}
-
-/// The tool result the model saw last.
-fn last_tool_result(model: &FakeModelServer) -> String {
-    let request = model.chat_requests().pop().unwrap();
-    request.last_message().unwrap()["content"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn last_prompt(model: &FakeModelServer) -> String {
@@ -77,20 +62,7 @@ async fn each_person_has_a_workspace_and_planted_context_waits_for_the_owner() {
     let workspace = dir.path().join("workspace");
     let home_arg = home.to_str().unwrap();
     let _executord = Daemon::spawn("talaria-executord", &["--home", home_arg], &bus);
-    let _agentd = Daemon::spawn(
-        "talaria-agentd",
-        &[
-            "--home",
-            home_arg,
-            "--workspace",
-            workspace.to_str().unwrap(),
-            "--base-url",
-            &model.base_url(),
-            "--model",
-            "fake-model",
-        ],
-        &bus,
-    );
+    let _agentd = agentd(&bus, &home, &workspace, &model.base_url(), &[]);
     let client = bus.connect().await;
     wait_for_name(&client, names::EXECUTOR, true, TURN).await;
     wait_for_name(&client, names::AGENT, true, TURN).await;
@@ -215,22 +187,6 @@ async fn only_a_deputy_runs_a_turn_on_behalf_of_another_uid() {
     let home = dir.path().join("home");
     let workspace = dir.path().join("workspace");
     let home_arg = home.to_str().unwrap();
-    let agent_args = |deputy: Option<&'static str>| {
-        let mut args = vec![
-            "--home".to_owned(),
-            home_arg.to_owned(),
-            "--workspace".to_owned(),
-            workspace.to_str().unwrap().to_owned(),
-            "--base-url".to_owned(),
-            model.base_url(),
-            "--model".to_owned(),
-            "fake-model".to_owned(),
-        ];
-        if let Some(user) = deputy {
-            args.extend(["--deputy-user".to_owned(), user.to_owned()]);
-        }
-        args
-    };
     let _executord = Daemon::spawn("talaria-executord", &["--home", home_arg], &bus);
     let client = bus.connect().await;
     let job_options = |request_id: &str| {
@@ -244,9 +200,7 @@ async fn only_a_deputy_runs_a_turn_on_behalf_of_another_uid() {
 
     // Not a deputy: refused, nothing created for uid 4242.
     {
-        let args = agent_args(None);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut agentd = Daemon::spawn("talaria-agentd", &args, &bus);
+        let mut agentd = agentd(&bus, &home, &workspace, &model.base_url(), &[]);
         wait_for_name(&client, names::AGENT, true, TURN).await;
         let agent = AgentProxy::new(&client).await.unwrap();
         let err = agent
@@ -263,9 +217,13 @@ async fn only_a_deputy_runs_a_turn_on_behalf_of_another_uid() {
     }
 
     // The scheduler's user: the job's turn works in uid 4242's workspace.
-    let args = agent_args(Some("root"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _agentd = Daemon::spawn("talaria-agentd", &args, &bus);
+    let _agentd = agentd(
+        &bus,
+        &home,
+        &workspace,
+        &model.base_url(),
+        &["--deputy-user", "root"],
+    );
     wait_for_name(&client, names::AGENT, true, TURN).await;
     let agent = AgentProxy::new(&client).await.unwrap();
     model.push(terminal("pwd"));
