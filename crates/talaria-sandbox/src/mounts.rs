@@ -216,6 +216,7 @@ impl ProtectionPlan {
         let root_fd = open_path(None, c"/").map_err(walk_err(Path::new("/")))?;
         let mut stack: Vec<(PathBuf, OwnedFd)> = vec![(PathBuf::from("/"), root_fd)];
         let mut symlinks = 0;
+        let mut races = 0;
         while let Some(name) = queue.pop_front() {
             if name == ".." {
                 if stack.len() > 1 {
@@ -233,7 +234,20 @@ impl ProtectionPlan {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     if parent_writable {
-                        self.create_placeholder(parent_fd.as_fd(), &c_name, path)?;
+                        match self.create_placeholder(parent_fd.as_fd(), &c_name, path) {
+                            // Another command in the same workspace created it (its own
+                            // placeholder, or the real thing) between our look and our mkdir:
+                            // walk it again as found. Bounded, like symlinks.
+                            Err(MountError::Placeholder { source, .. })
+                                if source.raw_os_error() == Some(libc::EEXIST)
+                                    && races < MAX_SYMLINKS =>
+                            {
+                                races += 1;
+                                queue.push_front(name);
+                                continue;
+                            }
+                            other => other?,
+                        }
                     }
                     return Ok(());
                 }
