@@ -233,7 +233,12 @@ impl ProtectionPlan {
             let fd = match open_path(Some(parent_fd.as_fd()), &c_name) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    if parent_writable {
+                    // Under a placeholder of this plan nothing is needed: the placeholder is
+                    // bound read-only, so nothing can be created in it (and a non-root caller
+                    // could not make a directory in its 0555 anyway).
+                    let under_placeholder =
+                        self.placeholders.iter().any(|p| p.path == *parent_path);
+                    if parent_writable && !under_placeholder {
                         match self.create_placeholder(parent_fd.as_fd(), &c_name, path) {
                             // Another command in the same workspace created it (its own
                             // placeholder, or the real thing) between our look and our mkdir:

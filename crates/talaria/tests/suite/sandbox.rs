@@ -628,3 +628,51 @@ async fn sandbox_run_on_an_oci_profile_uses_a_container() {
     );
     assert!(!rootfs.path().join("bin/evil").exists());
 }
+
+/// A non-root user in a directory with no `.git`: workspace-write protects the missing
+/// `.git/hooks` and `.git/config` with one read-only placeholder and the command runs (it
+/// used to be refused: the second placeholder was to be made inside the first, mode 0555).
+#[test]
+fn a_non_root_user_runs_workspace_write_in_a_fresh_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("talaria-nobody-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_talaria"))
+        .args(["sandbox", "run", "--policy", "workspace-write", "--"])
+        .args([
+            "sh",
+            "-c",
+            "echo hi > mine.txt && id -u && mkdir -p .git/hooks",
+        ])
+        .current_dir(&work)
+        .env("HOME", dir.path())
+        .env("TALARIA_HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "65534\n",
+        "not run as the user: {stderr}"
+    );
+    assert!(
+        stderr.contains(".git"),
+        "creating .git/hooks was allowed: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("mine.txt")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        !work.join(".git").exists(),
+        "the placeholder was left behind"
+    );
+}
